@@ -1,0 +1,263 @@
+"""Checking that a request comes from the assistant: one verifier per method of its
+"Edit authentication" dialog, chosen per webhook (`WEBHOOK_AUTH`, `PREMESSAGE_AUTH`, ...).
+
+Every verifier runs before the body is read, compares secrets in constant time, and refuses with a
+401 JSON error that never repeats what the caller sent. `build_verifier` is the only entry point.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import threading
+import time
+import urllib.request
+from typing import Any, Protocol
+
+import jwt
+from flask import Request
+
+from .envelope import WebhookError
+from .settings import AuthSettings
+
+log = logging.getLogger(__name__)
+REALM = "watsonx-webhooks"
+
+
+class Verifier(Protocol):
+    def verify(self, request: Request) -> None:
+        """Return if the request is authentic; raise WebhookError(401) otherwise."""
+
+
+def _same(given: str, expected: str | None) -> bool:
+    return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _refuse(detail: str, challenge: str | None = None) -> WebhookError:
+    headers = {"WWW-Authenticate": challenge} if challenge else None
+    return WebhookError(401, "unauthorized", detail, headers)
+
+
+class NoAuth:
+    def verify(self, request: Request) -> None:
+        return None
+
+
+class BasicAuth:
+    challenge = f'Basic realm="{REALM}", charset="UTF-8"'
+
+    def __init__(self, settings: AuthSettings) -> None:
+        self.username = settings.username
+        self.passwords = [p for p in (settings.password, settings.previous_secret) if p]
+
+    def verify(self, request: Request) -> None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic" or not encoded.strip():
+            raise _refuse("Basic credentials are required", self.challenge)
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise _refuse("the Basic credentials are malformed", self.challenge) from None
+        username, sep, password = decoded.partition(":")
+        user_ok = _same(username, self.username)
+        # Check every password even when the user is wrong, so timing says nothing.
+        password_ok = any([_same(password, p) for p in self.passwords])
+        if not (sep and user_ok and password_ok):
+            raise _refuse("the Basic credentials are not valid", self.challenge)
+
+
+class BearerAuth:
+    challenge = f'Bearer realm="{REALM}"'
+
+    def __init__(self, settings: AuthSettings) -> None:
+        self.tokens = [t for t in (settings.secret, settings.previous_secret) if t]
+
+    def verify(self, request: Request) -> None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _refuse("a Bearer token is required", self.challenge)
+        if not any([_same(token.strip(), t) for t in self.tokens]):
+            raise _refuse("the Bearer token is not valid",
+                          self.challenge + ', error="invalid_token"')
+
+
+class ApiKeyAuth:
+    def __init__(self, settings: AuthSettings) -> None:
+        self.header = settings.api_key_header
+        self.keys = [k for k in (settings.api_key, settings.previous_secret) if k]
+
+    def verify(self, request: Request) -> None:
+        given = request.headers.get(self.header)
+        if not given:
+            raise _refuse(f"the {self.header} header is required")
+        if not any([_same(given.strip(), k) for k in self.keys]):
+            raise _refuse(f"the {self.header} header is not valid")
+
+
+def _token_from(request: Request) -> str:
+    """The JWT in `Authorization`, raw (as the assistant sends it) or after `Bearer `."""
+    value = request.headers.get("Authorization", "").strip()
+    if value[:7].lower() == "bearer ":
+        value = value[7:].strip()
+    return value
+
+
+def _decode_options(settings: AuthSettings) -> dict[str, Any]:
+    # The assistant's claims are undocumented: demand none, check exp/nbf only when present.
+    return {"require": [], "verify_aud": bool(settings.audience),
+            "verify_iss": bool(settings.issuer)}
+
+
+def _jwt_failure(exc: Exception) -> str:
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "the token has expired"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "the token is not valid yet"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "the token is for another audience"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "the token is from another issuer"
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        return "the token's algorithm is not accepted"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "the token's signature is not valid"
+    return "the token is not a valid JWT"
+
+
+class SignedJwtAuth:
+    """The assistant's "Signed JWT" (and the log webhook's secret): HMAC with a shared secret."""
+
+    challenge = f'Bearer realm="{REALM}"'
+
+    def __init__(self, settings: AuthSettings) -> None:
+        self.settings = settings
+        self.secrets = [s for s in (settings.secret, settings.previous_secret) if s]
+
+    def verify(self, request: Request) -> None:
+        token = _token_from(request)
+        if not token:
+            raise _refuse("a signed JWT is required in Authorization", self.challenge)
+        failure: Exception | None = None
+        for secret in self.secrets:
+            try:
+                jwt.decode(token, secret, algorithms=list(self.settings.algorithms),
+                           options=_decode_options(self.settings), leeway=self.settings.leeway,
+                           audience=self.settings.audience, issuer=self.settings.issuer)
+                return
+            except jwt.InvalidSignatureError as exc:
+                failure = exc  # maybe signed with the other (rotated) secret
+            except jwt.PyJWTError as exc:
+                failure = exc
+                break
+        raise _refuse(_jwt_failure(failure or jwt.InvalidTokenError()),
+                      self.challenge + ', error="invalid_token"')
+
+
+class JwksCache:
+    """The authorization server's public keys, fetched on first use and again on an unknown `kid`.
+
+    Refetches are spaced by `min_refresh` seconds so forged tokens with random key ids cannot
+    make us hammer the authorization server.
+    """
+
+    def __init__(self, url: str, timeout: float, ttl: float = 3600.0,
+                 min_refresh: float = 10.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.ttl = ttl
+        self.min_refresh = min_refresh
+        self._keys: dict[str | None, Any] = {}
+        self._fetched = 0.0
+        self._lock = threading.Lock()
+
+    def _fetch(self) -> None:
+        with urllib.request.urlopen(self.url, timeout=self.timeout) as answer:
+            document = json.loads(answer.read(1_000_000))
+        keys: dict[str | None, Any] = {}
+        for key in jwt.PyJWKSet.from_dict(document).keys:
+            keys[key.key_id] = key
+        self._keys = keys
+        self._fetched = time.monotonic()
+
+    def key_for(self, kid: str | None) -> Any:
+        now = time.monotonic()
+        with self._lock:
+            stale = now - self._fetched > self.ttl
+            unknown = kid not in self._keys and not (kid is None and len(self._keys) == 1)
+            if stale or (unknown and now - self._fetched > self.min_refresh):
+                try:
+                    self._fetch()
+                except Exception as exc:  # network, JSON, or key format: all mean "no keys now"
+                    log.warning("could not fetch the JWKS from %s: %s", self.url,
+                                type(exc).__name__)
+                    if not self._keys:
+                        raise WebhookError(503, "auth_unavailable",
+                                           "the authorization server's keys could not be fetched"
+                                           ) from None
+            if kid is None and len(self._keys) == 1:
+                return next(iter(self._keys.values()))
+            return self._keys.get(kid)
+
+
+class OAuth2Auth:
+    """OAuth 2.0: the assistant fetched a token from the team's authorization server; we check
+    JWT access tokens against that server's JWKS (and issuer/audience when configured)."""
+
+    challenge = f'Bearer realm="{REALM}"'
+
+    def __init__(self, settings: AuthSettings) -> None:
+        assert settings.jwks_url
+        self.settings = settings
+        self.jwks = JwksCache(settings.jwks_url, settings.jwks_timeout)
+
+    def verify(self, request: Request) -> None:
+        token = _token_from(request)
+        if not token:
+            raise _refuse("a Bearer access token is required", self.challenge)
+        invalid = self.challenge + ', error="invalid_token"'
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _refuse("the token is not a valid JWT", invalid) from None
+        if header.get("alg") not in self.settings.algorithms:
+            raise _refuse("the token's algorithm is not accepted", invalid)
+        key = self.jwks.key_for(header.get("kid"))
+        if key is None:
+            raise _refuse("the token was signed by an unknown key", invalid)
+        try:
+            jwt.decode(token, key.key, algorithms=list(self.settings.algorithms),
+                       options=_decode_options(self.settings), leeway=self.settings.leeway,
+                       audience=self.settings.audience, issuer=self.settings.issuer)
+        except jwt.PyJWTError as exc:
+            raise _refuse(_jwt_failure(exc), invalid) from None
+
+
+VERIFIERS: dict[str, type] = {
+    "none": NoAuth,
+    "basic": BasicAuth,
+    "bearer": BearerAuth,
+    "apikey": ApiKeyAuth,
+    "jwt": SignedJwtAuth,
+    "oauth2": OAuth2Auth,
+}
+
+
+def build_verifier(settings: AuthSettings) -> Verifier:
+    if settings.method == "none":
+        return NoAuth()
+    return VERIFIERS[settings.method](settings)
+
+
+def protect(blueprint: Any, webhook: str) -> None:
+    """Check the caller of every route of `blueprint` with `webhook`'s verifier, before the body
+    is read (the verifiers are built once in create_app)."""
+    from flask import current_app, request
+
+    def authenticate() -> None:
+        current_app.extensions["webhooks"].verifiers[webhook].verify(request)
+
+    blueprint.before_request(authenticate)

@@ -1,0 +1,31 @@
+"""Liveness and readiness probes for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response
+
+from .envelope import json_response
+from .pipeline import services
+
+bp = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process answers; touches nothing else, so it never fails because a dependency does."""
+    return json_response({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Ready when the log store answers: without it the log webhook would lose events."""
+    store = services().store
+    try:
+        store.ping()
+    except Exception as exc:
+        log.warning("readiness check failed: log store: %s", type(exc).__name__)
+        return json_response({"status": "unavailable", "store": "unreachable"}, 503)
+    return json_response({"status": "ok", "store": store.dialect})

@@ -1,0 +1,325 @@
+"""Every setting of the kit, read from the environment and validated once, at start-up.
+
+`load_settings()` turns environment variables (overridden by a dict of the same names, which is
+what tests and `create_app(config)` pass) into one frozen `Settings` object. A wrong value raises
+`SettingsError` naming the variable, so a misconfigured deployment fails when it starts instead of
+answering 500 to the assistant later. Nothing else in the kit reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+AUTH_METHODS = ("none", "basic", "bearer", "apikey", "jwt", "oauth2")
+WEBHOOKS = ("premessage", "postmessage", "log")
+# The prefix that overrides the shared WEBHOOK_* auth settings for one webhook.
+WEBHOOK_PREFIXES = {"premessage": "PREMESSAGE_", "postmessage": "POSTMESSAGE_", "log": "LOG_"}
+TRANSLATORS = ("none", "google", "libre", "deepl", "microsoft", "mymemory", "yandex", "papago",
+               "qcri", "linguee", "pons")
+DETECTORS = ("langdetect", "lingua")
+SKILL_TYPES = ("actions", "dialog")
+
+# Sixteen widely used languages, all of which both detectors and the main translators know.
+DEFAULT_LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "nl", "sv", "pl", "ru", "tr", "ar",
+                     "hi", "ja", "ko", "zh")
+DEFAULT_MIN_CONFIDENCE = {"langdetect": 0.90, "lingua": 0.50}
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+                         "ES384", "ES512", "EdDSA")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the kit cannot run with; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """How one webhook's callers prove they are the assistant."""
+
+    webhook: str
+    method: str = "none"
+    secret: str | None = field(default=None, repr=False)
+    previous_secret: str | None = field(default=None, repr=False)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    api_key_header: str = "X-API-Key"
+    api_key: str | None = field(default=None, repr=False)
+    jwks_url: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    algorithms: tuple[str, ...] = ("HS256",)
+    leeway: float = 30.0
+    jwks_timeout: float = 2.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The kit's whole configuration. Frozen: it is built once and shared by every request."""
+
+    # HTTP contract
+    max_content_length: int = 8 * 1024 * 1024
+    log_level: str = "INFO"
+    auth: Mapping[str, AuthSettings] = field(default_factory=dict)
+
+    # Languages (pre-message)
+    assistant_language: str = "en"
+    languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    supported_languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    language_detector: str = "langdetect"
+    language_min_confidence: float = DEFAULT_MIN_CONFIDENCE["langdetect"]
+    unsupported_language_reply: str = ""
+    skill_type: str = "actions"
+    language_variable: str = "customer_language"
+    original_input_variable: str = "original_input"
+    chosen_language_variable: str = "chosen_language"
+    translation_failed_variable: str = "translation_failed"
+    offered_options_variable: str = "offered_options"
+
+    # Translation
+    translator: str = "none"
+    translator_url: str | None = None
+    translator_api_key: str | None = field(default=None, repr=False)
+    translation_timeout: float = 3.0
+    translation_cache_size: int = 10_000
+    translation_cache_ttl: float = 24 * 3600.0
+    translation_memory: str | None = None
+    translation_concurrency: int = 8
+    breaker_failures: int = 5
+    breaker_cooldown: float = 30.0
+
+    # Shared state
+    redis_url: str | None = field(default=None, repr=False)
+    redis_prefix: str = "wxa:"
+    session_ttl: float = 24 * 3600.0
+    session_memory_size: int = 100_000
+
+    # Post-message
+    content_dir: str | None = None
+    offered_options_max: int = 50
+
+    # Log store
+    database_url: str | None = field(default=None, repr=False)
+    log_redact: bool = False
+    log_retention_days: int | None = None
+
+    def auth_for(self, webhook: str) -> AuthSettings:
+        return self.auth[webhook]
+
+    @property
+    def open_webhooks(self) -> list[str]:
+        return [name for name, auth in self.auth.items() if auth.method == "none"]
+
+
+# --- parsing helpers -------------------------------------------------------------------------
+
+def _text(source: Mapping[str, Any], name: str, default: str | None = None) -> str | None:
+    value = source.get(name)
+    if value is None:
+        return default
+    value = str(value).strip()
+    return value if value else default
+
+
+def _choice(source: Mapping[str, Any], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (_text(source, name, default) or default).lower()
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r} is not one of: {', '.join(choices)}")
+    return value
+
+
+def _number(source: Mapping[str, Any], name: str, default: float | None, *,
+            cast: Callable[[Any], Any] = float, minimum: float | None = None,
+            positive: bool = True) -> Any:
+    raw = source.get(name)
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return default
+    try:
+        value = cast(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if positive and not value > 0:
+        raise SettingsError(f"{name}={raw!r} must be a positive number")
+    if minimum is not None and value < minimum:
+        raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _flag(source: Mapping[str, Any], name: str, default: bool) -> bool:
+    raw = source.get(name)
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean (true/false)")
+
+
+def _codes(source: Mapping[str, Any], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = source.get(name)
+    if raw is None or raw == "":
+        return default
+    items = raw if isinstance(raw, (list, tuple)) else str(raw).replace(";", ",").split(",")
+    codes = tuple(dict.fromkeys(str(item).strip().lower() for item in items if str(item).strip()))
+    if not codes:
+        raise SettingsError(f"{name} names no language")
+    return codes
+
+
+def _auth(source: Mapping[str, Any], webhook: str) -> AuthSettings:
+    prefix = WEBHOOK_PREFIXES[webhook]
+
+    def pick(key: str) -> tuple[str, str | None]:
+        """The per-webhook value if set, else the shared WEBHOOK_* one; and the name it came from."""
+        own = _text(source, prefix + key)
+        if own is not None:
+            return prefix + key, own
+        return "WEBHOOK_" + key, _text(source, "WEBHOOK_" + key)
+
+    method_name, method = pick("AUTH")
+    method = (method or "none").lower()
+    if method not in AUTH_METHODS:
+        raise SettingsError(f"{method_name}={method!r} is not one of: {', '.join(AUTH_METHODS)}")
+    secret_name, secret = pick("SECRET")
+    _, previous = pick("PREVIOUS_SECRET")
+    user_name, username = pick("USERNAME")
+    password_name, password = pick("PASSWORD")
+    _, header = pick("API_KEY_HEADER")
+    key_name, api_key = pick("API_KEY")
+    jwks_name, jwks_url = pick("JWKS_URL")
+    _, issuer = pick("ISSUER")
+    _, audience = pick("AUDIENCE")
+    alg_name, algs = pick("JWT_ALGORITHMS")
+    leeway_name, leeway_raw = pick("JWT_LEEWAY")
+
+    where = f"(for the {webhook} webhook, {method_name}={method})"
+    if method == "jwt" and not secret:
+        raise SettingsError(f"{secret_name} is required {where}")
+    if method == "bearer" and not secret:
+        raise SettingsError(f"{secret_name} (the bearer token) is required {where}")
+    if method == "basic" and not (username and password):
+        missing = user_name if not username else password_name
+        raise SettingsError(f"{missing} is required {where}")
+    if method == "apikey" and not api_key:
+        raise SettingsError(f"{key_name} is required {where}")
+    if method == "oauth2" and not jwks_url:
+        raise SettingsError(f"{jwks_name} is required {where}")
+    if jwks_url and not jwks_url.lower().startswith(("http://", "https://")):
+        raise SettingsError(f"{jwks_name}={jwks_url!r} is not an http(s) URL")
+    if method == "jwt" and secret and len(secret) > 1024:
+        # The assistant refuses longer secrets, so a longer one here can never match.
+        raise SettingsError(f"{secret_name} is longer than the assistant's limit of 1024 characters")
+
+    default_algs = ASYMMETRIC_ALGORITHMS if method == "oauth2" else ("HS256",)
+    algorithms = tuple(a.strip() for a in (algs or "").split(",") if a.strip()) or default_algs
+    allowed = ASYMMETRIC_ALGORITHMS if method == "oauth2" else ("HS256", "HS384", "HS512")
+    for alg in algorithms:
+        if alg not in allowed:
+            raise SettingsError(f"{alg_name}: {alg!r} is not allowed with {method}; "
+                                f"use some of {', '.join(allowed)}")
+    leeway = _number({leeway_name: leeway_raw}, leeway_name, 30.0, positive=False, minimum=0)
+    if header is not None and not header.replace("-", "").replace("_", "").isalnum():
+        raise SettingsError(f"{prefix}API_KEY_HEADER / WEBHOOK_API_KEY_HEADER={header!r} "
+                            "is not a valid header name")
+    return AuthSettings(webhook=webhook, method=method, secret=secret, previous_secret=previous,
+                        username=username, password=password,
+                        api_key_header=header or "X-API-Key", api_key=api_key,
+                        jwks_url=jwks_url, issuer=issuer, audience=audience,
+                        algorithms=algorithms, leeway=leeway)
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from the environment, with `overrides` (same names) taking precedence."""
+    source: dict[str, Any] = dict(os.environ if environ is None else environ)
+    source.update(overrides or {})
+
+    detector = _choice(source, "LANGUAGE_DETECTOR", DETECTORS, "langdetect")
+    languages = _codes(source, "LANGUAGES", DEFAULT_LANGUAGES)
+    assistant_language = (_text(source, "ASSISTANT_LANGUAGE", "en") or "en").lower()
+    if assistant_language not in languages:
+        languages = languages + (assistant_language,)
+    supported = _codes(source, "SUPPORTED_LANGUAGES", languages)
+    unknown = [code for code in supported if code not in languages]
+    if unknown:
+        raise SettingsError(f"SUPPORTED_LANGUAGES names {', '.join(unknown)}, "
+                            "which LANGUAGES (the detector's candidates) does not")
+    if assistant_language not in supported:
+        supported = supported + (assistant_language,)
+    min_confidence = _number(source, "LANGUAGE_MIN_CONFIDENCE", DEFAULT_MIN_CONFIDENCE[detector])
+    if min_confidence > 1:
+        raise SettingsError(f"LANGUAGE_MIN_CONFIDENCE={min_confidence} must be between 0 and 1")
+
+    translator = _choice(source, "TRANSLATOR", TRANSLATORS, "none")
+    translator_url = _text(source, "TRANSLATOR_URL")
+    translator_key = _text(source, "TRANSLATOR_API_KEY")
+    if translator in ("deepl", "microsoft", "yandex", "papago") and not translator_key:
+        raise SettingsError(f"TRANSLATOR_API_KEY is required with TRANSLATOR={translator}")
+    if translator == "libre" and not translator_url:
+        raise SettingsError("TRANSLATOR_URL (your LibreTranslate server) is required with "
+                            "TRANSLATOR=libre")
+    timeout = _number(source, "TRANSLATION_TIMEOUT", 3.0)
+    if timeout >= 30:
+        raise SettingsError(f"TRANSLATION_TIMEOUT={timeout} must stay below the assistant's "
+                            "longest webhook timeout (30 s)")
+
+    retention = _number(source, "LOG_RETENTION_DAYS", None, cast=int)
+    database_url = _text(source, "DATABASE_URL")
+    if database_url and "://" not in database_url:
+        raise SettingsError(f"DATABASE_URL is not a database URL (expected e.g. "
+                            "postgresql+psycopg://user@host/db or sqlite:///path)")
+    redis_url = _text(source, "REDIS_URL")
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
+
+    log_level = (_text(source, "LOG_LEVEL", "INFO") or "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise SettingsError(f"LOG_LEVEL={log_level!r} is not a logging level")
+
+    settings = Settings(
+        max_content_length=_number(source, "MAX_CONTENT_LENGTH", 8 * 1024 * 1024, cast=int),
+        log_level=log_level,
+        auth={webhook: _auth(source, webhook) for webhook in WEBHOOKS},
+        assistant_language=assistant_language,
+        languages=languages,
+        supported_languages=supported,
+        language_detector=detector,
+        language_min_confidence=min_confidence,
+        unsupported_language_reply=_text(source, "UNSUPPORTED_LANGUAGE_REPLY", "") or "",
+        skill_type=_choice(source, "SKILL_TYPE", SKILL_TYPES, "actions"),
+        language_variable=_text(source, "LANGUAGE_VARIABLE", "customer_language"),
+        original_input_variable=_text(source, "ORIGINAL_INPUT_VARIABLE", "original_input"),
+        chosen_language_variable=_text(source, "CHOSEN_LANGUAGE_VARIABLE", "chosen_language"),
+        translation_failed_variable=_text(source, "TRANSLATION_FAILED_VARIABLE",
+                                          "translation_failed"),
+        offered_options_variable=_text(source, "OFFERED_OPTIONS_VARIABLE", "offered_options"),
+        translator=translator,
+        translator_url=translator_url,
+        translator_api_key=translator_key,
+        translation_timeout=timeout,
+        translation_cache_size=_number(source, "TRANSLATION_CACHE_SIZE", 10_000, cast=int,
+                                       positive=False, minimum=0),
+        translation_cache_ttl=_number(source, "TRANSLATION_CACHE_TTL", 24 * 3600.0),
+        translation_memory=_text(source, "TRANSLATION_MEMORY"),
+        translation_concurrency=_number(source, "TRANSLATION_CONCURRENCY", 8, cast=int),
+        breaker_failures=_number(source, "BREAKER_FAILURES", 5, cast=int),
+        breaker_cooldown=_number(source, "BREAKER_COOLDOWN", 30.0),
+        redis_url=redis_url,
+        redis_prefix=_text(source, "REDIS_PREFIX", "wxa:") or "wxa:",
+        session_ttl=_number(source, "SESSION_TTL", 24 * 3600.0),
+        session_memory_size=_number(source, "SESSION_MEMORY_SIZE", 100_000, cast=int),
+        content_dir=_text(source, "CONTENT_DIR"),
+        offered_options_max=_number(source, "OFFERED_OPTIONS_MAX", 50, cast=int),
+        database_url=database_url,
+        log_redact=_flag(source, "LOG_REDACT", False),
+        log_retention_days=retention,
+    )
+    for name, folder in (("TRANSLATION_MEMORY", settings.translation_memory),
+                         ("CONTENT_DIR", settings.content_dir)):
+        if folder and not os.path.isdir(folder):
+            raise SettingsError(f"{name}={folder!r} is not a folder")
+    return settings
