@@ -43,7 +43,7 @@ def configure_logging(level: str) -> None:
     if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
-        root.handlers = [handler]
+        root.addHandler(handler)
     root.setLevel(level)
     logging.Formatter.converter = time.gmtime
 
