@@ -1,9 +1,41 @@
-"""Command-line tools under `flask --app handlers ...`."""
+"""Command-line tools under `flask --app handlers ...`.
+
+Each concern registers its own click group here (`logs` for the event store); small utilities
+such as `sign-jwt` live in this module.
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+import time
+
+import click
+import jwt
+from flask import Flask, current_app
+
+
+@click.command("sign-jwt")
+@click.option("--secret", help="Signing secret (default: the configured secret of --webhook).")
+@click.option("--webhook", type=click.Choice(["premessage", "postmessage", "log"]), default="log",
+              show_default=True, help="Whose configured secret to sign with.")
+@click.option("--ttl", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Seconds until the token expires.")
+@click.option("--bearer/--raw", default=False,
+              help="Prefix the value with 'Bearer ' (the assistant itself sends it raw).")
+def sign_jwt(secret: str | None, webhook: str, ttl: int, bearer: bool) -> None:
+    """Print an Authorization value signed like the assistant's, for curl:
+
+    curl -H "Authorization: $(flask --app handlers sign-jwt)" ...
+    """
+    settings = current_app.config["WEBHOOK_SETTINGS"]
+    secret = secret or settings.auth_for(webhook).secret
+    if not secret:
+        raise click.UsageError(f"no secret: pass --secret or configure one for the {webhook} "
+                               "webhook (WEBHOOK_SECRET or its per-webhook override)")
+    now = int(time.time())
+    token = jwt.encode({"iat": now, "exp": now + ttl}, secret, algorithm="HS256")
+    click.echo(("Bearer " if bearer else "") + token)
 
 
 def init_app(app: Flask) -> None:
-    """Register the kit's click command groups on the app."""
+    """Register the kit's click commands on the app."""
+    app.cli.add_command(sign_jwt)
