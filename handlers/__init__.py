@@ -9,20 +9,26 @@ webhook.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from flask import Flask
 
 from .auth import build_verifier
-from .pipeline import Services
+from .pipeline import Services, Step
 from .settings import Settings, SettingsError, load_settings
 
 __all__ = ["create_app", "Settings", "SettingsError"]
 log = logging.getLogger(__name__)
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app. `config` overrides environment variables of the same names (tests use it)."""
+def create_app(config: Mapping[str, Any] | None = None,
+               steps: Mapping[str, Sequence[Step]] | None = None) -> Flask:
+    """Build the app.
+
+    `config` overrides environment variables of the same names (tests use it). `steps` replaces a
+    webhook's list of steps ("premessage", "postmessage", "log") for this app only, e.g.
+    `{"premessage": [my_step, *PREMESSAGE_STEPS]}` (see examples/custom_step.py).
+    """
     settings = load_settings(config)
     from . import requestlog
 
@@ -35,6 +41,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from . import health, logs, postmessage, premessage
 
+    defaults = {"premessage": premessage.PREMESSAGE_STEPS,
+                "postmessage": postmessage.POSTMESSAGE_STEPS, "log": logs.LOG_STEPS}
+    unknown = set(steps or {}) - set(defaults)
+    if unknown:
+        raise ValueError(f"create_app(steps=...): no webhook named {', '.join(sorted(unknown))}")
+    app.extensions["webhooks"].steps = {
+        name: list((steps or {}).get(name, default)) for name, default in defaults.items()}
     requestlog.init_app(app)
     for module in (premessage, postmessage, logs, health):
         app.register_blueprint(module.bp)
@@ -56,4 +69,7 @@ def build_services(app: Flask, settings: Settings) -> Services:
     services = Services(settings=settings)
     services.verifiers = {name: build_verifier(auth) for name, auth in settings.auth.items()}
     services.store = EventStore(settings.database_url or default_url(app.instance_path))
+    from .content import ContentStore
+
+    services.content = ContentStore.load(settings.content_dir)
     return services

@@ -30,6 +30,8 @@ class Services:
     sessions: Any = None      # session.SessionMemory
     store: Any = None         # store.EventStore
     content: Any = None       # content.ContentStore
+    # Each webhook's steps for this app: the blueprint's list unless create_app(steps=...) says.
+    steps: dict[str, list[Step]] = field(default_factory=dict)
 
 
 @dataclass
