@@ -1,0 +1,103 @@
+"""Worked example: adding your own steps to the kit's webhooks.
+
+The rule here: customers sometimes type e-mail addresses and card numbers. Neither the assistant,
+nor the translation provider, nor the assistant's own logs should see them. So:
+
+- `mask_personal_data` (pre-message, first step) replaces each one with a placeholder such as
+  `{{email_1}}` and keeps the originals in the session memory (in process or Redis: never in the
+  context, which the assistant stores and logs);
+- `restore_personal_data` (post-message, last step) puts them back wherever the reply repeats a
+  placeholder, after the reply was translated (the kit never translates `{{...}}` placeholders).
+
+Run the kit with these steps added:
+
+    flask --app "examples.custom_step:create_app()" run
+    gunicorn -c gunicorn.conf.py "examples.custom_step:create_app()"
+
+Each step is a plain function `step(payload, turn)` that opens with its condition; `create_app`
+below is the kit's factory with the step lists extended. That is all there is to it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+
+from flask import Flask, Response
+
+from handlers import create_app as create_kit_app
+from handlers.pipeline import Turn
+from handlers.postmessage import POSTMESSAGE_STEPS
+from handlers.premessage import PREMESSAGE_STEPS
+
+EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
+CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+PLACEHOLDER = re.compile(r"\{\{(email|card)_(\d+)\}\}")
+MEMORY_KEY = "masked_personal_data"
+
+
+def luhn_valid(number: str) -> bool:
+    """Card numbers carry a Luhn check digit; other long digit runs (orders, phones) do not."""
+    digits = [int(d) for d in number if d.isdigit()]
+    total = 0
+    for position, digit in enumerate(reversed(digits)):
+        if position % 2:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return 13 <= len(digits) <= 19 and total % 10 == 0
+
+
+def mask_personal_data(payload: dict[str, Any], turn: Turn) -> Response | None:
+    """Replace e-mail addresses and card numbers in the customer's message by placeholders."""
+    message = payload.get("input")
+    text = message.get("text") if isinstance(message, dict) else None
+    if not isinstance(text, str) or not text or not turn.session_id:
+        return None
+    originals: dict[str, str] = {}
+
+    def hide(kind: str) -> Any:
+        def replace(match: re.Match[str]) -> str:
+            if kind == "card" and not luhn_valid(match.group(0)):
+                return match.group(0)
+            name = f"{kind}_{sum(1 for k in originals if k.startswith(kind)) + 1}"
+            originals[name] = match.group(0)
+            return "{{" + name + "}}"
+        return replace
+
+    masked = CARD.sub(hide("card"), EMAIL.sub(hide("email"), text))
+    if not originals:
+        return None
+    message["text"] = masked
+    turn.services.sessions.update(turn.session_id, {MEMORY_KEY: originals})
+    turn.notes["masked"] = len(originals)
+    return None
+
+
+def restore_personal_data(payload: dict[str, Any], turn: Turn) -> Response | None:
+    """Put the customer's own e-mail addresses and card numbers back where the reply uses them."""
+    if not turn.session_id:
+        return None
+    originals = turn.services.sessions.get(turn.session_id).get(MEMORY_KEY)
+    output = payload.get("output")
+    if not originals or not isinstance(output, dict):
+        return None
+
+    def restore(value: Any) -> Any:
+        if isinstance(value, str):
+            return PLACEHOLDER.sub(lambda m: originals.get(f"{m[1]}_{m[2]}", m[0]), value)
+        if isinstance(value, list):
+            return [restore(item) for item in value]
+        if isinstance(value, dict):
+            return {key: restore(item) for key, item in value.items()}
+        return value
+
+    output["generic"] = restore(output.get("generic", []))
+    return None
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """The kit with the two steps added: masking first, restoring last."""
+    return create_kit_app(config, steps={
+        "premessage": [mask_personal_data, *PREMESSAGE_STEPS],
+        "postmessage": [*POSTMESSAGE_STEPS, restore_personal_data],
+    })
