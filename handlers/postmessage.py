@@ -2,24 +2,205 @@
 
 Reference behaviour: put the reply into the customer's language. The steps below run in order;
 each opens with the condition under which it acts.
+
+1. `resolve_content_keys`: items that name a key of the content store are replaced by its
+   content, in the customer's language when the store has it (then it is not machine-translated).
+2. `translate_reply`: every string a person reads (see `handlers.fields`) goes to the translator
+   once, all at once, under the request's TRANSLATION_TIMEOUT; whatever is not back in time stays
+   in the assistant's language.
+3. `remember_offered_options`: the values a click on this reply would send back, so the
+   pre-message step knows a click is not a change of language.
+
+The customer's language is the one the pre-message step recorded: its context variable, else the
+session memory. With neither, the reply goes out as the assistant wrote it.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+import logging
+import re
+from typing import Any
 
+from flask import Blueprint, Response, g
+
+from . import fields
 from .auth import protect
+from .context import read_variable, write_variable
 from .envelope import payload_reply
-from .pipeline import Step, run_steps, start_turn
+from .pipeline import Step, Turn, run_steps, start_turn
 
 bp = Blueprint("postmessage", __name__)
 protect(bp, "postmessage")
 ACCEPTED_EVENTS = ("message_processed",)
+log = logging.getLogger(__name__)
 
-POSTMESSAGE_STEPS: list[Step] = []
+LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(?:-[a-z0-9]{2,8})*$")
+CONTENT_PLACEHOLDER = re.compile(r"^\s*\{\{\s*content\s*:\s*([^{}\s]+)\s*\}\}\s*$")
+
+
+# --- what the steps share -----------------------------------------------------------------------
+
+def session_language(payload: dict[str, Any], turn: Turn) -> str | None:
+    """The customer's language: the context variable the pre-message step wrote, else the session
+    memory by session id, else None (leave the reply alone). Worked out once per turn."""
+    if "language_from" in turn.notes:
+        return turn.language
+    source, language = "unknown", None
+    variable = read_variable(payload, turn.settings.language_variable, turn.settings.skill_type)
+    if _language_code(variable):
+        source, language = "context", _language_code(variable)
+    elif turn.session_id and turn.services.sessions is not None:
+        remembered = _language_code(turn.services.sessions.get(turn.session_id).get("language"))
+        if remembered:
+            source, language = "session", remembered
+    turn.language = language
+    turn.notes["language_from"] = source
+    return language
+
+
+def _language_code(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    code = value.strip().lower().replace("_", "-")
+    return code if LANGUAGE_CODE.match(code) else None
+
+
+def is_assistant_language(language: str, turn: Turn) -> bool:
+    """True for the assistant's own language, also in a regional form ("en-gb" for "en")."""
+    assistant = turn.settings.assistant_language
+    return language == assistant or language.split("-")[0] == assistant
+
+
+def _generic(payload: dict[str, Any]) -> list[Any] | None:
+    output = payload.get("output")
+    generic = output.get("generic") if isinstance(output, dict) else None
+    return generic if isinstance(generic, list) else None
+
+
+def _localized() -> set[int]:
+    """Items this turn put in the customer's language already (by identity), for the translator
+    step to leave alone. Request-scoped, like the turn."""
+    if "localized_items" not in g:
+        g.localized_items = set()
+    return g.localized_items
+
+
+def content_key_of(item: Any) -> str | None:
+    """The content key an item names: `{"response_type": "user_defined", "user_defined":
+    {"content_key": KEY}}`, or a text item whose whole text is `{{content:KEY}}`."""
+    if not isinstance(item, dict):
+        return None
+    if item.get("response_type") == "user_defined" and isinstance(item.get("user_defined"), dict):
+        key = item["user_defined"].get("content_key")
+        return key.strip() if isinstance(key, str) and key.strip() else None
+    if item.get("response_type") == "text" and isinstance(item.get("text"), str):
+        match = CONTENT_PLACEHOLDER.match(item["text"])
+        return match.group(1) if match else None
+    return None
+
+
+# --- the steps ----------------------------------------------------------------------------------
+
+def resolve_content_keys(payload: dict[str, Any], turn: Turn) -> Response | None:
+    """Replace items that name a content key by the store's content for it, in the customer's
+    language when the store has that, else in the assistant's (translated by the next step)."""
+    store = turn.services.content
+    generic = _generic(payload)
+    if store is None or not len(store) or not generic:
+        return None
+    if not any(content_key_of(item) for item in generic):
+        return None
+    language = session_language(payload, turn)
+    assistant = turn.settings.assistant_language
+    found = missing = 0
+    resolved: list[Any] = []
+    for item in generic:
+        key = content_key_of(item)
+        hit = store.lookup(key, [language, assistant]) if key else None
+        if key and hit is None:
+            missing += 1
+            # The key comes from the assistant's design, not from the customer.
+            log.warning("content key not found; item left as it is",
+                        extra={"fields": {"content_key": key[:100], "language": language}})
+        if hit is None:
+            resolved.append(item)
+            continue
+        found += 1
+        written_in, items = hit
+        if language and not is_assistant_language(language, turn) and written_in.split("-")[0] != assistant:
+            _localized().update(id(new) for new in items)
+        resolved.extend(items)
+    generic[:] = resolved
+    turn.notes["content_keys"] = found
+    if missing:
+        turn.notes["content_missing"] = missing
+    return None
+
+
+def translate_reply(payload: dict[str, Any], turn: Turn) -> Response | None:
+    """Translate every string of the reply a person reads into the customer's language.
+
+    Distinct strings go to the translator once, together, under what is left of
+    TRANSLATION_TIMEOUT; each string not translated in time stays as the assistant wrote it."""
+    output = payload.get("output")
+    translator = turn.services.translator
+    if not isinstance(output, dict) or translator is None:
+        return None
+    language = session_language(payload, turn)
+    if not language or is_assistant_language(language, turn):
+        return None
+    localized = _localized()
+    slots = fields.find_output_texts(output, skip=lambda item: id(item) in localized)
+    wanted = fields.wanted(slots)
+    if not wanted:
+        return None
+    try:
+        translations = translator.translate_many(wanted, turn.settings.assistant_language,
+                                                 language, max(0.0, turn.seconds_left()))
+    except Exception as exc:  # the translator fails open itself; this is the last safety net
+        log.error("translation failed; reply left in the assistant's language",
+                  extra={"fields": {"exception": type(exc).__name__}})
+        translations = {}
+    done, kept = fields.apply(slots, translations)
+    turn.notes["translated"] = done
+    if kept:
+        turn.notes["untranslated"] = kept
+    return None
+
+
+def remember_offered_options(payload: dict[str, Any], turn: Turn) -> Response | None:
+    """Record the values a click on this reply sends back (bounded by OFFERED_OPTIONS_MAX), in
+    the session memory and the context, so the pre-message step passes a click through and keeps
+    the customer's language. Only for a customer in another language than the assistant's: a click
+    in the assistant's own language needs no recognising."""
+    generic = _generic(payload)
+    language = session_language(payload, turn)
+    if generic is None or not language or is_assistant_language(language, turn):
+        return None
+    settings = turn.settings
+    values = fields.offered_values(generic, settings.offered_options_max)
+    has_context = isinstance(payload.get("context"), dict)
+    in_context = read_variable(payload, settings.offered_options_variable, settings.skill_type)
+    if not values and not in_context:
+        # Nothing offered now; clear only what an earlier reply left behind.
+        sessions = turn.services.sessions
+        remembered = sessions.get(turn.session_id).get("offered") if sessions else None
+        if in_context is None and remembered:
+            sessions.update(turn.session_id, {"offered": []})
+        return None
+    if turn.session_id and turn.services.sessions is not None:
+        turn.services.sessions.update(turn.session_id, {"offered": values})
+    if has_context:
+        write_variable(payload, settings.offered_options_variable, values, settings.skill_type)
+    turn.notes["offered"] = len(values)
+    return None
+
+
+POSTMESSAGE_STEPS: list[Step] = [resolve_content_keys, translate_reply, remember_offered_options]
 
 
 @bp.post("/webhooks/postmessage")
 def postmessage() -> Response:
     turn = start_turn("postmessage", ACCEPTED_EVENTS)
-    return run_steps(POSTMESSAGE_STEPS, turn.payload, turn) or payload_reply(turn.payload)
+    steps = turn.services.steps.get("postmessage", POSTMESSAGE_STEPS)
+    return run_steps(steps, turn.payload, turn) or payload_reply(turn.payload)
