@@ -68,7 +68,8 @@ def build_services(app: Flask, settings: Settings) -> Services:
 
     services = Services(settings=settings)
     services.verifiers = {name: build_verifier(auth) for name, auth in settings.auth.items()}
-    services.store = EventStore(settings.database_url or default_url(app.instance_path))
+    services.store = EventStore.open(settings.database_url or default_url(app.instance_path),
+                                     retention_days=settings.log_retention_days)
     from .content import ContentStore
 
     services.content = ContentStore.load(settings.content_dir)

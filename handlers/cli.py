@@ -6,11 +6,19 @@ such as `sign-jwt` live in this module.
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import json
+import sys
 import time
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
 import click
 import jwt
 from flask import Flask, current_app
+from flask.cli import AppGroup
+from tqdm import tqdm
 
 
 @click.command("sign-jwt")
@@ -56,7 +64,188 @@ def simulate(scripts: tuple[str, ...], url: str | None, token: str | None) -> No
         raise SystemExit(1)
 
 
+# --- logs: the log webhook's event store ------------------------------------------------------
+
+logs_cli = AppGroup("logs", help="The log webhook's event store: init-db, export, stats, purge.")
+
+
+class When(click.ParamType):
+    """A date (`2024-05-01`, a whole day) or an ISO 8601 time (`2024-05-01T12:00:00Z`), UTC
+    unless it carries an offset."""
+
+    name = "DATE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[datetime, bool]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        try:
+            if len(text) == 10:
+                return datetime.combine(date.fromisoformat(text), datetime.min.time()), True
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a date (YYYY-MM-DD) or an ISO 8601 time", param, ctx)
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        return moment, False
+
+
+def _period(since: tuple[datetime, bool] | None,
+            until: tuple[datetime, bool] | None) -> tuple[datetime | None, datetime | None]:
+    """`--since` inclusive; `--until` exclusive, except that a bare date includes that day."""
+    start = since[0] if since else None
+    end = None
+    if until:
+        end = until[0] + timedelta(days=1) if until[1] else until[0]
+    if start and end and end <= start:
+        raise click.BadParameter("--until must be after --since", param_hint="--until")
+    return start, end
+
+
+def _event_store() -> Any:
+    return current_app.extensions["webhooks"].store
+
+
+def _fail_unavailable(exc: Exception) -> None:
+    raise click.ClickException(f"the log store did not answer ({exc}); check DATABASE_URL")
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat() + "Z"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else value
+
+
+since_option = click.option("--since", type=When(), help="From this date/time (UTC, inclusive).")
+until_option = click.option("--until", type=When(),
+                            help="Up to this time (exclusive); a bare date includes that day.")
+
+
+@logs_cli.command("init-db")
+def init_db() -> None:
+    """Create the event store's tables (if missing) and record the schema version."""
+    from .store import StoreUnavailable, safe_url
+
+    store = _event_store()
+    try:
+        version = store.create_schema()
+    except StoreUnavailable as exc:
+        _fail_unavailable(exc)
+    click.echo(f"log store ready: {safe_url(store.url)} ({store.dialect}, schema version {version})")
+
+
+@logs_cli.command("export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
+              show_default=True, help="jsonl: the raw events, one per line; csv: the extracted "
+                                      "columns.")
+@since_option
+@until_option
+@click.option("--session", help="Only this session id.")
+@click.option("--assistant", help="Only this assistant id.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
+              help="Write to this file instead of stdout (with a progress bar on a terminal).")
+def export(fmt: str, since: Any, until: Any, session: str | None, assistant: str | None,
+           output: str | None) -> None:
+    """Stream events, oldest first, in constant memory whatever the table size.
+
+    \b
+    flask --app handlers logs export --since 2024-05-01 > may.jsonl
+    flask --app handlers logs export --format csv --session SESSION_ID -o session.csv
+    """
+    from .store import COLUMNS, StoreUnavailable
+
+    start, end = _period(since, until)
+    store = _event_store()
+    query = {"since": start, "until": end, "session": session, "assistant": assistant}
+    show_progress = bool(output) and sys.stderr.isatty()
+    try:
+        total = store.count(**query) if show_progress else None
+        target = open(output, "w", encoding="utf-8", newline="") if output else \
+            contextlib.nullcontext(click.get_text_stream("stdout"))
+        with target as out, \
+                tqdm(total=total, unit=" events", disable=not show_progress,
+                     file=sys.stderr) as progress:
+            writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+            if writer is not None:
+                writer.writerow(COLUMNS)
+            for row in store.iter_events(**query):
+                if writer is not None:
+                    writer.writerow([_csv_value(row._mapping[name]) for name in COLUMNS])
+                else:
+                    out.write(row.raw)
+                    out.write("\n")
+                progress.update(1)
+    except StoreUnavailable as exc:
+        _fail_unavailable(exc)
+
+
+@logs_cli.command("stats")
+@since_option
+@until_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+              help="How many intents to list.")
+def stats(since: Any, until: Any, fmt: str, top: int) -> None:
+    """Events per day, sessions, messages per session, languages, top intents, and the share of
+    replies that offered a transfer to a human agent."""
+    from .store import StoreUnavailable
+
+    start, end = _period(since, until)
+    try:
+        figures = _event_store().stats(start, end, top=top)
+    except StoreUnavailable as exc:
+        _fail_unavailable(exc)
+    if fmt == "json":
+        click.echo(json.dumps(figures, indent=2))
+        return
+    click.echo("events per day:")
+    for day, counts in figures["events_per_day"].items():
+        click.echo(f"  {day}  " + "  ".join(f"{name} {n}" for name, n in sorted(counts.items())))
+    if not figures["events_per_day"]:
+        click.echo("  (none)")
+    spread = figures["messages_per_session"]
+    click.echo(f"messages: {figures['messages']}   sessions: {figures['sessions']}   "
+               f"messages per session: mean {spread['mean']}, min {spread['min']}, "
+               f"max {spread['max']}")
+    click.echo("languages: " + (", ".join(f"{code} {n}" for code, n in
+                                        figures["languages"].items()) or "(none)"))
+    click.echo("top intents:")
+    for item in figures["top_intents"]:
+        click.echo(f"  {item['count']:>8}  {item['intent']}")
+    if not figures["top_intents"]:
+        click.echo("  (none)")
+    transfer = figures["agent_transfer_offered"]
+    click.echo(f"replies offering an agent transfer: {transfer['replies']} "
+               f"({transfer['share']:.1%})")
+    calls = figures["calls"]
+    click.echo(f"phone calls: {calls['count']} ({calls['transferred']} transferred)")
+
+
+@logs_cli.command("purge")
+@click.option("--older-than", "days", type=click.IntRange(min=0), required=True, metavar="DAYS",
+              help="Delete events received more than DAYS days ago.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+def purge(days: int, dry_run: bool) -> None:
+    """Delete old events now (LOG_RETENTION_DAYS does the same automatically, hourly)."""
+    from .store import StoreUnavailable, utcnow
+
+    store = _event_store()
+    try:
+        if dry_run:
+            count = store.count(until=utcnow() - timedelta(days=days))
+            click.echo(f"{count} events received more than {days} days ago would be deleted")
+            return
+        deleted = store.purge(days)
+    except StoreUnavailable as exc:
+        _fail_unavailable(exc)
+    click.echo(f"deleted {deleted} events received more than {days} days ago")
+
+
 def init_app(app: Flask) -> None:
     """Register the kit's click commands on the app."""
     app.cli.add_command(sign_jwt)
     app.cli.add_command(simulate)
+    app.cli.add_command(logs_cli)

@@ -1,23 +1,234 @@
 """The log webhook: every message/response pair (`message_logged`) and every phone call record
 (`cdr_logged`), stored durably. The assistant ignores the body of our answer; a 2xx means "kept".
+
+The steps, in order:
+
+1. `extract_fields`       the columns worth querying (ids, times, texts, top intent, language)
+                          and the idempotency key, from the event as received
+2. `redact_personal_data` with LOG_REDACT, masks e-mails, phones, cards, national ids in those
+                          columns and in the raw copy, before anything is written
+3. `store_event`          inserts the row (a duplicate key stores nothing) and returns only once
+                          it is committed; 503 `store_unavailable` if it could not be
+
+IBM documents no retries for this webhook: a 503 tells whoever reads the assistant's logs that
+the event was not kept, and a 2xx is never sent for an event that is not on disk.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+import hashlib
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import Blueprint, Response, g
 
 from .auth import protect
+from .context import read_variable
 from .envelope import json_response
-from .pipeline import Step, run_steps, start_turn
+from .pipeline import Step, Turn, run_steps, start_turn
+from .redact import redact_json, redact_text
+from .store import MAX_ID_LENGTH, LogEvent, StoreUnavailable, utcnow
 
 bp = Blueprint("logs", __name__)
 protect(bp, "log")
 ACCEPTED_EVENTS = ("message_logged", "cdr_logged")
+TEXT_COLUMNS = ("customer_text", "reply_text", "customer_id")
 
-LOG_STEPS: list[Step] = []
+
+# --- reading the event --------------------------------------------------------------------
+
+def _get(node: Any, *path: str | int) -> Any:
+    """`node[path[0]][path[1]]...`, or None as soon as a step is missing or of the wrong type."""
+    for key in path:
+        if isinstance(key, int):
+            node = node[key] if isinstance(node, list) and -len(node) <= key < len(node) else None
+        else:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is None:
+            return None
+    return node
+
+
+def _clean(value: Any, limit: int | None = None) -> str | None:
+    """A string fit for any database: no NUL (PostgreSQL refuses it), no lone surrogate (not
+    UTF-8), ids cut to the column's width. Anything but a non-empty string is None."""
+    if not isinstance(value, str) or not value:
+        return None
+    value = value.replace("\x00", "")
+    value = value.encode("utf-8", "replace").decode("utf-8")
+    return value[:limit] if limit else value
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    return _clean(value, MAX_ID_LENGTH)
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """IBM's ISO 8601 timestamps as naive UTC; None when absent or unreadable (the raw copy
+    keeps whatever was sent)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+    return parsed
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def reply_texts(response: Any) -> str | None:
+    """The reply's text items (`output.generic[].text`), one per line."""
+    items = _get(response, "output", "generic")
+    if not isinstance(items, list):
+        return None
+    texts = [item["text"] for item in items
+             if isinstance(item, dict) and isinstance(item.get("text"), str) and item["text"]]
+    return _clean("\n".join(texts)) if texts else None
+
+
+def offers_agent_transfer(response: Any) -> bool:
+    items = _get(response, "output", "generic")
+    return isinstance(items, list) and any(
+        isinstance(item, dict) and item.get("response_type") == "connect_to_agent" for item in items)
+
+
+def top_intent(response: Any) -> tuple[str | None, float | None]:
+    """The intent with the highest confidence (the assistant lists them best first, but we do
+    not rely on it)."""
+    intents = _get(response, "output", "intents")
+    best: tuple[str | None, float | None] = (None, None)
+    if not isinstance(intents, list):
+        return best
+    for item in intents:
+        name = _id(_get(item, "intent"))
+        confidence = _number(_get(item, "confidence"))
+        if name and (best[0] is None or (confidence or 0) > (best[1] or 0)):
+            best = (name, confidence)
+    return best
+
+
+def idempotency_key(event: str, payload: dict[str, Any]) -> str:
+    """`log_id` for a message, `global_session_id` for a call; else a hash of the payload, so
+    the same body sent twice is still stored once."""
+    field = {"message_logged": "log_id", "cdr_logged": "global_session_id"}[event]
+    key = _id(payload.get(field))
+    if key and len(key) < MAX_ID_LENGTH:
+        return key
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def message_columns(payload: dict[str, Any], language_variable: str) -> dict[str, Any]:
+    response = payload.get("response")
+    intent, confidence = top_intent(response)
+    # The customer's own language when the kit's pre-message webhook recorded it in the
+    # context, else the assistant's (`language` of the log record).
+    language = _get(response, "context") and read_variable(response, language_variable)
+    if not isinstance(language, str) or not language.strip():
+        language = payload.get("language")
+    return {
+        "request_timestamp": _timestamp(payload.get("request_timestamp")),
+        "response_timestamp": _timestamp(payload.get("response_timestamp")),
+        "assistant_id": _id(payload.get("assistant_id")),
+        "skill_id": _id(payload.get("skill_id")),
+        "session_id": _id(payload.get("session_id")),
+        "customer_id": _id(payload.get("customer_id")),
+        "customer_text": _clean(_get(payload, "request", "input", "text")),
+        "reply_text": reply_texts(response),
+        "intent": intent,
+        "intent_confidence": confidence,
+        "language": _clean(language, 32),
+        "agent_transfer": offers_agent_transfer(response),
+    }
+
+
+def call_columns(payload: dict[str, Any]) -> dict[str, Any]:
+    summary = _get(payload, "assistant_interaction_summaries", 0)
+    return {
+        "request_timestamp": _timestamp(_get(payload, "call", "start_timestamp")),
+        "response_timestamp": _timestamp(_get(payload, "call", "stop_timestamp")),
+        "assistant_id": _id(_get(summary, "assistant_id")),
+        "session_id": _id(_get(summary, "session_id")) or _id(payload.get("global_session_id")),
+        "agent_transfer": payload.get("transfer_occurred") is True,
+    }
+
+
+# --- the steps ----------------------------------------------------------------------------
+
+def extract_fields(payload: dict[str, Any], turn: Turn) -> Response | None:
+    """Build the row: the columns analysts query, the key that makes resends harmless, and
+    the event exactly as received."""
+    if turn.event == "message_logged":
+        columns = message_columns(payload, turn.settings.language_variable)
+    else:
+        columns = call_columns(payload)
+    g.log_event = LogEvent(event=turn.event, idempotency_key=idempotency_key(turn.event, payload),
+                           raw="", received_at=utcnow(), **columns)
+    g.log_body = turn.body
+    return None
+
+
+def redact_personal_data(payload: dict[str, Any], turn: Turn) -> Response | None:
+    """Mask personal data in the columns and the raw copy before anything touches the disk."""
+    if not turn.settings.log_redact:
+        return None
+    item: LogEvent = g.log_event
+    masked = 0
+    for name in TEXT_COLUMNS:
+        value = getattr(item, name)
+        if value:
+            value, count = redact_text(value)
+            setattr(item, name, value)
+            masked += count
+    g.log_body, count = redact_json(g.log_body)
+    turn.notes["redacted"] = masked + count
+    return None
+
+
+def store_event(payload: dict[str, Any], turn: Turn) -> Response | None:
+    """Commit the row; answer 503 if it may not be kept, so nobody takes it as stored."""
+    item: LogEvent = g.log_event
+    item.raw = raw_json(g.log_body)
+    try:
+        stored = turn.services.store.add(item)
+    except StoreUnavailable as exc:
+        turn.notes["store_error"] = str(exc)[:64]
+        g.error = "store_unavailable"
+        return json_response({"error": "store_unavailable",
+                              "detail": "the log store did not accept the event; it was not kept"},
+                             503, headers={"Retry-After": "5"})
+    turn.notes["stored"] = "new" if stored else "duplicate"
+    return None
+
+
+def raw_json(body: Any) -> str:
+    """The event as JSON text: compact, non-ASCII kept as is unless the body holds something
+    UTF-8 cannot carry (a lone surrogate escape), then escaped."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(body, ensure_ascii=True, separators=(",", ":"))
+    return text
+
+
+LOG_STEPS: list[Step] = [extract_fields, redact_personal_data, store_event]
 
 
 @bp.post("/webhooks/logs")
 def logs() -> Response:
     turn = start_turn("log", ACCEPTED_EVENTS)
-    return run_steps(LOG_STEPS, turn.payload, turn) or json_response({"accepted": True})
+    steps = turn.services.steps.get("log", LOG_STEPS)
+    return run_steps(steps, turn.payload, turn) or json_response(
+        {"accepted": True, "duplicate": turn.notes.get("stored") == "duplicate"})

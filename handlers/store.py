@@ -1,12 +1,125 @@
 """The event store of the log webhook, on SQLAlchemy Core (SQLite by default, PostgreSQL when
-DATABASE_URL says so)."""
+DATABASE_URL says so).
+
+Losing or duplicating events is the failure that matters, so:
+
+- A row is acknowledged only after its transaction committed. SQLite runs in WAL mode with
+  `synchronous=FULL` (the WAL is fsynced at every commit: a crash or a power cut keeps it);
+  PostgreSQL commits durably by default.
+- Every event has an idempotency key, unique together with the event name; inserts are
+  `INSERT ... ON CONFLICT DO NOTHING`, so a duplicate sent to two workers or two instances at
+  the same moment is stored once, without a check-then-insert race.
+- A database that is down or stuck answers within seconds (connect, statement, lock and pool
+  timeouts) with `StoreUnavailable`, which the webhook turns into a 503: a worker never hangs.
+- Concurrent inserts of one process are grouped into one transaction (`GroupCommitter`): one
+  fsync for many events, each request still answered only after its own row is committed.
+- `LOG_RETENTION_DAYS` purges old events at most once an hour, from a background thread.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Callable, Iterator, Sequence
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float, Index, Integer, MetaData,
+                        String, Table, Text, UniqueConstraint, and_, case, create_engine, event,
+                        func, select, text)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import (ArgumentError, DataError, DBAPIError, IntegrityError, NoSuchModuleError,
+                            SQLAlchemyError)
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from .settings import SettingsError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+# Seconds a database may take to connect, run a statement or wait for a lock before the
+# webhook gives up and answers 503; well inside gunicorn's worker timeout.
+DEFAULT_TIMEOUT = 5.0
+PURGE_INTERVAL = 3600.0
+PURGE_BATCH = 1000
+MAX_ID_LENGTH = 255
+
+metadata = MetaData()
+
+events = Table(
+    "log_events", metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("event", String(32), nullable=False),
+    Column("idempotency_key", String(MAX_ID_LENGTH), nullable=False),
+    Column("received_at", DateTime(), nullable=False),
+    Column("request_timestamp", DateTime()),
+    Column("response_timestamp", DateTime()),
+    Column("assistant_id", String(MAX_ID_LENGTH)),
+    Column("skill_id", String(MAX_ID_LENGTH)),
+    Column("session_id", String(MAX_ID_LENGTH)),
+    Column("customer_id", String(MAX_ID_LENGTH)),
+    Column("customer_text", Text()),
+    Column("reply_text", Text()),
+    Column("intent", String(MAX_ID_LENGTH)),
+    Column("intent_confidence", Float()),
+    Column("language", String(32)),
+    Column("agent_transfer", Boolean()),
+    # The event as the assistant sent it (JSON text), so fields IBM adds later are never lost.
+    Column("raw", Text(), nullable=False),
+    UniqueConstraint("event", "idempotency_key", name="uq_log_events_key"),
+)
+Index("ix_log_events_received_at", events.c.received_at)
+Index("ix_log_events_session_id", events.c.session_id)
+Index("ix_log_events_assistant_id", events.c.assistant_id)
+
+schema_version = Table(
+    "log_schema_version", metadata,
+    Column("version", Integer(), primary_key=True, autoincrement=False),
+    Column("applied_at", DateTime(), nullable=False),
+)
+
+# The extracted columns, in the order `export --format csv` writes them.
+COLUMNS = tuple(column.name for column in events.columns if column.name != "raw")
+
+
+class StoreUnavailable(Exception):
+    """The database did not take or give the events (down, unreachable, locked, timed out)."""
+
+
+def utcnow() -> datetime:
+    """Naive UTC: what every timestamp column holds, on SQLite and PostgreSQL alike."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class LogEvent:
+    """One row to store: the extracted columns and the raw event (JSON text)."""
+
+    event: str
+    idempotency_key: str
+    raw: str
+    received_at: datetime = field(default_factory=utcnow)
+    request_timestamp: datetime | None = None
+    response_timestamp: datetime | None = None
+    assistant_id: str | None = None
+    skill_id: str | None = None
+    session_id: str | None = None
+    customer_id: str | None = None
+    customer_text: str | None = None
+    reply_text: str | None = None
+    intent: str | None = None
+    intent_confidence: float | None = None
+    language: str | None = None
+    agent_transfer: bool | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in COLUMNS if name != "id"} | {"raw": self.raw}
 
 
 def default_url(instance_path: str) -> str:
@@ -15,15 +128,479 @@ def default_url(instance_path: str) -> str:
     return "sqlite:///" + os.path.join(instance_path, "events.sqlite3")
 
 
+def normalize_url(url: str) -> str:
+    """PostgreSQL goes through psycopg 3: accept the `postgres://` and `postgresql://` spellings
+    platforms hand out, and rewrite them to `postgresql+psycopg://`."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid database URL>"
+
+
+def _engine(url: str, timeout: float) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise SettingsError(f"DATABASE_URL={safe_url(url)!r} is not a database URL") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise SettingsError(f"DATABASE_URL uses {backend!r}; the kit supports sqlite and "
+                            "postgresql (postgresql+psycopg://user:password@host/db)")
+    options: dict[str, Any] = {"pool_timeout": timeout, "pool_recycle": 1800}
+    if backend == "sqlite":
+        # Without a timeout in the URL, pysqlite's own busy timeout defaults to 5 s too.
+        options["connect_args"] = {"timeout": timeout}
+    else:
+        millis = int(timeout * 1000)
+        # libpq options: appended to any the URL carries (e.g. a search_path), not replacing them.
+        server = f"-c statement_timeout={millis} -c lock_timeout={millis} " \
+                 f"-c idle_in_transaction_session_timeout={millis * 6}"
+        query = parsed.query
+        options["connect_args"] = {
+            "connect_timeout": query.get("connect_timeout", str(max(2, int(timeout)))),
+            "options": (str(query.get("options", "")) + " " + server).strip(),
+            # A dead peer (network cut) is noticed after `timeout`, not after the kernel's minutes.
+            "tcp_user_timeout": query.get("tcp_user_timeout", str(millis)),
+            "keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10",
+            "keepalives_count": "3",
+            "application_name": query.get("application_name", "watson-webhooks"),
+        }
+        options["pool_size"] = 10
+        options["max_overflow"] = 10
+    try:
+        engine = create_engine(parsed, **options)
+    except (NoSuchModuleError, ArgumentError, ImportError) as exc:
+        raise SettingsError(f"DATABASE_URL={safe_url(url)!r} cannot be used: "
+                            f"{type(exc).__name__}") from None
+    if backend == "sqlite":
+        _configure_sqlite(engine, timeout)
+    # Connections must not cross gunicorn's fork (the app is preloaded in the master).
+    engine_ref = weakref.ref(engine)
+    os.register_at_fork(after_in_child=lambda: (e := engine_ref()) and e.dispose(close=False))
+    return engine
+
+
+def _configure_sqlite(engine: Engine, timeout: float) -> None:
+    """WAL + synchronous=FULL + busy timeout on every connection; explicit transactions."""
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own transaction handling skips BEGIN before SELECT and DDL; take it over
+        # (SQLAlchemy's documented recipe) so a transaction means one transaction.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _row_specific(exc: SQLAlchemyError) -> bool:
+    """An error one row's data can cause (not the database being away)."""
+    return isinstance(exc, (DataError, IntegrityError)) or not isinstance(exc, DBAPIError)
+
+
+class GroupCommitter:
+    """Commits the rows of concurrent callers together: one transaction, one fsync.
+
+    Leader/follower, no thread of its own (so it survives gunicorn's fork): the first caller
+    to find nobody committing becomes the leader, takes everything queued (itself first) and
+    writes it in one transaction; the others wait. When the batch is done the leader wakes its
+    followers with their own results and hands the lead to the first caller that queued
+    meanwhile. A caller returns only after the transaction holding its row committed; if that
+    transaction fails, every caller in it gets the error.
+    """
+
+    def __init__(self, write: Callable[[list[LogEvent]], list[bool | StoreUnavailable]],
+                 max_batch: int = 64,
+                 wait: float = 4 * DEFAULT_TIMEOUT) -> None:
+        self._write = write
+        self._max_batch = max_batch
+        self._wait = wait
+        self._lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._busy = False   # invariant: when not busy, the queue is empty
+
+    def submit(self, item: LogEvent) -> bool:
+        """Store `item` (True: a new row; False: a duplicate) once its transaction committed."""
+        me = _Pending(item)
+        with self._lock:
+            self._queue.append(me)
+            if not self._busy:
+                self._busy = True
+                me.leader = True
+        if not me.leader and not me.wake.wait(self._wait):
+            with self._lock:
+                if not me.leader and me in self._queue:
+                    self._queue.remove(me)
+                    raise StoreUnavailable("timed out waiting for the group commit")
+            me.wake.wait()   # its batch is being written (bounded by the database timeouts)
+        if me.leader and not me.finished:
+            self._lead()
+        if isinstance(me.error, StoreUnavailable):
+            raise StoreUnavailable(*me.error.args) from me.error.__cause__
+        if me.error is not None:
+            if me.leader and not isinstance(me.error, Exception):
+                raise me.error   # the leader's own interruption (e.g. the worker is exiting)
+            raise StoreUnavailable(type(me.error).__name__) from me.error
+        return bool(me.result)
+
+    def _lead(self) -> None:
+        with self._lock:
+            batch = self._queue[:self._max_batch]
+            del self._queue[:len(batch)]
+        try:
+            results = self._write([pending.item for pending in batch])
+            for pending, result in zip(batch, results):
+                if isinstance(result, BaseException):
+                    pending.error = result
+                else:
+                    pending.result = result
+        except BaseException as exc:
+            for pending in batch:
+                pending.error = exc
+        finally:
+            with self._lock:
+                successor = self._queue[0] if self._queue else None
+                if successor is None:
+                    self._busy = False
+                else:
+                    successor.leader = True
+            for pending in batch:
+                pending.finished = True
+                pending.wake.set()
+            if successor is not None:
+                successor.wake.set()
+
+
+@dataclass(eq=False)
+class _Pending:
+    item: LogEvent
+    wake: threading.Event = field(default_factory=threading.Event)
+    leader: bool = False
+    finished: bool = False
+    result: bool | None = None
+    error: BaseException | None = None
+
+
 class EventStore:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+    """The log events table and everything done with it: insert, export, stats, purge."""
+
+    def __init__(self, url: str, *, retention_days: int | None = None,
+                 group_commit: bool | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.url = normalize_url(url)
+        self.engine: Engine = _engine(self.url, timeout)
+        self.retention_days = retention_days
+        self.timeout = timeout
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+        self._purge_lock = threading.Lock()
+        self._last_purge = float("-inf")
+        if group_commit is None:
+            group_commit = GROUP_COMMIT_DEFAULT.get(self.dialect, True)
+        self.committer = GroupCommitter(self._write, wait=4 * timeout) if group_commit else None
+
+    @classmethod
+    def open(cls, url: str, **options: Any) -> "EventStore":
+        """Build the store and create its schema now (at start-up). A database that does not
+        answer yet is not fatal: /readyz says so, and the schema is created on first use."""
+        store = cls(url, **options)
+        try:
+            store.create_schema()
+        except StoreUnavailable as exc:
+            log.warning("log store %s unreachable at start-up (%s); the schema will be created "
+                        "when it answers", safe_url(store.url), exc)
+        finally:
+            store.engine.dispose()   # the master keeps no connection across the fork
+        return store
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    # --- schema ----------------------------------------------------------------------------
+
+    def create_schema(self) -> int:
+        """Create the tables if missing and record the schema version; returns the version.
+
+        Safe when several processes start at once: IF NOT EXISTS everywhere, and on
+        PostgreSQL an advisory lock serialises concurrent creators.
+        """
+        try:
+            with self.engine.begin() as connection:
+                if self.dialect == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(581_771_505)"))
+                for table in metadata.sorted_tables:
+                    connection.execute(CreateTable(table, if_not_exists=True))
+                    for index in table.indexes:
+                        connection.execute(CreateIndex(index, if_not_exists=True))
+                found = connection.execute(select(func.max(schema_version.c.version))).scalar()
+                if found is None:
+                    connection.execute(schema_version.insert().values(
+                        version=SCHEMA_VERSION, applied_at=utcnow()))
+                    found = SCHEMA_VERSION
+                elif found > SCHEMA_VERSION:
+                    raise SettingsError(
+                        f"the log store's schema is version {found}, newer than this kit "
+                        f"({SCHEMA_VERSION}); upgrade the kit")
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+        self._schema_ready = True
+        return int(found)
+
+    def schema_version(self) -> int | None:
+        with self._connect() as connection:
+            return connection.execute(select(func.max(schema_version.c.version))).scalar()
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if not self._schema_ready:
+                self.create_schema()
+
+    # --- health ----------------------------------------------------------------------------
+
     def ping(self) -> None:
-        with self.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        """Raises when the database does not answer (used by /readyz)."""
+        for attempt in (1, 2):
+            try:
+                with self.engine.connect() as connection:
+                    connection.execute(text("SELECT 1"))
+                return
+            except DBAPIError as exc:
+                if attempt == 1 and _is_disconnect(exc):
+                    continue   # a pooled connection the server dropped; try a fresh one
+                raise
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def add(self, item: LogEvent) -> bool:
+        """Store one event durably; True if it is new, False if its key was already stored.
+
+        Returns only after the commit. Raises `StoreUnavailable` if the row may not be kept.
+        """
+        self._ensure_schema()
+        if self.committer is not None:
+            stored = self.committer.submit(item)
+        else:
+            stored = _outcome(self._write([item])[0])
+        self._maybe_purge()
+        return stored
+
+    def add_many(self, items: Sequence[LogEvent]) -> list[bool]:
+        """Store several events in one transaction (tests, imports)."""
+        self._ensure_schema()
+        return [_outcome(result) for result in self._write(list(items))]
+
+    def _insert_statement(self) -> Any:
+        insert = postgresql_insert if self.dialect == "postgresql" else sqlite_insert
+        return insert(events).on_conflict_do_nothing(index_elements=["event", "idempotency_key"])
+
+    def _write(self, items: list[LogEvent]) -> list[bool | StoreUnavailable]:
+        """Insert `items` in one transaction: per item True (new), False (duplicate), or the
+        StoreUnavailable that kept it out. Raises StoreUnavailable when none was stored."""
+        try:
+            try:
+                return list(self._write_once(items))
+            except DBAPIError as exc:
+                if not _is_disconnect(exc):
+                    raise
+                # The server dropped a pooled connection (restart, failover). Inserts ignore
+                # conflicts, so writing the batch again on a fresh connection is safe.
+                return list(self._write_once(items))
+        except SQLAlchemyError as exc:
+            if len(items) > 1 and _row_specific(exc):
+                # One bad row must not sink its neighbours: write each on its own, so only
+                # the caller whose row cannot be stored is told so.
+                return [self._write_one(item) for item in items]
+            log.warning("log store write failed: %s", type(exc).__name__)
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    def _write_once(self, items: list[LogEvent]) -> list[bool]:
+        statement = self._insert_statement()
+        with self.engine.begin() as connection:
+            return [connection.execute(statement, item.row()).rowcount == 1 for item in items]
+
+    def _write_one(self, item: LogEvent) -> bool | StoreUnavailable:
+        try:
+            return self._write_once([item])[0]
+        except SQLAlchemyError as exc:
+            log.warning("log store write failed: %s", type(exc).__name__)
+            return StoreUnavailable(type(exc).__name__)
+
+    # --- retention -------------------------------------------------------------------------
+
+    def purge(self, older_than_days: float, *, now: datetime | None = None) -> int:
+        """Delete events received more than `older_than_days` ago; returns how many.
+
+        Deletes in batches of PURGE_BATCH rows, one short transaction each, so inserts (which
+        need SQLite's single write lock) are never held up for long.
+        """
+        self._ensure_schema()
+        cutoff = (now or utcnow()) - timedelta(days=older_than_days)
+        doomed = select(events.c.id).where(events.c.received_at < cutoff).limit(PURGE_BATCH)
+        total = 0
+        try:
+            while True:
+                with self.engine.begin() as connection:
+                    deleted = connection.execute(
+                        events.delete().where(events.c.id.in_(doomed.scalar_subquery()))).rowcount
+                total += deleted
+                if deleted < PURGE_BATCH:
+                    return total
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    def _maybe_purge(self) -> None:
+        """Run the retention purge in the background if it has not run for an hour."""
+        if not self.retention_days or time.monotonic() - self._last_purge < PURGE_INTERVAL:
+            return
+        if not self._purge_lock.acquire(blocking=False):
+            return
+        self._last_purge = time.monotonic()
+        threading.Thread(target=self._purge_in_background, name="log-retention",
+                         daemon=True).start()
+
+    def _purge_in_background(self) -> None:
+        try:
+            deleted = self.purge(self.retention_days or 0)
+            if deleted:
+                log.info("retention purge", extra={"fields": {
+                    "deleted": deleted, "older_than_days": self.retention_days}})
+        except Exception as exc:
+            log.warning("retention purge failed: %s", type(exc).__name__)
+        finally:
+            self._purge_lock.release()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _connect(self) -> Connection:
+        self._ensure_schema()
+        try:
+            return self.engine.connect()
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    def _no_statement_timeout(self, connection: Connection) -> None:
+        """The command line may scan the whole table: lift the webhook's statement timeout."""
+        if self.dialect == "postgresql":
+            connection.execute(text("SET LOCAL statement_timeout = 0"))
+
+    @staticmethod
+    def _filters(since: datetime | None, until: datetime | None, session: str | None = None,
+                 assistant: str | None = None) -> Any:
+        conditions = []
+        if since is not None:
+            conditions.append(events.c.received_at >= since)
+        if until is not None:
+            conditions.append(events.c.received_at < until)
+        if session is not None:
+            conditions.append(events.c.session_id == session)
+        if assistant is not None:
+            conditions.append(events.c.assistant_id == assistant)
+        return and_(True, *conditions)
+
+    def count(self, since: datetime | None = None, until: datetime | None = None,
+              session: str | None = None, assistant: str | None = None) -> int:
+        with self._connect() as connection, connection.begin():
+            self._no_statement_timeout(connection)
+            return connection.execute(select(func.count()).select_from(events).where(
+                self._filters(since, until, session, assistant))).scalar_one()
+
+    def iter_events(self, since: datetime | None = None, until: datetime | None = None,
+                    session: str | None = None, assistant: str | None = None,
+                    batch: int = 1000) -> Iterator[Any]:
+        """Rows in insertion order, fetched `batch` at a time (a server-side cursor on
+        PostgreSQL), so memory stays flat whatever the table size."""
+        query = select(events).where(self._filters(since, until, session, assistant)) \
+            .order_by(events.c.id)
+        with self._connect() as connection, connection.begin():
+            self._no_statement_timeout(connection)
+            result = connection.execution_options(yield_per=batch).execute(query)
+            yield from result
+
+    def stats(self, since: datetime | None = None, until: datetime | None = None,
+              top: int = 10) -> dict[str, Any]:
+        """Aggregates computed by the database (constant memory): see `flask logs stats`."""
+        where = self._filters(since, until)
+        messages = and_(where, events.c.event == "message_logged")
+        day = func.date(events.c.received_at)
+        with self._connect() as connection, connection.begin():
+            self._no_statement_timeout(connection)
+            per_day: dict[str, dict[str, int]] = {}
+            for row in connection.execute(
+                    select(day.label("day"), events.c.event, func.count().label("n"))
+                    .where(where).group_by(day, events.c.event).order_by(day, events.c.event)):
+                key = row.day.isoformat() if isinstance(row.day, date) else str(row.day)
+                per_day.setdefault(key, {})[row.event] = row.n
+            totals = connection.execute(select(
+                func.count().label("messages"),
+                func.count(events.c.session_id.distinct()).label("sessions"),
+                func.sum(case((events.c.agent_transfer.is_(True), 1), else_=0)).label("transfers"),
+            ).where(messages)).one()
+            per_session = select(func.count().label("n")).where(
+                messages, events.c.session_id.is_not(None)).group_by(events.c.session_id).subquery()
+            spread = connection.execute(select(
+                func.avg(per_session.c.n).label("mean"), func.min(per_session.c.n).label("min"),
+                func.max(per_session.c.n).label("max"))).one()
+            languages = {row.language or "unknown": row.n for row in connection.execute(
+                select(events.c.language, func.count().label("n")).where(messages)
+                .group_by(events.c.language).order_by(func.count().desc(), events.c.language))}
+            intents = [{"intent": row.intent, "count": row.n} for row in connection.execute(
+                select(events.c.intent, func.count().label("n"))
+                .where(messages, events.c.intent.is_not(None))
+                .group_by(events.c.intent).order_by(func.count().desc(), events.c.intent)
+                .limit(top))]
+            calls = connection.execute(select(
+                func.count(),
+                func.sum(case((events.c.agent_transfer.is_(True), 1), else_=0)),
+            ).where(where, events.c.event == "cdr_logged")).one()
+        message_count, sessions = totals.messages, totals.sessions
+        return {
+            "events_per_day": per_day,
+            "messages": message_count,
+            "sessions": sessions,
+            "messages_per_session": {
+                "mean": round(spread.mean or 0, 2),
+                "min": spread.min or 0,
+                "max": spread.max or 0,
+            },
+            "languages": languages,
+            "top_intents": intents,
+            "agent_transfer_offered": {
+                "replies": int(totals.transfers or 0),
+                "share": _ratio(int(totals.transfers or 0), message_count),
+            },
+            "calls": {"count": calls[0], "transferred": int(calls[1] or 0)},
+        }
+
+
+def _outcome(result: bool | StoreUnavailable) -> bool:
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _ratio(part: float, whole: float) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+# Whether grouping commits helps was measured with bench/logs.py; see README (section logs).
+GROUP_COMMIT_DEFAULT = {"sqlite": True, "postgresql": True}
