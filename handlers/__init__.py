@@ -73,4 +73,12 @@ def build_services(app: Flask, settings: Settings) -> Services:
     from .content import ContentStore
 
     services.content = ContentStore.load(settings.content_dir)
+    from .language import build_detector
+    from .session import build_session_memory, build_shared_redis
+    from .translation import build_translator
+
+    redis = build_shared_redis(settings)
+    services.sessions = build_session_memory(settings, redis)
+    services.translator = build_translator(settings, redis)
+    services.detector = build_detector(settings)
     return services

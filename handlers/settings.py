@@ -16,8 +16,9 @@ AUTH_METHODS = ("none", "basic", "bearer", "apikey", "jwt", "oauth2")
 WEBHOOKS = ("premessage", "postmessage", "log")
 # The prefix that overrides the shared WEBHOOK_* auth settings for one webhook.
 WEBHOOK_PREFIXES = {"premessage": "PREMESSAGE_", "postmessage": "POSTMESSAGE_", "log": "LOG_"}
-TRANSLATORS = ("none", "google", "libre", "deepl", "microsoft", "mymemory", "yandex", "papago",
-               "qcri", "linguee", "pons")
+# The deep-translator providers the kit drives (yandex's v1.5 API and papago's openapi endpoint
+# are gone, qcri knows three languages, linguee and pons translate single words only).
+TRANSLATORS = ("none", "google", "libre", "deepl", "microsoft", "mymemory")
 DETECTORS = ("langdetect", "lingua")
 SKILL_TYPES = ("actions", "dialog")
 
@@ -80,6 +81,7 @@ class Settings:
     translator: str = "none"
     translator_url: str | None = None
     translator_api_key: str | None = field(default=None, repr=False)
+    translator_region: str | None = None
     translation_timeout: float = 3.0
     translation_cache_size: int = 10_000
     translation_cache_ttl: float = 24 * 3600.0
@@ -257,7 +259,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     translator = _choice(source, "TRANSLATOR", TRANSLATORS, "none")
     translator_url = _text(source, "TRANSLATOR_URL")
     translator_key = _text(source, "TRANSLATOR_API_KEY")
-    if translator in ("deepl", "microsoft", "yandex", "papago") and not translator_key:
+    if translator in ("deepl", "microsoft") and not translator_key:
         raise SettingsError(f"TRANSLATOR_API_KEY is required with TRANSLATOR={translator}")
     if translator == "libre" and not translator_url:
         raise SettingsError("TRANSLATOR_URL (your LibreTranslate server) is required with "
@@ -300,6 +302,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         translator=translator,
         translator_url=translator_url,
         translator_api_key=translator_key,
+        translator_region=_text(source, "TRANSLATOR_REGION"),
         translation_timeout=timeout,
         translation_cache_size=_number(source, "TRANSLATION_CACHE_SIZE", 10_000, cast=int,
                                        positive=False, minimum=0),

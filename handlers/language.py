@@ -1,0 +1,368 @@
+"""Which language the customer writes in: detectors behind one interface, and the conversation policy.
+
+`Detector.detect(text) -> Detection` answers with an ISO 639-1 code among `LANGUAGES` (or None),
+a confidence, and how many letters of which script the text has. Two statistical detectors are
+available (`LANGUAGE_DETECTOR`): langdetect (small, the default) and lingua (high-accuracy mode,
+markedly better on one- and two-word messages, and much bigger). Both are built once, before
+gunicorn forks, and only know the candidate languages: restricting candidates is the biggest
+accuracy and speed lever there is.
+
+Before any statistics, the script decides when it can: kana is Japanese, Hangul is Korean, Han
+without kana is Chinese, Arabic letters are Arabic when Arabic is the only candidate written
+that way, and so on. Only scripts shared by several candidates (Latin, mostly) reach the detector,
+and then only with the candidates written in that script.
+
+A single message is weak evidence ("ok", "no", "merci"). `choose_language` is the conversation-
+aware policy: an explicit choice wins; otherwise the session keeps its language unless a confident
+detection of a message with enough letters for its script says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+log = logging.getLogger(__name__)
+
+# Languages by the script they are written in (ISO 639-1). Anything alphabetic not listed is Latin.
+SCRIPT_LANGUAGES: dict[str, tuple[str, ...]] = {
+    "kana": ("ja",),
+    "hangul": ("ko",),
+    "han": ("zh", "ja"),           # Han alone: Chinese first; Japanese text nearly always has kana
+    "cyrillic": ("ru", "uk", "bg", "sr", "mk", "be", "kk", "ky", "mn", "tg"),
+    "greek": ("el",),
+    "arabic": ("ar", "fa", "ur", "ps", "ku", "sd", "ug"),
+    "hebrew": ("he", "yi"),
+    "devanagari": ("hi", "mr", "ne", "sa"),
+    "bengali": ("bn", "as"),
+    "gurmukhi": ("pa",),
+    "gujarati": ("gu",),
+    "tamil": ("ta",),
+    "telugu": ("te",),
+    "kannada": ("kn",),
+    "malayalam": ("ml",),
+    "thai": ("th",),
+    "lao": ("lo",),
+    "khmer": ("km",),
+    "myanmar": ("my",),
+    "georgian": ("ka",),
+    "armenian": ("hy",),
+    "ethiopic": ("am", "ti"),
+    "sinhala": ("si",),
+}
+# (first code point, last code point, script) for the blocks that matter; sorted.
+_BLOCKS = sorted([
+    (0x0370, 0x03FF, "greek"), (0x0400, 0x052F, "cyrillic"), (0x0530, 0x058F, "armenian"),
+    (0x0590, 0x05FF, "hebrew"), (0x0600, 0x06FF, "arabic"), (0x0750, 0x077F, "arabic"),
+    (0x0900, 0x097F, "devanagari"), (0x0980, 0x09FF, "bengali"), (0x0A00, 0x0A7F, "gurmukhi"),
+    (0x0A80, 0x0AFF, "gujarati"), (0x0B80, 0x0BFF, "tamil"), (0x0C00, 0x0C7F, "telugu"),
+    (0x0C80, 0x0CFF, "kannada"), (0x0D00, 0x0D7F, "malayalam"), (0x0D80, 0x0DFF, "sinhala"),
+    (0x0E00, 0x0E7F, "thai"), (0x0E80, 0x0EFF, "lao"), (0x1000, 0x109F, "myanmar"),
+    (0x10A0, 0x10FF, "georgian"), (0x1100, 0x11FF, "hangul"), (0x1200, 0x139F, "ethiopic"),
+    (0x1780, 0x17FF, "khmer"), (0x3040, 0x309F, "kana"), (0x30A0, 0x30FF, "kana"),
+    (0x3130, 0x318F, "hangul"), (0x31F0, 0x31FF, "kana"), (0x3400, 0x4DBF, "han"),
+    (0x4E00, 0x9FFF, "han"), (0xA960, 0xA97F, "hangul"), (0xAC00, 0xD7AF, "hangul"),
+    (0xF900, 0xFAFF, "han"), (0xFB50, 0xFDFF, "arabic"), (0xFE70, 0xFEFF, "arabic"),
+    (0xFF66, 0xFF9F, "kana"), (0x20000, 0x2FA1F, "han"),
+])
+_BLOCK_STARTS = [block[0] for block in _BLOCKS]
+
+# Letters a message needs before it may move a session to another language written in the SAME
+# script as the session's ("merci" is five Latin letters and proves nothing). A different script
+# is strong evidence on its own: one kana or Hangul letter, two Han characters, two of others.
+SAME_SCRIPT_MIN_LETTERS = {"latin": 12, "han": 4}
+SAME_SCRIPT_DEFAULT_MIN_LETTERS = 10
+OTHER_SCRIPT_MIN_LETTERS = {"kana": 1, "hangul": 1, "han": 2}
+OTHER_SCRIPT_DEFAULT_MIN_LETTERS = 2
+
+# Each language's own name, for the default reply to a language the assistant does not serve.
+ENDONYMS = {
+    "en": "English", "es": "español", "fr": "français", "de": "Deutsch", "it": "italiano",
+    "pt": "português", "nl": "Nederlands", "sv": "svenska", "pl": "polski", "ru": "русский",
+    "tr": "Türkçe", "ar": "العربية", "hi": "हिन्दी", "ja": "日本語", "ko": "한국어", "zh": "中文",
+    "uk": "українська", "cs": "čeština", "da": "dansk", "fi": "suomi", "no": "norsk",
+    "nb": "norsk bokmål", "el": "Ελληνικά", "he": "עברית", "id": "Bahasa Indonesia",
+    "ms": "Bahasa Melayu", "vi": "Tiếng Việt", "th": "ไทย", "ro": "română", "hu": "magyar",
+    "bg": "български", "ca": "català", "fa": "فارسی", "bn": "বাংলা", "ur": "اردو",
+}
+
+# Detection needs a few hundred characters at most; a long message is cut before the statistics.
+MAX_DETECT_CHARS = 600
+
+
+def script_of_char(ch: str) -> str | None:
+    """The script of one letter (None for anything that is not a letter)."""
+    code = ord(ch)
+    if code < 0x80:
+        return "latin" if ch.isalpha() else None
+    if not ch.isalpha():
+        return None
+    if code < 0x0370:
+        return "latin"
+    low, high = 0, len(_BLOCK_STARTS) - 1
+    while low <= high:  # binary search of the block table
+        mid = (low + high) // 2
+        if _BLOCK_STARTS[mid] <= code:
+            low = mid + 1
+        else:
+            high = mid - 1
+    if high >= 0 and code <= _BLOCKS[high][1]:
+        return _BLOCKS[high][2]
+    return "latin" if code < 0x2000 or 0x1E00 <= code <= 0x1EFF else "other"
+
+
+_URL_OR_MAIL = re.compile(r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+\.[\w.-]+", re.IGNORECASE)
+
+
+def letters_by_script(text: str) -> dict[str, int]:
+    """How many letters of each script the text has, ignoring URLs and e-mail addresses."""
+    counts: dict[str, int] = {}
+    if "@" in text or "://" in text or "www." in text.lower():
+        text = _URL_OR_MAIL.sub(" ", text)
+    for ch in text:
+        script = script_of_char(ch)
+        if script is not None:
+            counts[script] = counts.get(script, 0) + 1
+    return counts
+
+
+def dominant_script(counts: Mapping[str, int]) -> str:
+    """The script of most letters; kana anywhere makes Han text Japanese."""
+    if not counts:
+        return "none"
+    if counts.get("kana") and counts["kana"] + counts.get("han", 0) >= max(counts.values()):
+        return "kana"
+    return max(counts, key=counts.__getitem__)
+
+
+def scripts_of_language(language: str) -> set[str]:
+    scripts = {script for script, langs in SCRIPT_LANGUAGES.items() if language in langs}
+    return scripts or {"latin"}
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One message's language as far as its text alone can tell."""
+
+    language: str | None      # ISO 639-1 among LANGUAGES, None when nothing could be detected
+    confidence: float         # 0..1 (the detector's own scale; see LANGUAGE_MIN_CONFIDENCE)
+    letters: int              # letters in the dominant script
+    script: str               # "latin", "han", "kana", "cyrillic", ..., "none"
+    method: str               # "script", "langdetect", "lingua" or "none"
+
+
+class Detector:
+    """Detect among `languages` only. Subclasses implement `_statistical` for one script group."""
+
+    name = "detector"
+
+    def __init__(self, languages: Iterable[str]) -> None:
+        self.languages = tuple(languages)
+        # For each script: the candidates written in it, in the order of SCRIPT_LANGUAGES.
+        self.by_script: dict[str, tuple[str, ...]] = {}
+        for script, langs in SCRIPT_LANGUAGES.items():
+            chosen = tuple(lang for lang in langs if lang in self.languages)
+            if chosen:
+                self.by_script[script] = chosen
+        non_latin = {lang for langs in SCRIPT_LANGUAGES.values() for lang in langs}
+        self.by_script["latin"] = tuple(lang for lang in self.languages if lang not in non_latin)
+
+    def detect(self, text: str) -> Detection:
+        counts = letters_by_script(text)
+        script = dominant_script(counts)
+        if script == "none":
+            return Detection(None, 0.0, 0, "none", "none")
+        letters = counts.get(script, 0) + (counts.get("han", 0) if script == "kana" else 0)
+        candidates = self.by_script.get(script, ())
+        if script == "han" and "ja" in candidates and "zh" in candidates:
+            candidates = ("zh",)  # Han with no kana at all: Chinese
+        if not candidates:
+            return Detection(None, 0.0, letters, script, "none")
+        if len(candidates) == 1:
+            share = letters / max(1, sum(counts.values()))
+            return Detection(candidates[0], round(min(1.0, 0.5 + share / 2), 4), letters, script,
+                             "script")
+        language, confidence = self._statistical(text[:MAX_DETECT_CHARS], script, candidates)
+        return Detection(language, confidence, letters, script, self.name if language else "none")
+
+    def _statistical(self, text: str, script: str,
+                     candidates: tuple[str, ...]) -> tuple[str | None, float]:
+        raise NotImplementedError
+
+
+class LangdetectDetector(Detector):
+    """langdetect 1.0.9 with its profiles loaded once per script group, seeded, warmed up.
+
+    langdetect is random unless seeded and loads its profiles lazily and not thread-safely; here
+    each group gets its own `DetectorFactory` built eagerly (never the module's global one), with a
+    fixed seed, and answers one detection before the fork.
+    """
+
+    name = "langdetect"
+    # langdetect's own profile names where they differ from ISO 639-1.
+    PROFILE_NAMES = {"zh": ("zh-cn", "zh-tw")}
+
+    def __init__(self, languages: Iterable[str]) -> None:
+        super().__init__(languages)
+        from langdetect.detector_factory import PROFILES_DIRECTORY
+
+        available = {path.name for path in pathlib.Path(PROFILES_DIRECTORY).iterdir()}
+        self.unknown = [lang for lang in self.languages
+                        if not all(name in available for name in self.PROFILE_NAMES.get(lang, (lang,)))]
+        self.factories: dict[str, Any] = {}
+        for script, candidates in self.by_script.items():
+            known = [lang for lang in candidates if lang not in self.unknown]
+            if len(known) >= 2:
+                self.factories[script] = self._factory(PROFILES_DIRECTORY, known)
+        for script, factory in self.factories.items():
+            self._run(factory, "warm up the detector once before the workers fork")
+
+    def _factory(self, directory: str, languages: list[str]) -> Any:
+        from langdetect.detector_factory import DetectorFactory
+        from langdetect.utils.lang_profile import LangProfile
+
+        names = [name for lang in languages for name in self.PROFILE_NAMES.get(lang, (lang,))]
+        factory = DetectorFactory()
+        factory.seed = 0
+        for index, name in enumerate(names):
+            data = json.loads((pathlib.Path(directory) / name).read_text(encoding="utf-8"))
+            factory.add_profile(LangProfile(**data), index, len(names))
+        return factory
+
+    @staticmethod
+    def _run(factory: Any, text: str) -> list[Any]:
+        from langdetect.lang_detect_exception import LangDetectException
+
+        detector = factory.create()
+        detector.append(text)
+        try:
+            return detector.get_probabilities()
+        except LangDetectException:
+            return []
+
+    def _statistical(self, text: str, script: str,
+                     candidates: tuple[str, ...]) -> tuple[str | None, float]:
+        factory = self.factories.get(script)
+        if factory is None:
+            known = [lang for lang in candidates if lang not in self.unknown]
+            return (known[0], 0.5) if len(known) == 1 else (None, 0.0)
+        scores: dict[str, float] = {}
+        for item in self._run(factory, text):
+            code = "zh" if item.lang.startswith("zh") else item.lang
+            scores[code] = scores.get(code, 0.0) + item.prob
+        if not scores:
+            return None, 0.0
+        best = max(scores, key=scores.__getitem__)
+        return best, round(min(1.0, scores[best]), 4)
+
+
+class LinguaDetector(Detector):
+    """lingua-language-detector in high-accuracy mode, models preloaded before the fork.
+
+    Its models live in native memory that the workers share copy-on-write after the fork (Python's
+    reference counting never touches them), so preloading in the master costs the memory once.
+    """
+
+    name = "lingua"
+
+    def __init__(self, languages: Iterable[str]) -> None:
+        super().__init__(languages)
+        from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
+
+        def lingua_language(code: str) -> Any:
+            try:
+                return Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper()))
+            except (AttributeError, ValueError):
+                return None
+
+        self.unknown = [lang for lang in self.languages if lingua_language(lang) is None]
+        self.detectors: dict[str, Any] = {}
+        for script, candidates in self.by_script.items():
+            known = [lingua_language(lang) for lang in candidates if lang not in self.unknown]
+            if len(known) >= 2:
+                self.detectors[script] = (LanguageDetectorBuilder.from_languages(*known)
+                                          .with_preloaded_language_models().build())
+        for detector in self.detectors.values():
+            detector.compute_language_confidence_values("warm up before the workers fork")
+
+    def _statistical(self, text: str, script: str,
+                     candidates: tuple[str, ...]) -> tuple[str | None, float]:
+        detector = self.detectors.get(script)
+        if detector is None:
+            known = [lang for lang in candidates if lang not in self.unknown]
+            return (known[0], 0.5) if len(known) == 1 else (None, 0.0)
+        values = detector.compute_language_confidence_values(text)
+        if not values or values[0].value <= 0:
+            return None, 0.0
+        top = values[0]
+        return top.language.iso_code_639_1.name.lower(), round(float(top.value), 4)
+
+
+_build_lock = threading.Lock()
+
+
+def build_detector(settings: Any) -> Detector:
+    """The detector named by LANGUAGE_DETECTOR, over LANGUAGES, ready before the fork."""
+    with _build_lock:  # lingua and langdetect loads are not meant to race
+        if settings.language_detector == "lingua":
+            detector: Detector = LinguaDetector(settings.languages)
+        else:
+            detector = LangdetectDetector(settings.languages)
+    if detector.unknown:  # type: ignore[attr-defined]
+        log.warning("LANGUAGE_DETECTOR=%s has no model for %s: these are detected by their script "
+                    "only", detector.name, ", ".join(detector.unknown))  # type: ignore[attr-defined]
+    return detector
+
+
+# --- the conversation-aware policy ------------------------------------------------------------
+
+def enough_letters(detection: Detection, current: str) -> bool:
+    """Whether the message is long enough, for its script, to move the session off `current`."""
+    if detection.script in scripts_of_language(current):
+        need = SAME_SCRIPT_MIN_LETTERS.get(detection.script, SAME_SCRIPT_DEFAULT_MIN_LETTERS)
+    else:
+        need = OTHER_SCRIPT_MIN_LETTERS.get(detection.script, OTHER_SCRIPT_DEFAULT_MIN_LETTERS)
+    return detection.letters >= need
+
+
+def normalise_code(value: Any, languages: Iterable[str]) -> str | None:
+    """"es", "ES", "es-MX", "es_MX" → "es" when among `languages`; anything else → None."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    code = value.strip().replace("_", "-").lower()
+    langs = tuple(languages)
+    if code in langs:
+        return code
+    base = code.split("-")[0]
+    return base if base in langs else None
+
+
+def choose_language(detection: Detection | None, *, chosen: str | None, session: str | None,
+                    hint: str | None, min_confidence: float, default: str) -> tuple[str, str]:
+    """The turn's language and where it came from ("chosen", "detected", "session", "locale",
+    "default"). All codes given must already be among LANGUAGES (see `normalise_code`).
+
+    - an explicit choice always wins;
+    - the session keeps its language unless a confident detection of a message with enough letters
+      for its script says otherwise;
+    - a new session starts from the locale hint when there is one (same rule), else from a
+      confident detection of its first message, else from the assistant's language.
+    """
+    if chosen:
+        return chosen, "chosen"
+    current, origin = (session, "session") if session else (hint, "locale") if hint else (None, "")
+    if detection is None or detection.language is None:
+        return (current, origin) if current else (default, "default")
+    confident = detection.confidence >= min_confidence
+    if current is None:
+        return (detection.language, "detected") if confident else (default, "default")
+    if detection.language == current:
+        return current, "detected"
+    if confident and enough_letters(detection, current):
+        return detection.language, "detected"
+    return current, origin
