@@ -33,8 +33,9 @@ from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float, Index, Int
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import (ArgumentError, DataError, DBAPIError, IntegrityError, NoSuchModuleError,
-                            SQLAlchemyError)
+from sqlalchemy.exc import (ArgumentError, DataError, DBAPIError, IntegrityError, InterfaceError,
+                            NoSuchModuleError, OperationalError, SQLAlchemyError)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .settings import SettingsError
@@ -345,7 +346,7 @@ class EventStore:
         try:
             with self.engine.begin() as connection:
                 if self.dialect == "postgresql":
-                    connection.execute(text("SELECT pg_advisory_xact_lock(581_771_505)"))
+                    connection.execute(text("SELECT pg_advisory_xact_lock(581771505)"))
                 for table in metadata.sorted_tables:
                     connection.execute(CreateTable(table, if_not_exists=True))
                     for index in table.indexes:
@@ -359,7 +360,7 @@ class EventStore:
                     raise SettingsError(
                         f"the log store's schema is version {found}, newer than this kit "
                         f"({SCHEMA_VERSION}); upgrade the kit")
-        except SQLAlchemyError as exc:
+        except (OperationalError, InterfaceError, PoolTimeout) as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
         self._schema_ready = True
         return int(found)
@@ -411,7 +412,10 @@ class EventStore:
 
     def _insert_statement(self) -> Any:
         insert = postgresql_insert if self.dialect == "postgresql" else sqlite_insert
-        return insert(events).on_conflict_do_nothing(index_elements=["event", "idempotency_key"])
+        # RETURNING says whether the row went in (a conflict returns nothing); rowcount is not
+        # reliable across drivers for INSERT ... ON CONFLICT.
+        return insert(events).on_conflict_do_nothing(
+            index_elements=["event", "idempotency_key"]).returning(events.c.id)
 
     def _write(self, items: list[LogEvent]) -> list[bool | StoreUnavailable]:
         """Insert `items` in one transaction: per item True (new), False (duplicate), or the
@@ -436,7 +440,8 @@ class EventStore:
     def _write_once(self, items: list[LogEvent]) -> list[bool]:
         statement = self._insert_statement()
         with self.engine.begin() as connection:
-            return [connection.execute(statement, item.row()).rowcount == 1 for item in items]
+            return [connection.execute(statement, item.row()).first() is not None
+                    for item in items]
 
     def _write_one(self, item: LogEvent) -> bool | StoreUnavailable:
         try:

@@ -1,0 +1,162 @@
+"""Helpers shared by the log store's tests (test_store*.py, test_logs*.py, test_cli_logs.py).
+
+`store_url` is parametrized over SQLite (a file in the test's tmp_path) and PostgreSQL (the
+`postgres_url` server, skipped with a reason when unset). Each PostgreSQL test gets a schema of
+its own, selected through libpq's `options=-csearch_path=...` in the URL (which the kit passes
+through untouched, and which survives into gunicorn workers through DATABASE_URL), so parallel
+runs never see each other's rows; the schema is dropped afterwards.
+
+`gunicorn(env)` runs the real server (the project's gunicorn.conf.py) on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any, Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from conftest import fixture
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+GUNICORN = pathlib.Path(sys.executable).with_name("gunicorn")
+
+
+@pytest.fixture
+def pg_store_url(postgres_url: str) -> Iterator[str]:
+    """An empty PostgreSQL schema of the test's own (dropped afterwards), as a store URL."""
+    schema = f"test_logs_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in postgres_url else "?"
+    try:
+        yield f"{postgres_url}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> str:
+    """A fresh, empty event store URL on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/events.sqlite3"
+    return request.getfixturevalue("pg_store_url")
+
+
+def message_body(log_id: str | None = None, *, text: str = "Good morning",
+                 reply: str | list[str] = "Hello. Good evening", session: str = "session-1",
+                 assistant: str = "assistant-1", intents: list[dict[str, Any]] | None = None,
+                 language: str = "en", generic: list[dict[str, Any]] | None = None,
+                 customer_language: str | None = None, **payload: Any) -> dict[str, Any]:
+    """IBM's message_logged example (synthesized from the Log model) with the given values."""
+    body = copy.deepcopy(fixture("log_webhook_request.message_logged.SYNTHESIZED.json"))
+    log = body["payload"]
+    log["log_id"] = log_id or str(uuid.uuid4())
+    log["request"]["input"]["text"] = text
+    replies = [reply] if isinstance(reply, str) else reply
+    log["response"]["output"]["generic"] = generic if generic is not None else [
+        {"response_type": "text", "text": line} for line in replies]
+    log["response"]["output"]["intents"] = intents or []
+    log["session_id"] = session
+    log["response"]["context"]["global"]["session_id"] = session
+    log["assistant_id"] = assistant
+    log["language"] = language
+    if customer_language:
+        log["response"]["context"]["skills"]["actions skill"]["skill_variables"][
+            "customer_language"] = customer_language
+    log.update(payload)
+    return body
+
+
+def cdr_body(global_session_id: str | None = None) -> dict[str, Any]:
+    body = copy.deepcopy(fixture("log_webhook_request.cdr_logged.full.json"))
+    body["payload"]["global_session_id"] = global_session_id or str(uuid.uuid4())
+    return body
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def post(url: str, body: Any, timeout: float = 30.0) -> tuple[int, dict[str, Any]]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@contextlib.contextmanager
+def gunicorn(env: dict[str, str], workers: int = 2, threads: int = 8) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The kit under real gunicorn (the project's config), on a free port; yields (url, master)."""
+    port = free_port()
+    clean = {key: value for key, value in os.environ.items()
+             if not key.startswith(("WEBHOOK_", "LOG_", "DATABASE_URL"))}
+    clean.update({"PORT": str(port), "WEB_CONCURRENCY": str(workers),
+                  "GUNICORN_THREADS": str(threads), "LOG_LEVEL": "WARNING"}, **env)
+    log = open(os.devnull, "w")
+    master = subprocess.Popen(
+        [str(GUNICORN), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+         "handlers:create_app()"], cwd=REPO, env=clean, stdout=log, stderr=log,
+        start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if master.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {master.returncode}")
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn did not answer /healthz within 30 s") from None
+                time.sleep(0.1)
+        while len(worker_pids(master.pid)) < workers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield url, master
+    finally:
+        master.send_signal(signal.SIGTERM)
+        try:
+            master.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(master.pid, signal.SIGKILL)
+            master.wait()
+        log.close()
+
+
+def worker_pids(master_pid: int) -> list[int]:
+    """The gunicorn workers: the master's child processes (read from /proc)."""
+    children = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces, so split after its closing paren
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == master_pid:
+            children.append(int(entry.name))
+    return sorted(children)

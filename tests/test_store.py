@@ -1,0 +1,325 @@
+"""The event store on its own: schema, durability settings, idempotent inserts, group commit,
+retention, and failing databases. Every test runs on SQLite and on PostgreSQL (`store_url`)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, func, select, text
+
+from handlers import SettingsError, create_app
+from handlers.store import (PURGE_BATCH, SCHEMA_VERSION, EventStore, GroupCommitter, LogEvent,
+                            StoreUnavailable, events, normalize_url, schema_version, utcnow)
+from logs_support import free_port, pg_store_url, store_url  # noqa: F401  (fixtures)
+
+
+def item(key: str | None = None, days_old: float = 0, **columns: Any) -> LogEvent:
+    key = key or str(uuid.uuid4())
+    return LogEvent(event="message_logged", idempotency_key=key,
+                    raw='{"event":{"name":"message_logged"},"payload":{"log_id":"%s"}}' % key,
+                    received_at=utcnow() - timedelta(days=days_old), **columns)
+
+
+def count(store: EventStore) -> int:
+    with store.engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(events)).scalar_one()
+
+
+@pytest.fixture
+def store(store_url: str) -> Any:
+    store = EventStore.open(store_url)
+    yield store
+    store.engine.dispose()
+
+
+def test_schema_is_created_with_its_version_and_init_is_repeatable(store: EventStore) -> None:
+    assert store.schema_version() == SCHEMA_VERSION
+    assert store.create_schema() == SCHEMA_VERSION
+    assert EventStore.open(store.url).create_schema() == SCHEMA_VERSION
+    with store.engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(schema_version)).scalar() == 1
+
+
+def test_a_newer_schema_than_the_kit_is_refused(store: EventStore) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(schema_version.insert().values(version=SCHEMA_VERSION + 1,
+                                                          applied_at=utcnow()))
+    with pytest.raises(SettingsError, match="newer than this kit"):
+        EventStore(store.url).create_schema()
+
+
+def test_insert_is_idempotent_by_event_and_key(store: EventStore) -> None:
+    key = str(uuid.uuid4())
+    assert store.add(item(key)) is True
+    assert store.add(item(key)) is False
+    # the same key under the other event name is another event
+    call = item(key)
+    call.event = "cdr_logged"
+    assert store.add(call) is True
+    assert count(store) == 2
+
+
+def test_duplicates_racing_from_many_threads_are_stored_once(store: EventStore) -> None:
+    keys = [str(uuid.uuid4()) for _ in range(10)]
+    outcomes: list[tuple[str, bool]] = []
+    barrier = threading.Barrier(8)
+    lock = threading.Lock()
+
+    def sender() -> None:
+        # separate stores are separate pools: like two workers or two instances
+        own = EventStore(store.url, group_commit=False)
+        barrier.wait()
+        for key in keys:
+            stored = own.add(item(key))
+            with lock:
+                outcomes.append((key, stored))
+        own.engine.dispose()
+
+    threads = [threading.Thread(target=sender) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(outcomes) == 80
+    for key in keys:
+        assert sum(stored for k, stored in outcomes if k == key) == 1
+    assert count(store) == 10
+
+
+def test_concurrent_inserts_through_the_group_committer_all_land(store: EventStore) -> None:
+    assert store.committer is not None
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def sender() -> None:
+        for _ in range(25):
+            stored = store.add(item())
+            with lock:
+                results.append(stored)
+
+    threads = [threading.Thread(target=sender) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [True] * 200
+    assert count(store) == 200
+
+
+def test_sqlite_connections_are_durable_wal_with_a_busy_timeout(tmp_path: Any) -> None:
+    store = EventStore.open(f"sqlite:///{tmp_path}/e.sqlite3", timeout=2.5)
+    seen = []
+
+    def check() -> None:
+        with store.engine.connect() as connection:
+            seen.append(tuple(connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+                              for name in ("journal_mode", "synchronous", "busy_timeout")))
+
+    # several pooled connections, opened from several threads: each has the pragmas
+    with store.engine.connect(), store.engine.connect():
+        threads = [threading.Thread(target=check) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert seen == [("wal", 2, 2500)] * 4   # synchronous 2 = FULL
+
+
+def test_postgres_urls_are_rewritten_to_psycopg(postgres_url: str) -> None:
+    rest = postgres_url.split("://", 1)[1]
+    assert normalize_url("postgres://" + rest) == "postgresql+psycopg://" + rest
+    assert normalize_url("postgresql://" + rest) == "postgresql+psycopg://" + rest
+    assert normalize_url("sqlite:///x.sqlite3") == "sqlite:///x.sqlite3"
+    store = EventStore("postgres://" + rest)
+    assert store.engine.dialect.driver == "psycopg"
+    store.ping()
+    store.engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["mysql://user@localhost/db", "sqlite+nodriver:///x.db"])
+def test_an_unusable_database_url_fails_at_start_up(url: str) -> None:
+    with pytest.raises(SettingsError, match="DATABASE_URL"):
+        create_app({"DATABASE_URL": url})
+
+
+def test_purge_deletes_only_older_events_in_batches(store: EventStore) -> None:
+    store.add_many([item(days_old=40) for _ in range(PURGE_BATCH + 250)])
+    store.add_many([item(days_old=20), item(days_old=1), item()])
+    assert store.purge(30) == PURGE_BATCH + 250
+    assert count(store) == 3
+    assert store.purge(10) == 1
+    assert count(store) == 2
+
+
+def _wait_for_retention_thread() -> None:
+    for thread in threading.enumerate():
+        if thread.name == "log-retention":
+            thread.join(timeout=30)
+
+
+def test_retention_purges_automatically_at_most_once_an_hour(store_url: str) -> None:
+    store = EventStore.open(store_url, retention_days=30)
+    store.add_many([item(days_old=45), item(days_old=31), item(days_old=29)])
+    store.add(item())                 # first insert of the process: the purge is due
+    _wait_for_retention_thread()
+    assert count(store) == 2
+    store.add_many([item(days_old=60)])
+    store.add(item())                 # within the hour: no second purge
+    _wait_for_retention_thread()
+    assert count(store) == 4
+    store.engine.dispose()
+
+
+def test_without_retention_nothing_is_purged(store: EventStore) -> None:
+    store.add_many([item(days_old=4000)])
+    store.add(item())
+    _wait_for_retention_thread()
+    assert count(store) == 2
+
+
+def test_an_unreachable_postgres_is_unavailable_not_a_hang() -> None:
+    store = EventStore.open(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none",
+                            timeout=1)
+    with pytest.raises(StoreUnavailable):
+        store.add(item())
+    with pytest.raises(Exception):
+        store.ping()
+
+
+def test_a_locked_sqlite_database_is_unavailable_after_the_busy_timeout(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path}/e.sqlite3"
+    store = EventStore.open(url, timeout=0.3)
+    holder = create_engine(url, isolation_level="AUTOCOMMIT")
+    with holder.connect() as connection:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")   # another process holds the write lock
+        with pytest.raises(StoreUnavailable):
+            store.add(item())
+        connection.exec_driver_sql("ROLLBACK")
+    assert store.add(item()) is True
+
+
+def test_a_locked_postgres_table_is_unavailable_after_the_lock_timeout(pg_store_url: str) -> None:
+    store = EventStore.open(pg_store_url, timeout=0.5)
+    holder = create_engine(pg_store_url)
+    with holder.begin() as connection:
+        connection.execute(text("LOCK TABLE log_events IN ACCESS EXCLUSIVE MODE"))
+        with pytest.raises(StoreUnavailable):
+            store.add(item())
+    assert store.add(item()) is True
+    holder.dispose()
+
+
+def test_connections_the_server_dropped_are_replaced_without_losing_the_event(
+        pg_store_url: str) -> None:
+    store = EventStore.open(pg_store_url, group_commit=False)
+    assert store.add(item()) is True
+    with store.engine.connect() as connection:   # the one pooled connection the next add reuses
+        backend = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+    admin = create_engine(pg_store_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+    assert store.add(item()) is True
+    assert count(store) == 2
+    admin.dispose()
+
+
+def test_a_row_the_database_rejects_does_not_sink_its_batch(pg_store_url: str) -> None:
+    store = EventStore.open(pg_store_url)
+    with pytest.raises(StoreUnavailable, match="DataError"):
+        store.add_many([item(), item(language="x" * 100), item()])
+    assert count(store) == 2    # its neighbours were written on their own
+
+
+# --- the group committer's contract, with a write function the test controls ---------------
+
+def test_group_commit_answers_each_caller_only_after_its_batch_and_batches_the_waiting() -> None:
+    batches: list[list[str]] = []
+    first_write_entered = threading.Event()
+    release_first = threading.Event()
+
+    def write(items: list[LogEvent]) -> list[bool]:
+        batches.append([i.idempotency_key for i in items])
+        if len(batches) == 1:
+            first_write_entered.set()
+            release_first.wait(10)
+        return [True] * len(items)
+
+    committer = GroupCommitter(write)
+    done: dict[str, bool] = {}
+
+    def submit(key: str) -> None:
+        done[key] = committer.submit(item(key))
+
+    leader = threading.Thread(target=submit, args=("a",))
+    leader.start()
+    first_write_entered.wait(10)
+    followers = [threading.Thread(target=submit, args=(key,)) for key in "bcdef"]
+    for thread in followers:
+        thread.start()
+    while True:     # until all five are queued behind the running batch
+        with committer._lock:
+            if len(committer._queue) == 5:
+                break
+    assert done == {}           # nobody answered while the first batch is uncommitted
+    release_first.set()
+    for thread in [leader, *followers]:
+        thread.join(10)
+    assert done == dict.fromkeys("abcdef", True)
+    assert batches[0] == ["a"]
+    assert sorted(batches[1]) == list("bcdef")   # one transaction for all who waited
+    assert len(batches) == 2
+
+
+def test_group_commit_failure_fails_every_caller_in_the_batch_and_recovers() -> None:
+    entered = threading.Event()
+    release = threading.Event()
+    calls = []
+
+    def write(items: list[LogEvent]) -> list[bool]:
+        calls.append(len(items))
+        if len(calls) == 1:
+            entered.set()
+            release.wait(10)
+            return [True]
+        if len(calls) == 2:
+            raise StoreUnavailable("OperationalError")
+        return [True] * len(items)
+
+    committer = GroupCommitter(write)
+    errors: dict[str, str] = {}
+
+    def submit(key: str) -> None:
+        try:
+            committer.submit(item(key))
+        except StoreUnavailable as exc:
+            errors[key] = str(exc)
+
+    first = threading.Thread(target=submit, args=("a",))
+    first.start()
+    entered.wait(10)
+    rest = [threading.Thread(target=submit, args=(key,)) for key in "bcd"]
+    for thread in rest:
+        thread.start()
+    while True:
+        with committer._lock:
+            if len(committer._queue) == 3:
+                break
+    release.set()
+    for thread in [first, *rest]:
+        thread.join(10)
+    assert errors == dict.fromkeys("bcd", "OperationalError")
+    assert committer.submit(item("e")) is True    # the next batch works
+    assert not committer._busy and not committer._queue
+
+
+def test_group_commit_reports_per_item_outcomes() -> None:
+    outcomes = iter([[True], [False], [StoreUnavailable("DataError")]])
+    committer = GroupCommitter(lambda items: next(outcomes))
+    assert committer.submit(item()) is True
+    assert committer.submit(item()) is False
+    with pytest.raises(StoreUnavailable, match="DataError"):
+        committer.submit(item())
