@@ -76,7 +76,7 @@ PATTERNS: list[Pattern] = [
     Pattern("[card]", CARD, _card),
     Pattern("[national_id]", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),                 # US SSN
     Pattern("[national_id]", re.compile(r"\b\d{3}\.\d{3}\.\d{3}-\d{2}\b")),         # BR CPF
-    Pattern("[national_id]", re.compile(r"\b\d{4} \d{4} \d{4}\b")),                 # IN Aadhaar
+    Pattern("[national_id]", re.compile(r"(?<!\d )\b[2-9]\d{3} \d{4} \d{4}\b(?! \d)")),  # IN Aadhaar
     Pattern("[national_id]", re.compile(                                             # FR NIR
         r"\b[12] ?\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3}(?: ?\d{2})?\b", _I)),
     Pattern("[national_id]", re.compile(                                             # UK NINO
