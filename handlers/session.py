@@ -125,9 +125,10 @@ class SessionMemory:
     suggestion values the last reply showed). Values must be JSON-serialisable.
     """
 
-    def __init__(self, size: int, ttl: float, redis: SharedRedis | None = None) -> None:
+    def __init__(self, size: int, ttl: float, redis: SharedRedis | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = float(ttl)
-        self.local: TTLCache[dict[str, Any]] = TTLCache(size, ttl)
+        self.local: TTLCache[dict[str, Any]] = TTLCache(size, ttl, clock)
         self.redis = redis
 
     @property

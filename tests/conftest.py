@@ -84,3 +84,17 @@ def redis_url() -> str:
 def redis_prefix() -> str:
     """A key prefix of the test's own, so tests sharing one Redis never see each other's keys."""
     return f"test-{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+def libre_server() -> Any:
+    """A LibreTranslate-compatible server on 127.0.0.1 (tests/libre_server.py), one per test.
+
+    Point the app at it with `TRANSLATOR="libre", TRANSLATOR_URL=libre_server.url`; switch its
+    behaviour with `.fail_with(500)`, `.hang(seconds)`, `.delay(ms)`; read `.calls`, `.texts()`.
+    """
+    from tests.libre_server import LibreServer
+
+    server = LibreServer().start()
+    yield server
+    server.stop()

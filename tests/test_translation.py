@@ -1,0 +1,321 @@
+"""The translator through the real deep-translator path, against a LibreTranslate-compatible server
+on loopback: memory, cache (in process and Redis), concurrency, deadline, breaker, fail-open."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from handlers import SettingsError
+from handlers.translation import CircuitBreaker, map_code
+from tests.libre_server import mark
+
+SPANISH = "Hola, necesito ayuda con mi pedido"
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def translator_for(make_app, libre_server):
+    """Build an app translating through the test server and return its Translator."""
+    def build(**settings: Any) -> Any:
+        settings.setdefault("TRANSLATOR", "libre")
+        settings.setdefault("TRANSLATOR_URL", libre_server.url)
+        return make_app(**settings).extensions["webhooks"].translator
+
+    return build
+
+
+def wait_until(condition, seconds: float = 10.0) -> None:
+    """Poll for something a background thread does (a hung call ending); fail if it never does."""
+    end = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError("condition never became true")
+        time.sleep(0.01)
+
+
+def test_translates_through_deep_translator_and_the_server(translator_for, libre_server):
+    translator = translator_for()
+    assert translator.translate(SPANISH, "es", "en", 2.0) == "Hello, I need help with my order"
+    assert translator.translate("Otra frase", "es", "en", 2.0) == mark("Otra frase", "es", "en")
+    request = libre_server.requests[0]
+    assert (request["q"], request["source"], request["target"], request["format"]) == (
+        SPANISH, "es", "en", "text")
+    assert "api_key" not in request  # a self-hosted server without keys gets none
+    assert translator.stats()["calls"] == 2
+
+
+def test_api_key_is_sent_when_configured(make_app, libre_server):
+    libre_server.required_key = "k-123"
+    app = make_app(TRANSLATOR="libre", TRANSLATOR_URL=libre_server.url + "translate",
+                   TRANSLATOR_API_KEY="k-123")
+    translator = app.extensions["webhooks"].translator
+    assert translator.translate("gracias", "es", "en", 2.0) == "Thank you"
+    assert libre_server.requests[0]["api_key"] == "k-123"
+
+
+def test_same_language_and_empty_texts_call_nothing(translator_for, libre_server):
+    translator = translator_for()
+    assert translator.translate_many(["Hello"], "en", "en", 2.0) == {}
+    assert translator.translate_many(["", "   "], "es", "en", 2.0) == {}
+    assert translator.translate_many([], "es", "en", 2.0) == {}
+    assert libre_server.calls == 0
+
+
+def test_distinct_strings_go_out_once_and_concurrently(translator_for, libre_server):
+    translator = translator_for(TRANSLATION_CONCURRENCY="8")
+    libre_server.delay(300)  # long enough that every free thread is busy at once
+    texts = [f"frase número {i}" for i in range(12)]
+    result = translator.translate_many(texts + texts[:4], "es", "en", 10.0)
+    assert result == {text: mark(text, "es", "en") for text in texts}
+    assert libre_server.calls == 12
+    assert sorted(libre_server.texts()) == sorted(texts)
+    # Eight at once, never more: 12 strings cost two round trips of the provider.
+    assert libre_server.max_in_flight == 8
+
+
+def test_repeated_strings_come_from_the_cache(translator_for, libre_server):
+    translator = translator_for()
+    texts = ["uno", "dos", "tres"]
+    first = translator.translate_many(texts, "es", "en", 2.0)
+    second = translator.translate_many(texts, "es", "en", 2.0)
+    assert first == second == {t: mark(t, "es", "en") for t in texts}
+    assert libre_server.calls == 3
+    assert translator.stats()["cache_hits"] == 3
+    # Another language pair is another cache entry.
+    translator.translate_many(["uno"], "es", "fr", 2.0)
+    assert libre_server.calls == 4
+
+
+def test_cache_size_zero_disables_the_process_cache(translator_for, libre_server):
+    translator = translator_for(TRANSLATION_CACHE_SIZE="0")
+    translator.translate("uno", "es", "en", 2.0)
+    translator.translate("uno", "es", "en", 2.0)
+    assert libre_server.calls == 2
+
+
+@pytest.mark.redis
+def test_redis_cache_is_shared_between_apps(translator_for, libre_server, redis_url, redis_prefix):
+    one = translator_for(REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix)
+    other = translator_for(REDIS_URL=redis_url, REDIS_PREFIX=redis_prefix)
+    assert one.translate(SPANISH, "es", "en", 2.0) == "Hello, I need help with my order"
+    assert other.translate(SPANISH, "es", "en", 2.0) == "Hello, I need help with my order"
+    assert libre_server.calls == 1
+    assert other.stats()["cache_hits"] == 1
+    client = one.cache.redis.client
+    keys = client.keys(redis_prefix + "tr:*")
+    assert len(keys) == 1
+    assert SPANISH not in keys[0]  # keys are hashes; the text is only in the value
+    assert 0 < client.ttl(keys[0]) <= 24 * 3600
+    client.delete(*keys)
+
+
+def test_redis_down_still_translates(translator_for, libre_server):
+    translator = translator_for(REDIS_URL=f"redis://127.0.0.1:{unused_port()}/0")
+    assert translator.translate("gracias", "es", "en", 2.0) == "Thank you"
+    assert translator.translate("gracias", "es", "en", 2.0) == "Thank you"
+    assert libre_server.calls == 1  # the process cache still works
+
+
+def write_memory(folder, name: str, entries: dict[str, str]) -> str:
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(json.dumps(entries, ensure_ascii=False), encoding="utf-8")
+    return str(folder)
+
+
+def test_translation_memory_wins_over_the_provider(translator_for, libre_server, tmp_path):
+    folder = write_memory(tmp_path / "tm", "es-en.json",
+                          {"Quiero hablar con un agente": "I want to talk to a human agent"})
+    write_memory(tmp_path / "tm", "en-es.json", {"Track my order": "Seguir mi pedido"})
+    translator = translator_for(TRANSLATION_MEMORY=folder)
+    result = translator.translate_many(["quiero  hablar con un AGENTE", "otra cosa"], "es", "en", 2.0)
+    assert result == {"quiero  hablar con un AGENTE": "I want to talk to a human agent",
+                      "otra cosa": mark("otra cosa", "es", "en")}
+    assert libre_server.texts() == ["otra cosa"]
+    assert translator.translate("Track my order", "en", "es", 2.0) == "Seguir mi pedido"
+    assert translator.stats()["memory_hits"] == 2
+    assert libre_server.calls == 1
+
+
+def test_translation_memory_works_without_a_provider(make_app, tmp_path):
+    folder = write_memory(tmp_path / "tm", "fr-en.json", {"Bonjour": "Hello"})
+    translator = make_app(TRANSLATION_MEMORY=folder).extensions["webhooks"].translator
+    assert translator.name == "none"
+    assert translator.translate_many(["bonjour", "au revoir"], "fr", "en", 1.0) == {
+        "bonjour": "Hello"}
+
+
+@pytest.mark.parametrize("name, content, error", [
+    ("es-en.json", "{not json", "not valid JSON"),
+    ("es-en.json", '["a list"]', "must be one JSON object"),
+    ("es-en.json", '{"hola": 3}', "must be one JSON object"),
+    ("spanish.json", '{"hola": "hello"}', "is not named <source>-<target>.json"),
+])
+def test_a_malformed_memory_file_stops_the_start(make_app, tmp_path, name, content, error):
+    folder = tmp_path / "tm"
+    folder.mkdir()
+    (folder / name).write_text(content)
+    with pytest.raises(SettingsError, match=error):
+        make_app(TRANSLATION_MEMORY=str(folder))
+
+
+def test_provider_error_fails_open_and_logs_once_without_text(translator_for, libre_server, caplog):
+    translator = translator_for()
+    libre_server.fail_with(500)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="handlers.translation"):
+        assert translator.translate_many(["uno secreto", "dos secreto"], "es", "en", 2.0) == {}
+    lines = [r.getMessage() for r in caplog.records if r.name == "handlers.translation"]
+    assert len(lines) == 1
+    assert "2 of 2 strings left untranslated (http_500=2)" in lines[0]
+    assert "secreto" not in caplog.text
+    assert translator.stats()["failures"] == 2
+
+
+def test_refused_connection_fails_open(make_app):
+    url = f"http://127.0.0.1:{unused_port()}/"
+    translator = make_app(TRANSLATOR="libre", TRANSLATOR_URL=url).extensions["webhooks"].translator
+    assert translator.translate("gracias", "es", "en", 2.0) is None
+
+
+def test_hung_provider_misses_the_deadline_and_the_late_answer_is_cached(
+        translator_for, libre_server):
+    translator = translator_for(BREAKER_FAILURES="10")
+    libre_server.hang(30)
+    assert translator.translate("gracias", "es", "en", 0.2) is None
+    assert translator.stats()["timeouts"] == 1
+    assert translator.pool.stuck == 1  # its thread is still held by the hung call...
+    libre_server.answer_normally()  # ...until the provider answers
+    wait_until(lambda: translator.pool.stuck == 0)
+    assert translator.translate("gracias", "es", "en", 0.2) == "Thank you"
+    assert libre_server.calls == 1  # the late answer went to the cache
+
+
+def test_when_every_thread_is_stuck_calls_fail_at_once(translator_for, libre_server):
+    translator = translator_for(TRANSLATION_CONCURRENCY="2", BREAKER_FAILURES="50")
+    libre_server.hang(30)
+    assert translator.translate_many(["uno", "dos"], "es", "en", 0.2) == {}
+    assert translator.pool.stuck == 2
+    # No thread left: the next request does not queue behind the hung calls, it fails at once.
+    assert translator.translate_many(["tres"], "es", "en", 5.0) == {}
+    assert libre_server.calls == 2
+    assert threading.active_count() < 50
+    libre_server.answer_normally()
+    wait_until(lambda: translator.pool.stuck == 0)
+    assert translator.translate("tres", "es", "en", 2.0) == mark("tres", "es", "en")
+
+
+def test_the_breaker_opens_after_failures_in_a_row_and_closes_after_a_good_probe(
+        translator_for, libre_server):
+    translator = translator_for(BREAKER_FAILURES="3", BREAKER_COOLDOWN="0.2",
+                                TRANSLATION_CONCURRENCY="1")
+    libre_server.fail_with(500)
+    for word in ("uno", "dos", "tres"):
+        assert translator.translate(word, "es", "en", 2.0) is None
+    assert translator.breaker.state == "open"
+    assert translator.translate("cuatro", "es", "en", 2.0) is None
+    assert libre_server.calls == 3  # open: no call went out
+    libre_server.answer_normally()
+    time.sleep(0.25)  # the cool-down
+    # Half-open: one probe goes out; the other strings of that request are not sent.
+    result = translator.translate_many(["cinco", "seis"], "es", "en", 2.0)
+    assert len(result) == 1 and libre_server.calls == 4
+    assert translator.breaker.state == "closed"
+    assert translator.translate("siete", "es", "en", 2.0) == mark("siete", "es", "en")
+
+
+def test_a_failed_probe_opens_the_breaker_again(translator_for, libre_server):
+    translator = translator_for(BREAKER_FAILURES="2", BREAKER_COOLDOWN="0.2")
+    libre_server.fail_with(503)
+    translator.translate("uno", "es", "en", 2.0)
+    translator.translate("dos", "es", "en", 2.0)
+    assert translator.breaker.state == "open"
+    time.sleep(0.25)
+    assert translator.translate("tres", "es", "en", 2.0) is None  # the probe, failing
+    assert translator.breaker.state == "open"
+    assert libre_server.calls == 3
+    assert translator.translate("cuatro", "es", "en", 2.0) is None
+    assert libre_server.calls == 3
+
+
+def test_timeouts_count_against_the_breaker(translator_for, libre_server):
+    translator = translator_for(BREAKER_FAILURES="2", BREAKER_COOLDOWN="60")
+    libre_server.hang(30)
+    translator.translate_many(["uno", "dos"], "es", "en", 0.2)
+    assert translator.breaker.state == "open"
+    libre_server.answer_normally()
+
+
+def test_breaker_state_machine_with_a_clock():
+    now = [0.0]
+    breaker = CircuitBreaker("p", failures=2, cooldown=10, clock=lambda: now[0])
+    assert breaker.allow() == (True, False)
+    breaker.failure()
+    breaker.success()  # a success resets the count: failures must be in a row
+    breaker.failure()
+    assert breaker.state == "closed"
+    breaker.failure()
+    assert breaker.state == "open" and breaker.allow() == (False, False)
+    now[0] = 10.0
+    assert breaker.allow() == (True, True)     # the probe
+    assert breaker.allow() == (False, False)   # only one at a time
+    breaker.release_probe()                    # it never ran
+    assert breaker.allow() == (True, True)
+    breaker.success()
+    assert breaker.state == "closed" and breaker.opened == 1
+
+
+def test_a_language_the_provider_lacks_fails_open_without_a_call(translator_for, libre_server):
+    translator = translator_for()
+    assert not translator.can_translate("nl")  # deep-translator's LibreTranslate table has no nl
+    assert translator.translate("Waar is mijn bestelling?", "nl", "en", 2.0) is None
+    assert libre_server.calls == 0
+
+
+def test_translator_none_never_calls_out(make_app, libre_server):
+    translator = make_app(TRANSLATOR_URL=libre_server.url).extensions["webhooks"].translator
+    assert translator.translate_many(["hola", "adiós"], "es", "en", 1.0) == {}
+    assert libre_server.calls == 0
+
+
+def test_building_the_app_starts_no_thread(make_app, libre_server):
+    before = threading.active_count()
+    make_app(TRANSLATOR="libre", TRANSLATOR_URL=libre_server.url)
+    assert threading.active_count() == before  # safe to build before gunicorn forks
+
+
+@pytest.mark.parametrize("provider, language, code", [
+    ("google", "zh", "zh-CN"), ("google", "he", "iw"), ("google", "es", "es"),
+    ("mymemory", "es", "es-ES"), ("mymemory", "zh", "zh-CN"), ("mymemory", "en", "en-GB"),
+    ("mymemory", "he", "he-IL"), ("libre", "zh", "zh"), ("deepl", "zh", "zh"),
+    ("deepl", "he", None), ("libre", "sv", None),
+])
+def test_language_codes_are_mapped_per_provider(provider, language, code):
+    from deep_translator import constants
+
+    tables = {"google": constants.GOOGLE_LANGUAGES_TO_CODES,
+              "mymemory": constants.MY_MEMORY_LANGUAGES_TO_CODES,
+              "libre": constants.LIBRE_LANGUAGES_TO_CODES,
+              "deepl": constants.DEEPL_LANGUAGE_TO_CODE}
+    assert map_code(language, tables[provider].values()) == code
+
+
+@pytest.mark.parametrize("name", ["google", "mymemory", "deepl", "microsoft"])
+def test_every_provider_builds_without_calling_out(make_app, name):
+    settings = {"TRANSLATOR": name}
+    if name in ("deepl", "microsoft"):
+        settings["TRANSLATOR_API_KEY"] = "key:fx"
+    translator = make_app(**settings).extensions["webhooks"].translator
+    assert translator.name == name
+    assert translator.can_translate("es")
