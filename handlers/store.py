@@ -18,8 +18,10 @@ Losing or duplicating events is the failure that matters, so:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import threading
 import time
 import weakref
@@ -46,6 +48,8 @@ SCHEMA_VERSION = 1
 # Seconds a database may take to connect, run a statement or wait for a lock before the
 # webhook gives up and answers 503; well inside gunicorn's worker timeout.
 DEFAULT_TIMEOUT = 5.0
+# A PostgreSQL transaction that takes longer than this many timeouts is cut (see Watchdog).
+WRITE_DEADLINE = 3
 PURGE_INTERVAL = 3600.0
 PURGE_BATCH = 1000
 MAX_ID_LENGTH = 255
@@ -217,6 +221,68 @@ def _row_specific(exc: SQLAlchemyError) -> bool:
     return isinstance(exc, (DataError, IntegrityError)) or not isinstance(exc, DBAPIError)
 
 
+class Watchdog:
+    """Cuts PostgreSQL connections whose work outlives a deadline, so no thread waits forever.
+
+    The server's statement and lock timeouts end slow statements, and `tcp_user_timeout`
+    notices a dead network; neither helps when the server process is frozen while its host
+    still acknowledges our packets (a stopped process, a host stalled on storage): libpq then
+    waits forever. At the deadline the watchdog shuts the connection's socket down, the blocked
+    call fails at once with a disconnect error, and the webhook answers 503. One thread per
+    process, started on first use (so it exists in each gunicorn worker, not the master).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._guards: dict[int, _Guard] = {}
+        self._pid = 0
+
+    @contextlib.contextmanager
+    def guard(self, fileno: int, seconds: float) -> Iterator["_Guard"]:
+        guard = _Guard(time.monotonic() + seconds, fileno)
+        with self._cond:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._guards = {}
+                threading.Thread(target=self._run, name="log-store-watchdog", daemon=True).start()
+            self._guards[id(guard)] = guard
+            if len(self._guards) == 1:
+                self._cond.notify()
+        try:
+            yield guard
+        finally:
+            with self._cond:
+                self._guards.pop(id(guard), None)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for key, guard in list(self._guards.items()):
+                    if guard.deadline <= now:
+                        # Under the lock: the connection is still checked out, its fd is ours.
+                        del self._guards[key]
+                        guard.fired = True
+                        _shutdown(guard.fileno)
+                soonest = min((guard.deadline for guard in self._guards.values()), default=None)
+                self._cond.wait(None if soonest is None else max(soonest - now, 0.01))
+
+
+@dataclass(eq=False)
+class _Guard:
+    deadline: float
+    fileno: int
+    fired: bool = False
+
+
+def _shutdown(fileno: int) -> None:
+    try:
+        with socket.socket(fileno=os.dup(fileno)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class GroupCommitter:
     """Commits the rows of concurrent callers together: one transaction, one fsync.
 
@@ -315,7 +381,10 @@ class EventStore:
         self._last_purge = float("-inf")
         if group_commit is None:
             group_commit = GROUP_COMMIT_DEFAULT.get(self.dialect, True)
-        self.committer = GroupCommitter(self._write, wait=4 * timeout) if group_commit else None
+        self.watchdog = Watchdog()
+        # Followers wait for the leader's pool checkout, connect and guarded write, all bounded.
+        self.committer = GroupCommitter(self._write, wait=(WRITE_DEADLINE + 3) * timeout) \
+            if group_commit else None
 
     @classmethod
     def open(cls, url: str, **options: Any) -> "EventStore":
@@ -382,12 +451,28 @@ class EventStore:
         """Raises when the database does not answer (used by /readyz)."""
         for attempt in (1, 2):
             try:
-                with self.engine.connect() as connection:
+                with self.engine.connect() as connection, self._deadline(connection):
                     connection.execute(text("SELECT 1"))
                 return
             except DBAPIError as exc:
                 if attempt == 1 and _is_disconnect(exc):
                     continue   # a pooled connection the server dropped; try a fresh one
+                raise
+
+    @contextlib.contextmanager
+    def _deadline(self, connection: Connection) -> Iterator[None]:
+        """Bound the work on `connection` by WRITE_DEADLINE x timeout (PostgreSQL only; SQLite
+        is a local file whose only wait, for the write lock, has its busy timeout)."""
+        if self.dialect != "postgresql":
+            yield
+            return
+        fileno = connection.connection.driver_connection.fileno()
+        with self.watchdog.guard(fileno, WRITE_DEADLINE * self.timeout) as guard:
+            try:
+                yield
+            except DBAPIError as exc:
+                if guard.fired:
+                    raise StoreUnavailable("the database did not answer in time") from exc
                 raise
 
     # --- writing ---------------------------------------------------------------------------
@@ -439,9 +524,10 @@ class EventStore:
 
     def _write_once(self, items: list[LogEvent]) -> list[bool]:
         statement = self._insert_statement()
-        with self.engine.begin() as connection:
-            return [connection.execute(statement, item.row()).first() is not None
-                    for item in items]
+        with self.engine.connect() as connection:
+            with self._deadline(connection), connection.begin():   # the commit is inside too
+                return [connection.execute(statement, item.row()).first() is not None
+                        for item in items]
 
     def _write_one(self, item: LogEvent) -> bool | StoreUnavailable:
         try:

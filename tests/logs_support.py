@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -160,3 +161,56 @@ def worker_pids(master_pid: int) -> list[int]:
         if int(fields[1]) == master_pid:
             children.append(int(entry.name))
     return sorted(children)
+
+
+class FreezableProxy:
+    """A TCP relay on loopback in front of a real server, that can freeze: it then keeps the
+    connections open and stops relaying, like a database process that stopped answering while
+    its host's kernel still acknowledges every packet (the case no socket option detects)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.frozen = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self._closed = False
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self._sockets += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        while not self._closed:
+            if self.frozen.is_set():
+                time.sleep(0.01)
+                continue
+            try:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+            except OSError:
+                break
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._closed = True
+        self.frozen.clear()
+        with contextlib.suppress(OSError):
+            self.listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()

@@ -9,12 +9,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, make_url, select, text
 
 from handlers import SettingsError, create_app
 from handlers.store import (PURGE_BATCH, SCHEMA_VERSION, EventStore, GroupCommitter, LogEvent,
                             StoreUnavailable, events, normalize_url, schema_version, utcnow)
-from logs_support import free_port, pg_store_url, store_url  # noqa: F401  (fixtures)
+from logs_support import (FreezableProxy, free_port, pg_store_url,  # noqa: F401  (fixtures)
+                          store_url)
 
 
 def item(key: str | None = None, days_old: float = 0, **columns: Any) -> LogEvent:
@@ -323,3 +324,24 @@ def test_group_commit_reports_per_item_outcomes() -> None:
     assert committer.submit(item()) is False
     with pytest.raises(StoreUnavailable, match="DataError"):
         committer.submit(item())
+
+
+def test_a_frozen_postgres_is_cut_at_the_deadline_not_waited_on_forever(
+        pg_store_url: str) -> None:
+    url = make_url(pg_store_url)
+    proxy = FreezableProxy(url.host or "127.0.0.1", url.port or 5432)
+    try:
+        through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        store = EventStore.open(through, timeout=0.5)
+        assert store.add(item()) is True
+        proxy.frozen.set()            # a pooled connection now leads nowhere
+        with pytest.raises(StoreUnavailable):
+            store.add(item())
+        with pytest.raises(Exception):
+            store.ping()
+        proxy.frozen.clear()
+        assert store.add(item()) is True      # and the store recovers on fresh connections
+        assert count(store) == 2
+        store.engine.dispose()
+    finally:
+        proxy.close()
