@@ -163,16 +163,16 @@ def export(fmt: str, since: Any, until: Any, session: str | None, assistant: str
     try:
         total = store.count(**query) if show_progress else None
         target = open(output, "w", encoding="utf-8", newline="") if output else \
-            contextlib.nullcontext(click.get_text_stream("stdout"))
+            contextlib.nullcontext(sys.stdout)
         with target as out, \
                 tqdm(total=total, unit=" events", disable=not show_progress,
                      file=sys.stderr) as progress:
             writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
             if writer is not None:
                 writer.writerow(COLUMNS)
-            for row in store.iter_events(**query):
+            for row in store.iter_events(**query, columns=COLUMNS if writer else ["raw"]):
                 if writer is not None:
-                    writer.writerow([_csv_value(row._mapping[name]) for name in COLUMNS])
+                    writer.writerow([_csv_value(value) for value in row])
                 else:
                     out.write(row.raw)
                     out.write("\n")

@@ -617,10 +617,12 @@ class EventStore:
 
     def iter_events(self, since: datetime | None = None, until: datetime | None = None,
                     session: str | None = None, assistant: str | None = None,
-                    batch: int = 1000) -> Iterator[Any]:
-        """Rows in insertion order, fetched `batch` at a time (a server-side cursor on
-        PostgreSQL), so memory stays flat whatever the table size."""
-        query = select(events).where(self._filters(since, until, session, assistant)) \
+                    columns: Sequence[str] | None = None, batch: int = 100) -> Iterator[Any]:
+        """Rows (all columns, or only `columns`) in insertion order, fetched `batch` at a time
+        (a server-side cursor on PostgreSQL), so memory stays flat whatever the table size.
+        Rows can be megabytes each (the raw event): batches stay small."""
+        chosen = [events.c[name] for name in columns] if columns else [events]
+        query = select(*chosen).where(self._filters(since, until, session, assistant)) \
             .order_by(events.c.id)
         with self._connect() as connection, connection.begin():
             self._no_statement_timeout(connection)
@@ -669,7 +671,7 @@ class EventStore:
             "messages": message_count,
             "sessions": sessions,
             "messages_per_session": {
-                "mean": round(spread.mean or 0, 2),
+                "mean": round(float(spread.mean or 0), 2),
                 "min": spread.min or 0,
                 "max": spread.max or 0,
             },
