@@ -78,6 +78,8 @@ class LibreServer:
         self.required_key = api_key
         self.status = 200            # answer this status (with an error body) when not 200
         self.hang_seconds = 0.0      # hold each request this long before answering
+        self.failing_texts: dict[str, int] = {}    # q -> status answered for that text only
+        self.hanging_texts: dict[str, float] = {}  # q -> seconds held for that text only
         self.calls = 0
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
@@ -91,11 +93,20 @@ class LibreServer:
     def answer_normally(self) -> None:
         with self.lock:
             self.status, self.hang_seconds, self.delay_ms = 200, 0.0, 0.0
+            self.failing_texts, self.hanging_texts = {}, {}
         self._release.set()
         self._release = threading.Event()
 
     def fail_with(self, status: int = 500) -> None:
         self.status = status
+
+    def fail_for(self, text: str, status: int = 500) -> None:
+        """Answer `status` for requests translating exactly `text`; others answer normally."""
+        self.failing_texts[text] = status
+
+    def hang_for(self, text: str, seconds: float) -> None:
+        """Hold requests translating exactly `text` for `seconds`; others answer normally."""
+        self.hanging_texts[text] = seconds
 
     def hang(self, seconds: float) -> None:
         """Hold every request `seconds` before answering (released early by stop())."""
@@ -187,6 +198,10 @@ class LibreServer:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     status, hang, delay = server.status, server.hang_seconds, server.delay_ms
+                    q = params.get("q")
+                    if isinstance(q, str):
+                        status = server.failing_texts.get(q, status)
+                        hang = server.hanging_texts.get(q, hang)
                     release = server._release
                 try:
                     self._answer(params, status, hang, delay, release)
