@@ -15,6 +15,7 @@ provider can cost a string its translation but never break a link.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -53,13 +54,13 @@ class Masked:
     spans: tuple[str, ...] = ()
     lead: str = ""
     trail: str = ""
-
-    @property
-    def translatable(self) -> bool:
-        """Worth sending: some letters remain once the protected spans are taken out."""
-        return bool(LETTER.search(TOKEN.sub("", self.text)))
+    # Worth sending: some letters remain once the protected spans are taken out.
+    translatable: bool = False
 
 
+# Replies repeat the same strings turn after turn (that is what makes the translation cache
+# pay); remembering their masks keeps a cached reply's cost near that of passing it through.
+@functools.lru_cache(maxsize=4096)
 def mask(text: str) -> Masked:
     """Replace the protected spans of `text` by numbered tokens; keep its outer whitespace aside
     (translators strip it, and a text cut around a citation needs it back)."""
@@ -72,11 +73,15 @@ def mask(text: str) -> Masked:
         spans.append(match.group(0))
         return "{%d}" % (len(spans) - 1)
 
-    return Masked(PROTECTED.sub(token, core), tuple(spans), lead, trail)
+    masked = PROTECTED.sub(token, core) if core else core
+    words = masked if not spans else TOKEN.sub("", masked)
+    return Masked(masked, tuple(spans), lead, trail, bool(LETTER.search(words)))
 
 
 def unmask(masked: Masked, translated: str) -> str | None:
     """The translation with the protected spans back; None if any token was lost or doubled."""
+    if not masked.spans and "{" not in translated and "｛" not in translated:
+        return masked.lead + translated.strip() + masked.trail
     seen: list[int] = []
 
     def restore(match: re.Match[str]) -> str:
@@ -121,6 +126,16 @@ class Slot:
         """Write the translation into the reply; return (pieces translated, pieces kept as is).
 
         A piece without a usable translation keeps its original text (fail open, per piece)."""
+        if not self.ranges:  # one piece: the usual case, kept short (it runs for every string)
+            masked = self.masked[0]
+            if not masked.translatable:
+                return 0, 0
+            got = translations.get(masked.text)
+            new = unmask(masked, got) if got is not None else None
+            if new is None:
+                return 0, 1
+            self.parent[self.key] = new
+            return 1, 0
         done = kept = 0
         out: list[str] = []
         for piece, masked in zip(self.pieces, self.masked):
