@@ -49,13 +49,22 @@ def session_language(payload: dict[str, Any], turn: Turn) -> str | None:
     variable = read_variable(payload, turn.settings.language_variable, turn.settings.skill_type)
     if _language_code(variable):
         source, language = "context", _language_code(variable)
-    elif turn.session_id and turn.services.sessions is not None:
-        remembered = _language_code(turn.services.sessions.get(turn.session_id).get("language"))
+    else:
+        remembered = _language_code(session_record(turn).get("language"))
         if remembered:
             source, language = "session", remembered
     turn.language = language
     turn.notes["language_from"] = source
     return language
+
+
+def session_record(turn: Turn) -> dict[str, Any]:
+    """What the session memory holds for this session ({} without one); read once per request."""
+    if "postmessage_session" not in g:
+        sessions = turn.services.sessions
+        g.postmessage_session = (sessions.get(turn.session_id)
+                                 if turn.session_id and sessions is not None else {})
+    return g.postmessage_session
 
 
 def _language_code(value: Any) -> str | None:
@@ -117,17 +126,18 @@ def resolve_content_keys(payload: dict[str, Any], turn: Turn) -> Response | None
     for item in generic:
         key = content_key_of(item)
         hit = store.lookup(key, [language, assistant]) if key else None
-        if key and hit is None:
-            missing += 1
-            # The key comes from the assistant's design, not from the customer.
-            log.warning("content key not found; item left as it is",
-                        extra={"fields": {"content_key": key[:100], "language": language}})
         if hit is None:
+            if key:
+                missing += 1
+                # The key comes from the assistant's design, not from the customer.
+                log.warning("content key not found; item left as it is",
+                            extra={"fields": {"content_key": key[:100], "language": language}})
             resolved.append(item)
             continue
         found += 1
         written_in, items = hit
-        if language and not is_assistant_language(language, turn) and written_in.split("-")[0] != assistant:
+        if not is_assistant_language(written_in, turn):
+            # Written in the customer's language: no machine translation for these items.
             _localized().update(id(new) for new in items)
         resolved.extend(items)
     generic[:] = resolved
@@ -179,18 +189,12 @@ def remember_offered_options(payload: dict[str, Any], turn: Turn) -> Response | 
         return None
     settings = turn.settings
     values = fields.offered_values(generic, settings.offered_options_max)
-    has_context = isinstance(payload.get("context"), dict)
     in_context = read_variable(payload, settings.offered_options_variable, settings.skill_type)
-    if not values and not in_context:
-        # Nothing offered now; clear only what an earlier reply left behind.
-        sessions = turn.services.sessions
-        remembered = sessions.get(turn.session_id).get("offered") if sessions else None
-        if in_context is None and remembered:
-            sessions.update(turn.session_id, {"offered": []})
-        return None
+    if not values and not in_context and not session_record(turn).get("offered"):
+        return None  # nothing offered now, and nothing left over from an earlier reply
     if turn.session_id and turn.services.sessions is not None:
         turn.services.sessions.update(turn.session_id, {"offered": values})
-    if has_context:
+    if isinstance(payload.get("context"), dict) and (values or in_context is not None):
         write_variable(payload, settings.offered_options_variable, values, settings.skill_type)
     turn.notes["offered"] = len(values)
     return None
