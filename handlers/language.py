@@ -72,13 +72,16 @@ _BLOCKS = sorted([
 ])
 _BLOCK_STARTS = [block[0] for block in _BLOCKS]
 
-# Letters a message needs before it may move a session to another language written in the SAME
-# script as the session's ("merci" is five Latin letters and proves nothing). A different script
-# is strong evidence on its own: one kana or Hangul letter, two Han characters, two of others.
-SAME_SCRIPT_MIN_LETTERS = {"latin": 12, "han": 4}
-SAME_SCRIPT_DEFAULT_MIN_LETTERS = 10
+# Letters a message needs before it may move a session to another language. Latin letters are
+# weak evidence whatever the session's language ("merci" is five letters and proves nothing; "OK"
+# and product names turn up in every language). Another script than the session's is strong
+# evidence on its own: one kana or Hangul letter, two Han characters, two letters of the others.
+# The session's own script again (Cyrillic after Russian, Han after Japanese) needs more.
+LATIN_MIN_LETTERS = 12
 OTHER_SCRIPT_MIN_LETTERS = {"kana": 1, "hangul": 1, "han": 2}
 OTHER_SCRIPT_DEFAULT_MIN_LETTERS = 2
+SAME_SCRIPT_MIN_LETTERS = {"han": 4}
+SAME_SCRIPT_DEFAULT_MIN_LETTERS = 10
 
 # Each language's own name, for the default reply to a language the assistant does not serve.
 ENDONYMS = {
@@ -93,6 +96,29 @@ ENDONYMS = {
 
 # Detection needs a few hundred characters at most; a long message is cut before the statistics.
 MAX_DETECT_CHARS = 600
+
+# The fast path for the assistant's own language (most of an English assistant's traffic is
+# English): grammatical words of the language that no default candidate uses or borrows, so plain
+# ASCII text with enough of them needs no statistics. Left out on purpose: is, was, of, in, to,
+# do, on, me, my, i, a, he, her, so, we, at, can, has, get, also, just, still, most, help, want,
+# order, change, will, not, no, ok, sorry, and the nouns other languages borrow (account, email,
+# delivery, ...): "is" is Dutch, "was" and "still" German, "my" and "most" Polish, "her" and "not"
+# Turkish, "he" and "has" Spanish, "just" and "order" Swedish, "change" French. A team adding a
+# language to LANGUAGES that uses one of these words should remove it (bench/language_accuracy.py
+# shows the effect).
+FAST_PATH_WORDS: dict[str, frozenset[str]] = {
+    "en": frozenset("""
+        the and you your yours you're you've what where when why how which who whom whose with
+        without this that these those there their they them they're are were been being have
+        had would could should shall might must please thanks thank hello it it's its i'm i've
+        i'd i'll don't doesn't didn't can't won't isn't wasn't aren't haven't hasn't couldn't
+        wouldn't shouldn't from about already yet any some anything something nothing because
+        but if than then only really very much many more does did our ours us him his she need
+    """.split()),
+}
+FAST_PATH_MIN_WORDS = 2      # at least this many marker words...
+FAST_PATH_MIN_SHARE = 0.15   # ...making up at least this share of the words
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 
 def script_of_char(ch: str) -> str | None:
@@ -131,6 +157,14 @@ def letters_by_script(text: str) -> dict[str, int]:
     return counts
 
 
+def has_letters(text: str) -> bool:
+    """Whether the text has a letter outside URLs and e-mail addresses (digits, emoji, punctuation
+    and a bare link have none: there is nothing to detect or translate)."""
+    if "@" in text or "://" in text or "www." in text.lower():
+        text = _URL_OR_MAIL.sub(" ", text)
+    return any(ch.isalpha() for ch in text)
+
+
 def dominant_script(counts: Mapping[str, int]) -> str:
     """The script of most letters; kana anywhere makes Han text Japanese."""
     if not counts:
@@ -161,8 +195,11 @@ class Detector:
 
     name = "detector"
 
-    def __init__(self, languages: Iterable[str]) -> None:
+    def __init__(self, languages: Iterable[str], fast_language: str | None = None) -> None:
         self.languages = tuple(languages)
+        # The assistant's language, when it has a fast path and is a candidate.
+        self.fast_language = fast_language if fast_language in FAST_PATH_WORDS and \
+            fast_language in self.languages else None
         # For each script: the candidates written in it, in the order of SCRIPT_LANGUAGES.
         self.by_script: dict[str, tuple[str, ...]] = {}
         for script, langs in SCRIPT_LANGUAGES.items():
@@ -187,8 +224,21 @@ class Detector:
             share = letters / max(1, sum(counts.values()))
             return Detection(candidates[0], round(min(1.0, 0.5 + share / 2), 4), letters, script,
                              "script")
+        if self.fast_language and script == "latin" and self._fast_path(text):
+            return Detection(self.fast_language, 0.99, letters, script, "fast_path")
         language, confidence = self._statistical(text[:MAX_DETECT_CHARS], script, candidates)
         return Detection(language, confidence, letters, script, self.name if language else "none")
+
+    def _fast_path(self, text: str) -> bool:
+        """Plain ASCII text made of enough of the assistant language's marker words."""
+        if not text.isascii():
+            return False  # accents, other scripts: let the statistics decide
+        words = _WORD.findall(text.lower().replace("\u2019", "'"))
+        if len(words) < FAST_PATH_MIN_WORDS:
+            return False
+        markers = FAST_PATH_WORDS[self.fast_language]  # type: ignore[index]
+        hits = sum(word in markers for word in words)
+        return hits >= FAST_PATH_MIN_WORDS and hits >= FAST_PATH_MIN_SHARE * len(words)
 
     def _statistical(self, text: str, script: str,
                      candidates: tuple[str, ...]) -> tuple[str | None, float]:
@@ -207,8 +257,8 @@ class LangdetectDetector(Detector):
     # langdetect's own profile names where they differ from ISO 639-1.
     PROFILE_NAMES = {"zh": ("zh-cn", "zh-tw")}
 
-    def __init__(self, languages: Iterable[str]) -> None:
-        super().__init__(languages)
+    def __init__(self, languages: Iterable[str], fast_language: str | None = None) -> None:
+        super().__init__(languages, fast_language)
         from langdetect.detector_factory import PROFILES_DIRECTORY
 
         available = {path.name for path in pathlib.Path(PROFILES_DIRECTORY).iterdir()}
@@ -270,8 +320,8 @@ class LinguaDetector(Detector):
 
     name = "lingua"
 
-    def __init__(self, languages: Iterable[str]) -> None:
-        super().__init__(languages)
+    def __init__(self, languages: Iterable[str], fast_language: str | None = None) -> None:
+        super().__init__(languages, fast_language)
         from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
         def lingua_language(code: str) -> Any:
@@ -309,10 +359,8 @@ _build_lock = threading.Lock()
 def build_detector(settings: Any) -> Detector:
     """The detector named by LANGUAGE_DETECTOR, over LANGUAGES, ready before the fork."""
     with _build_lock:  # lingua and langdetect loads are not meant to race
-        if settings.language_detector == "lingua":
-            detector: Detector = LinguaDetector(settings.languages)
-        else:
-            detector = LangdetectDetector(settings.languages)
+        cls = LinguaDetector if settings.language_detector == "lingua" else LangdetectDetector
+        detector: Detector = cls(settings.languages, settings.assistant_language)
     if detector.unknown:  # type: ignore[attr-defined]
         log.warning("LANGUAGE_DETECTOR=%s has no model for %s: these are detected by their script "
                     "only", detector.name, ", ".join(detector.unknown))  # type: ignore[attr-defined]
@@ -323,7 +371,9 @@ def build_detector(settings: Any) -> Detector:
 
 def enough_letters(detection: Detection, current: str) -> bool:
     """Whether the message is long enough, for its script, to move the session off `current`."""
-    if detection.script in scripts_of_language(current):
+    if detection.script == "latin":
+        need = LATIN_MIN_LETTERS
+    elif detection.script in scripts_of_language(current):
         need = SAME_SCRIPT_MIN_LETTERS.get(detection.script, SAME_SCRIPT_DEFAULT_MIN_LETTERS)
     else:
         need = OTHER_SCRIPT_MIN_LETTERS.get(detection.script, OTHER_SCRIPT_DEFAULT_MIN_LETTERS)
@@ -350,8 +400,9 @@ def choose_language(detection: Detection | None, *, chosen: str | None, session:
     - an explicit choice always wins;
     - the session keeps its language unless a confident detection of a message with enough letters
       for its script says otherwise;
-    - a new session starts from the locale hint when there is one (same rule), else from a
-      confident detection of its first message, else from the assistant's language.
+    - a new session starts from the locale hint when there is one (same rule), else from the
+      detection of its first message when it is confident or long enough for its script (there
+      is no conversation to weigh it against), else from the assistant's language.
     """
     if chosen:
         return chosen, "chosen"
@@ -360,7 +411,9 @@ def choose_language(detection: Detection | None, *, chosen: str | None, session:
         return (current, origin) if current else (default, "default")
     confident = detection.confidence >= min_confidence
     if current is None:
-        return (detection.language, "detected") if confident else (default, "default")
+        if confident or enough_letters(detection, default):
+            return detection.language, "detected"
+        return default, "default"
     if detection.language == current:
         return current, "detected"
     if confident and enough_letters(detection, current):

@@ -1,25 +1,169 @@
 """The pre-message webhook: runs before the assistant reads each customer message.
 
 Reference behaviour: work out the customer's language and hand the assistant the message in its
-own language. The steps below run in order; each opens with the condition under which it acts.
+own language. The steps below run in order; each opens with the condition under which it acts:
+
+1. `skip_untranslatable`  no text, not a text message, no letters, or a value the assistant just
+                          offered (a click): nothing to detect or translate
+2. `detect_language`      the conversation-aware language of this turn
+3. `reply_if_unsupported` a language not in SUPPORTED_LANGUAGES: answer at once (skip processing)
+4. `translate_input`      into ASSISTANT_LANGUAGE, failing open
+5. `remember_language`    into the context (the payload's skill) and the session memory
+
+Steps talk to each other through `turn.language` and `turn.notes` (codes only, which the request's
+log line shows) and never keep the text anywhere else.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from typing import Any
+
+from flask import Blueprint, Response, g
 
 from .auth import protect
-from .envelope import payload_reply
-from .pipeline import Step, run_steps, start_turn
+from .context import locale_language, read_variable, skill_variables, write_variable
+from .envelope import payload_reply, skip_processing
+from .language import ENDONYMS, choose_language, has_letters, normalise_code
+from .pipeline import Step, Turn, run_steps, start_turn
 
 bp = Blueprint("premessage", __name__)
 protect(bp, "premessage")
 ACCEPTED_EVENTS = ("message_received",)
 
-PREMESSAGE_STEPS: list[Step] = []
+
+def input_text(payload: dict[str, Any]) -> str | None:
+    """The customer's text, or None when the input holds none."""
+    input_ = payload.get("input")
+    text = input_.get("text") if isinstance(input_, dict) else None
+    return text if isinstance(text, str) else None
+
+
+def session_record(turn: Turn) -> dict[str, Any]:
+    """What the session memory holds for this session; read at most once per request."""
+    if "session_record" not in g:
+        g.session_record = turn.services.sessions.get(turn.session_id) if turn.session_id else {}
+    return g.session_record
+
+
+def variable(payload: dict[str, Any], turn: Turn, name: str) -> Any:
+    return read_variable(payload, name, turn.settings.skill_type)
+
+
+def offered_values(payload: dict[str, Any], turn: Turn) -> set[str]:
+    """The option/suggestion values the last reply showed (post-message wrote them)."""
+    values: set[str] = set()
+    for source in (variable(payload, turn, turn.settings.offered_options_variable),
+                   session_record(turn).get("offered")):
+        for value in source if isinstance(source, list) else ():
+            if isinstance(value, dict):  # an option value as the assistant sends it back
+                value = (value.get("input") or {}).get("text") if isinstance(value.get("input"), dict) else None
+            if isinstance(value, str) and value.strip():
+                values.add(value.strip())
+    return values
+
+
+def skip_reason(payload: dict[str, Any], turn: Turn) -> str | None:
+    """Why this message must be left alone, or None when it is a message to work on."""
+    text = input_text(payload)
+    if text is None or not text.strip():
+        return "no_text"
+    if payload["input"].get("message_type", "text") != "text":
+        return "not_text"
+    if not has_letters(text):
+        return "no_letters"  # digits, emoji, punctuation, a URL or an e-mail address
+    if text.strip() in offered_values(payload, turn):
+        return "offered_value"  # a click: the value comes back in the assistant's language
+    return None
+
+
+def skip_untranslatable(payload: dict[str, Any], turn: Turn) -> Response | None:
+    """Leave alone what must not be translated; the later steps then keep the session language."""
+    reason = skip_reason(payload, turn)
+    if reason is None:
+        return None
+    turn.notes["skipped"] = reason
+    return None
+
+
+def detect_language(payload: dict[str, Any], turn: Turn) -> Response | None:
+    """The turn's language: an explicit choice, else the conversation-aware policy."""
+    settings = turn.settings
+    languages = settings.languages
+    chosen = normalise_code(variable(payload, turn, settings.chosen_language_variable), languages)
+    session = (normalise_code(variable(payload, turn, settings.language_variable), languages)
+               or normalise_code(session_record(turn).get("language"), languages))
+    hint = normalise_code(locale_language(payload), languages)
+    detection = None
+    if not turn.notes.get("skipped"):
+        detection = turn.services.detector.detect(input_text(payload) or "")
+        turn.notes["detected"] = detection.language
+        turn.notes["confidence"] = detection.confidence
+    if turn.notes.get("skipped") and not (chosen or session or hint):
+        return None  # nothing said, nothing known: leave the language unset
+    turn.language, origin = choose_language(
+        detection, chosen=chosen, session=session, hint=hint,
+        min_confidence=settings.language_min_confidence, default=settings.assistant_language)
+    turn.notes["language"] = turn.language
+    turn.notes["language_from"] = origin
+    return None
+
+
+def unsupported_reply(settings: Any) -> str:
+    """UNSUPPORTED_LANGUAGE_REPLY, else a default naming the supported languages in their own words."""
+    if settings.unsupported_language_reply:
+        return settings.unsupported_language_reply
+    names = [ENDONYMS.get(code, code) for code in settings.supported_languages]
+    return "Sorry, I can only help in: " + ", ".join(names) + "."
+
+
+def reply_if_unsupported(payload: dict[str, Any], turn: Turn) -> Response | None:
+    """A language the assistant does not serve: answer directly, the assistant skips the turn."""
+    if turn.language is None or turn.language in turn.settings.supported_languages:
+        return None
+    turn.notes["unsupported"] = True
+    user_id = payload.get("user_id") if isinstance(payload.get("user_id"), str) else None
+    return skip_processing(unsupported_reply(turn.settings), user_id=user_id)
+
+
+def translate_input(payload: dict[str, Any], turn: Turn) -> Response | None:
+    """Hand the assistant the message in its own language; on any failure, the original goes on."""
+    settings = turn.settings
+    if turn.notes.get("skipped") or turn.language in (None, settings.assistant_language):
+        return None
+    text = input_text(payload) or ""
+    translated = turn.services.translator.translate(
+        text, turn.language, settings.assistant_language, max(0.0, turn.seconds_left()))
+    turn.notes["translated"] = translated is not None
+    if translated is None:
+        write_variable(payload, settings.translation_failed_variable, True, settings.skill_type)
+        return None
+    payload["input"]["text"] = translated
+    write_variable(payload, settings.original_input_variable, text, settings.skill_type)
+    return None
+
+
+def remember_language(payload: dict[str, Any], turn: Turn) -> Response | None:
+    """Keep the session language in the context and the session memory; drop stale variables."""
+    settings = turn.settings
+    if turn.language is None:
+        return None
+    write_variable(payload, settings.language_variable, turn.language, settings.skill_type)
+    variables = skill_variables(payload, settings.skill_type) or {}
+    if not turn.notes.get("translated"):
+        variables.pop(settings.original_input_variable, None)  # last turn's words, not this one's
+    if turn.notes.get("translated") is not False:
+        variables.pop(settings.translation_failed_variable, None)
+    if turn.session_id:  # every turn, so the session's TTL runs from its last message
+        turn.services.sessions.update(turn.session_id, {"language": turn.language})
+    return None
+
+
+PREMESSAGE_STEPS: list[Step] = [skip_untranslatable, detect_language, reply_if_unsupported,
+                                translate_input, remember_language]
 
 
 @bp.post("/webhooks/premessage")
 def premessage() -> Response:
     turn = start_turn("premessage", ACCEPTED_EVENTS)
-    return run_steps(PREMESSAGE_STEPS, turn.payload, turn) or payload_reply(turn.payload)
+    steps = turn.services.steps.get("premessage", PREMESSAGE_STEPS)
+    return run_steps(steps, turn.payload, turn) or payload_reply(turn.payload)

@@ -68,6 +68,12 @@ def translate(text: str, source: str, target: str) -> str:
     return table.get(text.strip().lower()) or mark(text, source, target)
 
 
+class _Server(ThreadingHTTPServer):
+    # Each deep-translator call opens a new connection; the default backlog of 5 drops SYNs
+    # under load and the client retries a second later.
+    request_queue_size = 256
+
+
 class LibreServer:
     """The server, its switches and what it saw. Thread-safe; start() binds an ephemeral port."""
 
@@ -85,7 +91,7 @@ class LibreServer:
         self.in_flight = 0
         self.max_in_flight = 0       # the most requests it ever held at once
         self._release = threading.Event()
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        self._httpd = _Server((host, port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -155,6 +161,9 @@ class LibreServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; without this, Nagle's algorithm and the
+            # client's delayed ACK add ~40 ms to every answer.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass

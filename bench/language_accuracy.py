@@ -1,0 +1,194 @@
+"""How well each detector setting names the language of chat-like messages, and what the
+conversation-aware policy adds on short follow-ups.
+
+    flock /tmp/bench.lock .venv/bin/python bench/language_accuracy.py [--memory]
+
+Samples: bench/language_samples.py (written for the project: words, two-word phrases, short
+sentences in 16 languages; conversations that open with a sentence and go on with short replies).
+
+Prints, per detector setting:
+- per-message accuracy by kind (word, phrase, sentence) and overall, and the mean time per call;
+- on the conversations' follow-ups: per-message detection vs the kit's policy (`choose_language`,
+  the session starting from what the policy made of the opening sentence). The policy must win.
+With --memory: the memory of a gunicorn-like worker for each detector (built in a parent before
+fork, like `preload_app`): the parent's RSS growth, and a forked worker's PSS and private memory
+after it has detected every sample.
+
+Settings compared: "langdetect, stock" is langdetect 1.0.9 as shipped (all 55 profiles, no seed
+beyond 0, no script rules), the baseline; "langdetect" and "lingua" are the kit's detectors over
+the default LANGUAGES with their default LANGUAGE_MIN_CONFIDENCE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+from typing import Any, Callable
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from bench.language_samples import CONVERSATIONS, MESSAGES  # noqa: E402
+from handlers.language import Detection, build_detector, choose_language  # noqa: E402
+from handlers.settings import load_settings  # noqa: E402
+
+KINDS = ("word", "phrase", "sentence")
+
+
+class StockLangdetect:
+    """langdetect as its README uses it: `detect_langs` over every profile it ships."""
+
+    name = "langdetect, stock"
+
+    def __init__(self) -> None:
+        from langdetect import DetectorFactory, detect_langs
+
+        DetectorFactory.seed = 0
+        self._detect_langs = detect_langs
+        detect_langs("warm up")
+
+    def detect(self, text: str) -> Detection:
+        from langdetect.lang_detect_exception import LangDetectException
+
+        try:
+            best = self._detect_langs(text)[0]
+        except (LangDetectException, IndexError):
+            return Detection(None, 0.0, 0, "none", "none")
+        code = "zh" if best.lang.startswith("zh") else best.lang
+        return Detection(code, best.prob, len(text), "latin", "langdetect")
+
+
+def settings_for(detector: str) -> Any:
+    return load_settings({"LANGUAGE_DETECTOR": detector}, environ={})
+
+
+def per_message(detect: Callable[[str], Detection]) -> tuple[dict[str, tuple[int, int]], float]:
+    """{kind: (right, total)} over MESSAGES, and the mean seconds per call."""
+    scores = {kind: [0, 0] for kind in KINDS}
+    elapsed, calls = 0.0, 0
+    for language, kinds in MESSAGES.items():
+        for kind, texts in kinds.items():
+            for text in texts:
+                start = time.perf_counter()
+                found = detect(text).language
+                elapsed += time.perf_counter() - start
+                calls += 1
+                scores[kind][0] += found == language
+                scores[kind][1] += 1
+    return {kind: (right, total) for kind, (right, total) in scores.items()}, elapsed / calls
+
+
+def conversations(detect: Callable[[str], Detection], min_confidence: float,
+                  default: str) -> tuple[int, int, int, int]:
+    """(policy right, per-message right, follow-ups, openings the policy got right)."""
+    policy_right = message_right = total = openings = 0
+    for language, opening, follow_ups in CONVERSATIONS:
+        session, _ = choose_language(detect(opening), chosen=None, session=None, hint=None,
+                                     min_confidence=min_confidence, default=default)
+        openings += session == language
+        for text in follow_ups:
+            detection = detect(text)
+            session, _ = choose_language(detection, chosen=None, session=session, hint=None,
+                                         min_confidence=min_confidence, default=default)
+            total += 1
+            policy_right += session == language
+            message_right += detection.language == language
+    return policy_right, message_right, total, openings
+
+
+def pct(right: int, total: int) -> str:
+    return f"{100 * right / total:5.1f}%" if total else "   -  "
+
+
+def accuracy() -> bool:
+    settings = {name: settings_for(name) for name in ("langdetect", "lingua")}
+    setups: list[tuple[str, Any, float]] = [
+        ("langdetect, stock", StockLangdetect(), settings["langdetect"].language_min_confidence)]
+    for name in ("langdetect", "lingua"):
+        setups.append((f"{name} (kit)", build_detector(settings[name]),
+                       settings[name].language_min_confidence))
+    n_messages = sum(len(texts) for kinds in MESSAGES.values() for texts in kinds.values())
+    n_follow = sum(len(f) for _, _, f in CONVERSATIONS)
+    print(f"{n_messages} labelled messages in {len(MESSAGES)} languages; {len(CONVERSATIONS)} "
+          f"conversations with {n_follow} short follow-ups\n")
+    print(f"{'detector':<20} {'words':>7} {'phrases':>8} {'sentences':>10} {'all':>7} "
+          f"{'µs/call':>8} | {'follow-ups: per-message':>24} {'policy':>7} {'openings':>9}")
+    ok = True
+    for name, detector, min_confidence in setups:
+        scores, seconds = per_message(detector.detect)
+        right = sum(r for r, _ in scores.values())
+        total = sum(t for _, t in scores.values())
+        policy, single, follow, openings = conversations(detector.detect, min_confidence, "en")
+        print(f"{name:<20} {pct(*scores['word']):>7} {pct(*scores['phrase']):>8} "
+              f"{pct(*scores['sentence']):>10} {pct(right, total):>7} {seconds * 1e6:8.0f} | "
+              f"{pct(single, follow):>24} {pct(policy, follow):>7} "
+              f"{openings:>4}/{len(CONVERSATIONS):<4}")
+        if name.endswith("(kit)"):
+            ok = ok and policy > single
+    print("\npolicy beats per-message detection on the follow-ups for both kit detectors:",
+          "yes" if ok else "NO")
+    return ok
+
+
+def _memory_kb(field: str, path: str = "/proc/self/smaps_rollup") -> int:
+    with open(path) as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def memory() -> None:
+    """Build each detector in a fresh parent, fork a 'worker', measure both."""
+    import json
+    import subprocess
+
+    code = r'''
+import json, os, sys
+sys.path.insert(0, os.getcwd())
+from bench.language_accuracy import _memory_kb, settings_for
+from bench.language_samples import MESSAGES
+from handlers.language import build_detector
+import handlers, flask  # what a worker imports anyway
+before = _memory_kb("Rss")
+detector = build_detector(settings_for(sys.argv[1]))
+after = _memory_kb("Rss")
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    for kinds in MESSAGES.values():
+        for texts in kinds.values():
+            for text in texts:
+                detector.detect(text)
+    os.write(write, json.dumps({"pss": _memory_kb("Pss"),
+                                "private": _memory_kb("Private_Clean") + _memory_kb("Private_Dirty"),
+                                "rss": _memory_kb("Rss")}).encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+child = json.loads(os.read(read, 4096))
+print(json.dumps({"parent_growth": after - before, "parent_rss": after, **child}))
+'''
+    print(f"\n{'detector':<12} {'master RSS growth':>18} {'worker RSS':>11} {'worker PSS':>11} "
+          f"{'worker private':>15}")
+    for name in ("langdetect", "lingua"):
+        out = subprocess.run([sys.executable, "-c", code, name], capture_output=True, text=True,
+                             cwd=pathlib.Path(__file__).resolve().parent.parent, check=True)
+        data = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{name:<12} {data['parent_growth'] / 1024:>15.0f} MB {data['rss'] / 1024:>8.0f} MB "
+              f"{data['pss'] / 1024:>8.0f} MB {data['private'] / 1024:>12.0f} MB")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--memory", action="store_true", help="also measure memory per worker")
+    args = parser.parse_args()
+    ok = accuracy()
+    if args.memory:
+        memory()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,134 @@
+"""Issue 3's benchmarks of the pre-message webhook, with a translator configured.
+
+    flock /tmp/bench.lock .venv/bin/python bench/premessage.py [--duration 8 --rounds 3]
+
+1. Throughput against the bare echo (same gunicorn settings): fresh English sentences (a number
+   no cache has seen in each), TRANSLATOR=libre pointing at the stand-in LibreTranslate server.
+   Detection runs on every message; nothing needs translating. Target: >= 0.35 of the echo.
+2. Latency when every message needs the translator: fresh Spanish sentences, the stand-in server
+   answering each call after 50 ms (`python -m tests.libre_server --delay-ms 50`, its own
+   process). Target: p99 <= 80 ms. The answers are checked: each must carry the translation.
+
+The kit runs with its defaults otherwise (LANGUAGE_DETECTOR=langdetect unless --detector).
+Exit status 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from typing import Any, Iterator
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.harness import Load, compare, probe, run_load, serve  # noqa: E402
+
+THROUGHPUT_TARGET = 0.35
+P99_TARGET_MS = 80.0
+FIXTURE = REPO / "tests" / "fixtures" / "pre_message_request.message_received.json"
+
+ENGLISH = [
+    "Hi, I would like to know where my order {{N}} is, it was due yesterday",
+    "Can you help me change the delivery address for order {{N}} please",
+    "My card was charged twice for order {{N}} and I want a refund",
+    "I forgot the password of my account {{N}} and the reset email never came",
+]
+SPANISH = [
+    "Hola, quiero saber dónde está mi pedido {{N}}, tenía que llegar ayer",
+    "¿Me pueden ayudar a cambiar la dirección de entrega del pedido {{N}}?",
+    "Me cobraron dos veces el pedido {{N}} y quiero que me devuelvan el dinero",
+    "Olvidé la contraseña de mi cuenta {{N}} y nunca me llegó el correo",
+]
+
+
+def body(text: str) -> dict[str, Any]:
+    """IBM's example request with a fresh session (no language known yet) and our text."""
+    event = json.loads(FIXTURE.read_text())
+    event["payload"]["input"]["text"] = text
+    event["payload"].setdefault("context", {}).setdefault("global", {})["session_id"] = "{{N}}"
+    return event
+
+
+@contextlib.contextmanager
+def libre_server(delay_ms: float) -> Iterator[str]:
+    """The stand-in LibreTranslate server in its own process; yields its URL."""
+    process = subprocess.Popen([sys.executable, "-m", "tests.libre_server", "--delay-ms",
+                                str(delay_ms)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+        if not match:
+            raise RuntimeError(f"the libre server did not start: {line!r}")
+        yield match.group(1)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def kit_env(url: str, detector: str, db: str) -> dict[str, str]:
+    return {"TRANSLATOR": "libre", "TRANSLATOR_URL": url, "LANGUAGE_DETECTOR": detector,
+            "DATABASE_URL": f"sqlite:///{db}", "LOG_LEVEL": "WARNING"}
+
+
+def throughput(detector: str, duration: float, rounds: int) -> bool:
+    with tempfile.TemporaryDirectory() as tmp, libre_server(0) as url:
+        rows = compare([Load("/webhooks/premessage", template=[body(t) for t in ENGLISH],
+                             name=f"premessage, English, {detector}")],
+                       env=kit_env(url, detector, f"{tmp}/events.sqlite3"),
+                       duration=duration, rounds=rounds, target=THROUGHPUT_TARGET,
+                       title="pre-message throughput, fresh English sentences, translator set")
+    return all(row.ratio >= THROUGHPUT_TARGET for row in rows)
+
+
+def latency(detector: str, duration: float, connections: int) -> bool:
+    load = Load("/webhooks/premessage", template=[body(t) for t in SPANISH],
+                name="premessage, Spanish, translator 50 ms")
+    print(f"\n== pre-message latency, fresh Spanish sentences, translator answering in 50 ms ==")
+    with tempfile.TemporaryDirectory() as tmp, libre_server(50) as libre, \
+            serve(env=kit_env(libre, detector, f"{tmp}/events.sqlite3")) as url:
+        status, answer = probe(url, load)
+        payload = json.loads(answer)["payload"]
+        text = payload["input"]["text"]
+        variables = payload["context"]["skills"]["actions skill"]["skill_variables"]
+        if status != 200 or not text.startswith("[es>en] ") or variables.get(
+                "customer_language") != "es":
+            raise RuntimeError(f"the probe was not translated: {status} {answer[:300]!r}")
+        run_load(url, load, duration=2, connections=connections)  # warm up
+        result = run_load(url, load, duration=duration, connections=connections)
+    failures = result.errors + result.non2xx
+    ok = result.p99_ms <= P99_TARGET_MS and failures == 0
+    print(f"load: {result.generator}, {connections} connections, {duration:.0f} s; "
+          f"{result.requests} requests, {result.rps:.1f} req/s")
+    print(f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, max {result.max_ms:.2f} ms, "
+          f"errors {failures}  -> {'ok' if ok else 'MISSED'} (target p99 <= {P99_TARGET_MS:.0f} ms)")
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--detector", default="langdetect", choices=("langdetect", "lingua"))
+    parser.add_argument("--only", choices=("throughput", "latency"))
+    args = parser.parse_args()
+    ok = True
+    if args.only in (None, "throughput"):
+        ok = throughput(args.detector, args.duration, args.rounds) and ok
+    if args.only in (None, "latency"):
+        ok = latency(args.detector, args.duration, args.connections) and ok
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
