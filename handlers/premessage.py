@@ -135,7 +135,9 @@ def translate_input(payload: dict[str, Any], turn: Turn) -> Response | None:
         text, turn.language, settings.assistant_language, max(0.0, turn.seconds_left()))
     turn.notes["translated"] = translated is not None
     if translated is None:
-        write_variable(payload, settings.translation_failed_variable, True, settings.skill_type)
+        if turn.services.translator.provider is not None:  # TRANSLATOR=none is no failure
+            turn.notes["translation_failed"] = True
+            write_variable(payload, settings.translation_failed_variable, True, settings.skill_type)
         return None
     payload["input"]["text"] = translated
     write_variable(payload, settings.original_input_variable, text, settings.skill_type)
@@ -151,7 +153,7 @@ def remember_language(payload: dict[str, Any], turn: Turn) -> Response | None:
     variables = skill_variables(payload, settings.skill_type) or {}
     if not turn.notes.get("translated"):
         variables.pop(settings.original_input_variable, None)  # last turn's words, not this one's
-    if turn.notes.get("translated") is not False:
+    if not turn.notes.get("translation_failed"):
         variables.pop(settings.translation_failed_variable, None)
     if turn.session_id:  # every turn, so the session's TTL runs from its last message
         turn.services.sessions.update(turn.session_id, {"language": turn.language})

@@ -169,6 +169,9 @@ def _codes(source: Mapping[str, Any], name: str, default: tuple[str, ...]) -> tu
     codes = tuple(dict.fromkeys(str(item).strip().lower() for item in items if str(item).strip()))
     if not codes:
         raise SettingsError(f"{name} names no language")
+    for code in codes:
+        if not (2 <= len(code) <= 3 and code.isascii() and code.isalpha()):
+            raise SettingsError(f"{name}: {code!r} is not an ISO 639-1 language code (e.g. es, zh)")
     return codes
 
 
@@ -242,7 +245,10 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
 
     detector = _choice(source, "LANGUAGE_DETECTOR", DETECTORS, "langdetect")
     languages = _codes(source, "LANGUAGES", DEFAULT_LANGUAGES)
-    assistant_language = (_text(source, "ASSISTANT_LANGUAGE", "en") or "en").lower()
+    assistant_codes = _codes(source, "ASSISTANT_LANGUAGE", ("en",))
+    if len(assistant_codes) > 1:
+        raise SettingsError("ASSISTANT_LANGUAGE names one language, the assistant's")
+    assistant_language = assistant_codes[0]
     if assistant_language not in languages:
         languages = languages + (assistant_language,)
     supported = _codes(source, "SUPPORTED_LANGUAGES", languages)
