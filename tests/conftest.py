@@ -38,9 +38,9 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def make_app(tmp_path: pathlib.Path) -> Callable[..., Any]:
-    def build(**settings: Any) -> Any:
+    def build(steps: dict[str, list[Any]] | None = None, **settings: Any) -> Any:
         settings.setdefault("DATABASE_URL", f"sqlite:///{tmp_path}/events-{uuid.uuid4().hex[:8]}.sqlite3")
-        app = create_app({key: value for key, value in settings.items()})
+        app = create_app(settings, steps=steps)
         app.config["TESTING"] = True
         return app
 

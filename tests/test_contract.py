@@ -159,14 +159,10 @@ def test_unexpected_exception_is_500_without_trace_or_payload(make_app, caplog):
     def explode(payload, turn):
         raise RuntimeError(f"boom with {payload['input']['text']}")
 
-    app = make_app()
-    PREMESSAGE_STEPS.insert(0, explode)
-    try:
-        body = fixture("pre_message_request.message_received.json")
-        with caplog.at_level(logging.INFO):
-            answer = app.test_client().post("/webhooks/premessage", data=json.dumps(body))
-    finally:
-        PREMESSAGE_STEPS.remove(explode)
+    app = make_app(steps={"premessage": [explode, *PREMESSAGE_STEPS]})
+    body = fixture("pre_message_request.message_received.json")
+    with caplog.at_level(logging.INFO):
+        answer = app.test_client().post("/webhooks/premessage", data=json.dumps(body))
     assert answer.status_code == 500
     assert answer.get_json() == {
         "error": "internal_error",
@@ -195,13 +191,9 @@ def test_a_step_can_answer_directly_with_skip_processing(make_app):
     def closed_for_maintenance(payload, turn):
         return skip_processing("We are down for maintenance.")
 
-    app = make_app()
-    PREMESSAGE_STEPS.insert(0, closed_for_maintenance)
-    try:
-        body = fixture("pre_message_request.message_received.json")
-        answer = app.test_client().post("/webhooks/premessage", data=json.dumps(body))
-    finally:
-        PREMESSAGE_STEPS.remove(closed_for_maintenance)
+    app = make_app(steps={"premessage": [closed_for_maintenance, *PREMESSAGE_STEPS]})
+    body = fixture("pre_message_request.message_received.json")
+    answer = app.test_client().post("/webhooks/premessage", data=json.dumps(body))
     assert answer.status_code == 200
     assert answer.headers[SKIP_PROCESSING_HEADER] == "true"
     assert answer.get_json()["output"]["generic"][0]["text"] == "We are down for maintenance."
