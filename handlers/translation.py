@@ -29,10 +29,11 @@ import json
 import logging
 import os
 import pathlib
+import queue
 import threading
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from typing import Any, Callable, Iterable, Sequence
 
 from .session import SharedRedis, TTLCache
@@ -309,27 +310,51 @@ class _Call:
 
 
 class CallPool:
-    """A fixed number of threads shared by every request of the process, for blocking calls.
+    """A fixed number of daemon threads shared by every request of the process, for blocking calls.
 
-    The executor is created on first use in each process, so building it before gunicorn forks
-    starts no thread in the master.
+    Not `ThreadPoolExecutor`: its threads are joined when the interpreter exits, so a call hung on
+    a silent provider would hold up a worker's shutdown. These threads are daemons, started on
+    first use in each process (building the pool before gunicorn forks starts none in the master).
+    `submit` returns a standard `Future`, so `concurrent.futures.wait` and `cancel` work as usual.
     """
 
     def __init__(self, size: int) -> None:
         self.size = max(1, int(size))
-        self._executor: ThreadPoolExecutor | None = None
+        self._queue: queue.SimpleQueue[tuple[Future, Callable[..., Any], tuple[Any, ...]]] | None = None
         self._pid = 0
         self._lock = threading.Lock()
-        self.stuck = 0  # threads held by calls nobody waits for any more
+        self._threads = 0
+        self._idle = 0   # threads waiting for work and not yet promised to a submitted call
+        self.stuck = 0   # threads held by calls nobody waits for any more
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         with self._lock:
-            if self._executor is None or self._pid != os.getpid():
-                self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="translate")
-                self._pid = os.getpid()
-                self.stuck = 0
-            executor = self._executor
-        return executor.submit(fn, *args)
+            if self._queue is None or self._pid != os.getpid():
+                self._queue, self._pid = queue.SimpleQueue(), os.getpid()
+                self._threads = self._idle = self.stuck = 0
+            if self._idle:
+                self._idle -= 1
+            elif self._threads < self.size:  # threads start as work needs them, up to size
+                self._threads += 1
+                threading.Thread(target=self._work, args=(self._queue,), daemon=True,
+                                 name=f"translate-{self._threads}").start()
+            work_queue = self._queue
+        future: Future = Future()
+        work_queue.put((future, fn, args))
+        return future
+
+    def _work(self, work_queue: "queue.SimpleQueue[tuple[Future, Callable[..., Any], tuple[Any, ...]]]") -> None:
+        while True:
+            future, fn, args = work_queue.get()
+            if future.set_running_or_notify_cancel():  # False: cancelled while it queued
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:
+                    future.set_exception(exc)
+            with self._lock:
+                if work_queue is not self._queue:
+                    return  # a pool of another process (after a fork) or a reset
+                self._idle += 1
 
     @property
     def jammed(self) -> bool:

@@ -204,13 +204,16 @@ def test_hung_provider_misses_the_deadline_and_the_late_answer_is_cached(
 
 def test_when_every_thread_is_stuck_calls_fail_at_once(translator_for, libre_server):
     translator = translator_for(TRANSLATION_CONCURRENCY="2", BREAKER_FAILURES="50")
+    threads_before = threading.active_count()
     libre_server.hang(30)
-    assert translator.translate_many(["uno", "dos"], "es", "en", 0.2) == {}
+    assert translator.translate_many(["uno", "dos", "tres"], "es", "en", 0.2) == {}
     assert translator.pool.stuck == 2
     # No thread left: the next request does not queue behind the hung calls, it fails at once.
-    assert translator.translate_many(["tres"], "es", "en", 5.0) == {}
+    for _ in range(5):
+        assert translator.translate_many(["cuatro", "cinco"], "es", "en", 5.0) == {}
     assert libre_server.calls == 2
-    assert threading.active_count() < 50
+    # The pool never grew past TRANSLATION_CONCURRENCY (plus the server's two hung handlers).
+    assert threading.active_count() - threads_before <= 2 + 2
     libre_server.answer_normally()
     wait_until(lambda: translator.pool.stuck == 0)
     assert translator.translate("tres", "es", "en", 2.0) == mark("tres", "es", "en")
