@@ -17,6 +17,7 @@ from typing import Any
 import click
 import jwt
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 from flask.cli import AppGroup
 from tqdm import tqdm
 
@@ -29,6 +30,7 @@ from tqdm import tqdm
               help="Seconds until the token expires.")
 @click.option("--bearer/--raw", default=False,
               help="Prefix the value with 'Bearer ' (the assistant itself sends it raw).")
+@with_appcontext
 def sign_jwt(secret: str | None, webhook: str, ttl: int, bearer: bool) -> None:
     """Print an Authorization value signed like the assistant's, for curl:
 
@@ -48,6 +50,7 @@ def sign_jwt(secret: str | None, webhook: str, ttl: int, bearer: bool) -> None:
 @click.argument("scripts", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--url", help="A running kit to call (default: this app, in process).")
 @click.option("--token", help="An oauth2 access token, when a webhook uses oauth2.")
+@with_appcontext
 def simulate(scripts: tuple[str, ...], url: str | None, token: str | None) -> None:
     """Play scripted conversations through pre-message, a stand-in assistant, post-message and
     log (see examples/simulate.py). Exits 1 if any turn failed: a smoke test after deploying."""
