@@ -3,6 +3,9 @@ retention, and failing databases. Every test runs on SQLite and on PostgreSQL (`
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
 import threading
 import uuid
 from datetime import timedelta
@@ -345,3 +348,92 @@ def test_a_frozen_postgres_is_cut_at_the_deadline_not_waited_on_forever(
         store.engine.dispose()
     finally:
         proxy.close()
+
+
+# --- SQLite's writer lock across processes ---------------------------------------------------
+
+HOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_sqlite_writers_of_other_processes_queue_on_the_writer_lock_with_a_bounded_wait(
+        tmp_path: Any) -> None:
+    store = EventStore.open(f"sqlite:///{tmp_path}/e.sqlite3", timeout=0.3)
+    assert store.writer_lock is not None
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, store.writer_lock.path],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"      # another process writes
+        with pytest.raises(StoreUnavailable, match="writer lock"):
+            store.add(item())
+        with pytest.raises(StoreUnavailable, match="writer lock"):
+            store.add(item())                  # still its turn: the wait stays bounded
+    finally:
+        holder.communicate("done\n", timeout=10)
+    for _ in range(100):     # released: writes go through again, once the abandoned wait ends
+        try:
+            assert store.add(item()) is True
+            break
+        except StoreUnavailable:
+            continue
+    assert count(store) == 1
+
+
+def test_the_writer_lock_is_reentrant_and_excludes_other_threads(tmp_path: Any) -> None:
+    store = EventStore.open(f"sqlite:///{tmp_path}/e.sqlite3", timeout=0.2)
+    lock = store.writer_lock
+    assert lock is not None
+    outcome: list[str] = []
+    with lock.hold():
+        with lock.hold():                      # the same thread: no deadlock
+            pass
+
+        def other() -> None:
+            try:
+                with lock.hold():
+                    outcome.append("entered")
+            except StoreUnavailable:
+                outcome.append("refused")
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+    assert outcome == ["refused"]
+    assert store.add(item()) is True
+
+
+def test_group_commit_takes_its_batch_after_passing_the_gate() -> None:
+    gate_entered = threading.Event()
+    open_gate = threading.Event()
+    batches: list[list[str]] = []
+
+    @contextlib.contextmanager
+    def gate() -> Any:
+        gate_entered.set()
+        open_gate.wait(10)
+        yield
+
+    def write(items: list[LogEvent]) -> list[bool]:
+        batches.append(sorted(i.idempotency_key for i in items))
+        return [True] * len(items)
+
+    committer = GroupCommitter(write, gate=gate)
+    threads = [threading.Thread(target=committer.submit, args=(item("a"),))]
+    threads[0].start()
+    gate_entered.wait(10)
+    threads += [threading.Thread(target=committer.submit, args=(item(key),)) for key in "bcd"]
+    for thread in threads[1:]:
+        thread.start()
+    while True:
+        with committer._lock:
+            if len(committer._queue) == 4:    # the leader is still queued: nothing taken yet
+                break
+    open_gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert batches == [list("abcd")]
