@@ -5,6 +5,8 @@
 1. Throughput against the bare echo (same gunicorn settings): fresh English sentences (a number
    no cache has seen in each), TRANSLATOR=libre pointing at the stand-in LibreTranslate server.
    Detection runs on every message; nothing needs translating. Target: >= 0.35 of the echo.
+   Three of the four sentences take the English fast path (two or more of its words), as most
+   English does; a second, informative row sends sentences that all go through langdetect.
 2. Latency when every message needs the translator: fresh Spanish sentences, the stand-in server
    answering each call after 50 ms (`python -m tests.libre_server --delay-ms 50`, its own
    process). Target: p99 <= 80 ms. The answers are checked: each must carry the translation.
@@ -42,6 +44,14 @@ ENGLISH = [
     "Can you help me change the delivery address for order {{N}} please",
     "My card was charged twice for order {{N}} and I want a refund",
     "I forgot the password of my account {{N}} and the reset email never came",
+]
+# The same kind of traffic with no two of the fast path's English words in any sentence: every
+# message goes through langdetect. Informative (what the fast path saves); not gated.
+ENGLISH_STATISTICAL = [
+    "Order {{N}} arrived damaged yesterday, refund please",
+    "Where is my order {{N}}? Due Monday",
+    "My card was charged twice for order {{N}}",
+    "Need help resetting my password for account {{N}}",
 ]
 SPANISH = [
     "Hola, quiero saber dónde está mi pedido {{N}}, tenía que llegar ayer",
@@ -83,11 +93,14 @@ def kit_env(url: str, detector: str, db: str) -> dict[str, str]:
 def throughput(detector: str, duration: float, rounds: int) -> bool:
     with tempfile.TemporaryDirectory() as tmp, libre_server(0) as url:
         rows = compare([Load("/webhooks/premessage", template=[body(t) for t in ENGLISH],
-                             name=f"premessage, English, {detector}")],
+                             name=f"premessage, English, {detector}"),
+                        Load("/webhooks/premessage",
+                             template=[body(t) for t in ENGLISH_STATISTICAL],
+                             name="  same, no fast-path words (info)")],
                        env=kit_env(url, detector, f"{tmp}/events.sqlite3"),
                        duration=duration, rounds=rounds, target=THROUGHPUT_TARGET,
                        title="pre-message throughput, fresh English sentences, translator set")
-    return all(row.ratio >= THROUGHPUT_TARGET for row in rows)
+    return rows[0].ratio >= THROUGHPUT_TARGET
 
 
 def latency(detector: str, duration: float, connections: int) -> bool:

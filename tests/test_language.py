@@ -119,7 +119,7 @@ def test_concurrent_first_calls_on_a_fresh_detector():
 
 @pytest.mark.parametrize("text", ["Can you tell me where the parcel is?",
                                   "Hi, I would like to know when it will be delivered",
-                                  "thank you"])
+                                  "thank you", "I don\u2019t see the parcel 📦 anywhere, can you check?"])
 def test_the_assistant_language_fast_path(langdetect, text):
     detection = langdetect.detect(text)
     assert (detection.language, detection.method) == ("en", "fast_path")
@@ -128,7 +128,8 @@ def test_the_assistant_language_fast_path(langdetect, text):
 @pytest.mark.parametrize("text", ["Where is my order?", "ok", "help",
                                   "Il mio account non funziona e il delivery è in ritardo",
                                   "Wie is de eigenaar van dit account?",
-                                  "Can you tell me où est mon colis?"])
+                                  "Can you tell me où est mon colis?",
+                                  "Thank you, ¿dónde está mi pedido?"])
 def test_the_fast_path_leaves_the_rest_to_the_statistics(langdetect, text):
     assert langdetect.detect(text).method != "fast_path"
 
@@ -241,3 +242,27 @@ def test_enough_letters_thresholds():
 ])
 def test_normalise_code(value, expected):
     assert normalise_code(value, DEFAULT_LANGUAGES) == expected
+
+
+SENTENCES = ["¿Dónde está mi pedido? Lo pedí hace dos semanas", "Je voudrais annuler ma commande",
+             "Ich möchte meine Adresse ändern", "Vorrei parlare con un operatore",
+             "Quero cancelar a minha assinatura", "Ik wil mijn bestelling annuleren",
+             "Jag vill avbryta min beställning", "Chcę anulować moje zamówienie",
+             "Siparişimi iptal etmek istiyorum", "Order 4411 arrived damaged yesterday"]
+
+
+def test_early_stopped_trials_agree_with_all_seven(langdetect):
+    factory = langdetect.factories["latin"]
+    for text in SENTENCES:
+        early = LangdetectDetector._run(factory, text, early_stop=True)
+        full = LangdetectDetector._run(factory, text)
+        assert early[0].lang == full[0].lang, text
+
+
+def test_short_texts_run_all_seven_trials_as_langdetect_does(langdetect):
+    factory = langdetect.factories["latin"]
+    for word in ("merci", "hola", "ok", "tack", "danke", "ciao", "obrigado"):
+        full = LangdetectDetector._run(factory, word)
+        detection = langdetect.detect(word)
+        assert detection.language == full[0].lang
+        assert detection.confidence == round(min(1.0, full[0].prob), 4)
