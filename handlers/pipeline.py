@@ -12,8 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from flask import Response, current_app, g
+from flask import Response, current_app, g, request
 
+from .envelope import read_event, session_id_of
+from .requestlog import started_at
 from .settings import Settings
 
 Step = Callable[[dict, "Turn"], "Response | None"]
@@ -76,12 +78,10 @@ def run_steps(steps: Iterable[Step], payload: dict[str, Any], turn: Turn) -> Res
 
 def start_turn(webhook: str, accepted_events: tuple[str, ...]) -> Turn:
     """Read the envelope of the current request into a Turn (raises WebhookError on bad input)."""
-    from flask import request
-
-    from .envelope import read_event, session_id_of
-
-    event, payload, body = read_event(request, accepted_events)
-    turn = Turn(webhook=webhook, event=event, payload=payload, body=body, services=services(),
-                started=g.get("started", time.monotonic()), session_id=session_id_of(payload))
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    event, payload, body = read_event(req, accepted_events)
+    turn = Turn(webhook=webhook, event=event, payload=payload, body=body,
+                services=current_app.extensions["webhooks"], started=started_at(req.environ),
+                session_id=session_id_of(payload))
     g.turn = turn
     return turn

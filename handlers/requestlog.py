@@ -8,8 +8,8 @@ line names the exception's type and where it was raised, not its message (which 
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -18,13 +18,30 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from .envelope import WebhookError, error_response
+from .envelope import WebhookError, error_response, make_encoder
 
 log = logging.getLogger("handlers.request")
 
 
 class JsonFormatter(logging.Formatter):
     """Log records as one JSON object per line; extra fields come from `record.fields`."""
+
+    _encode = staticmethod(make_encoder((", ", ": "), default=str))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        # Every request writes a line: format each second's timestamp once, not per line.
+        if datefmt != "%Y-%m-%dT%H:%M:%S":
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        cached = self._second
+        if cached[0] != second:
+            cached = (second, time.strftime(datefmt, self.converter(record.created)))
+            self._second = cached
+        return cached[1]
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -34,14 +51,63 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         line.update(getattr(record, "fields", {}))
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return self._encode(line)
+
+
+class LineHandler(logging.StreamHandler):
+    """A StreamHandler that formats outside any lock and writes each line with one `os.write`.
+
+    gunicorn's threads all log one line per request: behind the standard handler's lock (held
+    while formatting and writing) they queued on each other and on the GIL. A single write(2) of
+    one short line is not interleaved with other writes, so a real file descriptor needs no lock;
+    streams without one (tests' StringIO) keep the lock.
+    """
+
+    def handle(self, record: logging.LogRecord) -> Any:
+        accepted = self.filter(record)
+        if accepted:
+            self.emit(record)
+        return accepted
+
+    _fd_of: tuple[Any, int | None] = (None, None)
+
+    def _fileno(self) -> int | None:
+        """The stream's file descriptor (looked up once per stream), or None if it has none."""
+        stream, fd = self._fd_of
+        if stream is self.stream:
+            return fd
+        try:
+            self.stream.flush()
+            fd = self.stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None  # io.UnsupportedOperation is an OSError and a ValueError
+        self._fd_of = (self.stream, fd)
+        return fd
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            fd = self._fileno()
+            if fd is None:
+                with self.lock:  # type: ignore[union-attr]
+                    self.stream.write(line)
+                    self.flush()
+                return
+            data = line.encode(getattr(self.stream, "encoding", None) or "utf-8",
+                               "backslashreplace")
+            while data:
+                data = data[os.write(fd, data):]
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
 
 
 def configure_logging(level: str) -> None:
     """JSON lines on stderr for the whole process (gunicorn's access log is off in favour of these)."""
     root = logging.getLogger()
     if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = LineHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
     root.setLevel(level)
@@ -56,29 +122,56 @@ def _where(exc: BaseException) -> str:
     return f"{last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name}"
 
 
+STARTED = "handlers.started"
+
+
+class _Clock:
+    """WSGI middleware noting when a request arrived (in `environ[STARTED]`), before Flask routes
+    it: cheaper than a before_request hook, and the duration then covers the routing too."""
+
+    def __init__(self, wsgi_app: Any) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        environ[STARTED] = time.monotonic()
+        return self.wsgi_app(environ, start_response)
+
+
+def started_at(environ: dict[str, Any]) -> float:
+    """When the request arrived (time.monotonic()); now if it did not come through the app."""
+    return environ.get(STARTED) or time.monotonic()
+
+
 def init_app(app: Flask) -> None:
-    @app.before_request
-    def start_clock() -> None:
-        g.started = time.monotonic()
+    app.wsgi_app = _Clock(app.wsgi_app)  # type: ignore[method-assign]
 
     @app.after_request
     def log_request(response: Response) -> Response:
-        if request.path in ("/healthz", "/readyz") and response.status_code < 400:
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        path = req.path
+        if path in ("/healthz", "/readyz") and response.status_code < 400:
             return response
-        turn = g.get("turn")
+        if not log.isEnabledFor(logging.INFO):
+            return response
+        ctx = g._get_current_object()  # type: ignore[attr-defined]
         fields: dict[str, Any] = {
-            "endpoint": request.path,
-            "method": request.method,
+            "endpoint": path,
+            "method": req.method,
             "status": response.status_code,
-            "duration_ms": round((time.monotonic() - g.get("started", time.monotonic())) * 1000, 2),
+            "duration_ms": round((time.monotonic() - started_at(req.environ)) * 1000, 2),
         }
+        turn = getattr(ctx, "turn", None)
         if turn is not None:
             fields["event"] = turn.event
             fields["session_id"] = turn.session_id
             fields.update(turn.notes)
-        if g.get("error"):
-            fields["error"] = g.error
-        log.info("request", extra={"fields": fields})
+        error = getattr(ctx, "error", None)
+        if error:
+            fields["error"] = error
+        # As log.info("request", extra=...) would, minus the stack walk for the caller's line
+        # (this formatter never prints it): a line per request, so it pays.
+        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "request", (), None,
+                                  "log_request", {"fields": fields}))
         return response
 
     @app.errorhandler(WebhookError)
