@@ -136,6 +136,8 @@ class SignedJwtAuth:
     def __init__(self, settings: AuthSettings) -> None:
         self.settings = settings
         self.secrets = [s for s in (settings.secret, settings.previous_secret) if s]
+        self.algorithms = list(settings.algorithms)
+        self.options = _decode_options(settings)
 
     def verify(self, request: Request) -> None:
         token = _token_from(request)
@@ -144,9 +146,9 @@ class SignedJwtAuth:
         failure: Exception | None = None
         for secret in self.secrets:
             try:
-                jwt.decode(token, secret, algorithms=list(self.settings.algorithms),
-                           options=_decode_options(self.settings), leeway=self.settings.leeway,
-                           audience=self.settings.audience, issuer=self.settings.issuer)
+                jwt.decode(token, secret, algorithms=self.algorithms, options=self.options,
+                           leeway=self.settings.leeway, audience=self.settings.audience,
+                           issuer=self.settings.issuer)
                 return
             except jwt.InvalidSignatureError as exc:
                 failure = exc  # maybe signed with the other (rotated) secret
