@@ -188,7 +188,7 @@ class Detection:
     confidence: float         # 0..1 (the detector's own scale; see LANGUAGE_MIN_CONFIDENCE)
     letters: int              # letters in the dominant script
     script: str               # "latin", "han", "kana", "cyrillic", ..., "none"
-    method: str               # "script", "langdetect", "lingua" or "none"
+    method: str               # "script", "fast_path", "langdetect", "lingua" or "none"
 
 
 class Detector:

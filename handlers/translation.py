@@ -529,9 +529,11 @@ class Translator:
         if todo:
             failures = self._call_provider(todo, source, target, deadline, result)
             if failures:
-                log.warning("translation %s->%s via %s: %d of %d strings left untranslated (%s)",
-                            source, target, self.name, sum(failures.values()), len(wanted),
-                            ", ".join(f"{why}={n}" for why, n in sorted(failures.items())))
+                # While the circuit is open every request would say so; the breaker said it once.
+                level = logging.DEBUG if set(failures) == {"circuit_open"} else logging.WARNING
+                log.log(level, "translation %s->%s via %s: %d of %d strings left untranslated (%s)",
+                        source, target, self.name, sum(failures.values()), len(wanted),
+                        ", ".join(f"{why}={n}" for why, n in sorted(failures.items())))
         return result
 
     def _call_provider(self, texts: list[str], source: str, target: str, deadline: float,

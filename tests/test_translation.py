@@ -220,15 +220,20 @@ def test_when_every_thread_is_stuck_calls_fail_at_once(translator_for, libre_ser
 
 
 def test_the_breaker_opens_after_failures_in_a_row_and_closes_after_a_good_probe(
-        translator_for, libre_server):
+        translator_for, libre_server, caplog):
     translator = translator_for(BREAKER_FAILURES="3", BREAKER_COOLDOWN="0.2",
                                 TRANSLATION_CONCURRENCY="1")
     libre_server.fail_with(500)
-    for word in ("uno", "dos", "tres"):
-        assert translator.translate(word, "es", "en", 2.0) is None
-    assert translator.breaker.state == "open"
-    assert translator.translate("cuatro", "es", "en", 2.0) is None
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="handlers.translation"):
+        for word in ("uno", "dos", "tres"):
+            assert translator.translate(word, "es", "en", 2.0) is None
+        assert translator.breaker.state == "open"
+        assert translator.translate("cuatro", "es", "en", 2.0) is None
     assert libre_server.calls == 3  # open: no call went out
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum("circuit open" in line for line in warnings) == 1  # said once, when it opened
+    assert not any("circuit_open" in line for line in warnings)
     libre_server.answer_normally()
     time.sleep(0.25)  # the cool-down
     # Half-open: one probe goes out; the other strings of that request are not sent.
