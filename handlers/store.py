@@ -256,40 +256,40 @@ class Watchdog:
     process, started on first use (so it exists in each gunicorn worker, not the master).
     """
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
+    def __init__(self, period: float = 0.25) -> None:
+        self._lock = threading.Lock()
         self._guards: dict[int, _Guard] = {}
         self._pid = 0
+        self._period = period
 
     @contextlib.contextmanager
     def guard(self, fileno: int, seconds: float) -> Iterator["_Guard"]:
         guard = _Guard(time.monotonic() + seconds, fileno)
-        with self._cond:
+        with self._lock:
             if self._pid != os.getpid():
                 self._pid = os.getpid()
                 self._guards = {}
                 threading.Thread(target=self._run, name="log-store-watchdog", daemon=True).start()
             self._guards[id(guard)] = guard
-            if len(self._guards) == 1:
-                self._cond.notify()
         try:
             yield guard
         finally:
-            with self._cond:
+            with self._lock:
                 self._guards.pop(id(guard), None)
 
     def _run(self) -> None:
-        with self._cond:
-            while True:
-                now = time.monotonic()
+        # Polls a few times a second rather than being woken per request: a deadline is
+        # seconds long, and waking this thread on every write cost more than the write.
+        while True:
+            time.sleep(self._period)
+            now = time.monotonic()
+            with self._lock:
                 for key, guard in list(self._guards.items()):
                     if guard.deadline <= now:
                         # Under the lock: the connection is still checked out, its fd is ours.
                         del self._guards[key]
                         guard.fired = True
                         _shutdown(guard.fileno)
-                soonest = min((guard.deadline for guard in self._guards.values()), default=None)
-                self._cond.wait(None if soonest is None else max(soonest - now, 0.01))
 
 
 @dataclass(eq=False)
@@ -654,9 +654,19 @@ class EventStore:
                     cursor = connection.cursor()
                     if self.dialect == "sqlite":
                         cursor.execute("BEGIN IMMEDIATE")
-                    cursor.execute(sql, params)
-                    inserted = {tuple(row) for row in cursor.fetchall()}
-                    connection.commit()
+                        cursor.execute(sql, params)
+                        inserted = {tuple(row) for row in cursor.fetchall()}
+                        connection.commit()
+                    else:
+                        # One statement is one transaction: in autocommit it is a single round
+                        # trip (psycopg would otherwise send BEGIN and COMMIT on their own).
+                        connection.dbapi_connection.autocommit = True
+                        try:
+                            cursor.execute(sql, params)
+                            inserted = {tuple(row) for row in cursor.fetchall()}
+                        finally:
+                            with contextlib.suppress(Exception):
+                                connection.dbapi_connection.autocommit = False
             except self.engine.dialect.loaded_dbapi.Error as exc:
                 lost = self.engine.dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
                 if lost:

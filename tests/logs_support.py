@@ -192,13 +192,12 @@ class FreezableProxy:
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         while not self._closed:
-            if self.frozen.is_set():
-                time.sleep(0.01)
-                continue
             try:
                 data = source.recv(65536)
                 if not data:
                     break
+                while self.frozen.is_set() and not self._closed:   # hold what came in
+                    time.sleep(0.01)
                 sink.sendall(data)
             except OSError:
                 break
