@@ -9,7 +9,9 @@
    English does; a second, informative row sends sentences that all go through langdetect.
 2. Latency when every message needs the translator: fresh Spanish sentences, the stand-in server
    answering each call after 50 ms (`python -m tests.libre_server --delay-ms 50`, its own
-   process). Target: p99 <= 80 ms. The answers are checked: each must carry the translation.
+   process). Target: p99 <= 80 ms (median of the rounds, each on a fresh gunicorn; every round
+   is printed with how many connections each worker holds). The probe answer is checked: it must
+   carry the translation.
 
 The kit runs with its defaults otherwise (LANGUAGE_DETECTOR=langdetect unless --detector).
 Exit status 1 when a target is missed.
@@ -18,15 +20,17 @@ Exit status 1 when a target is missed.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import pathlib
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-import urllib.request
 from typing import Any, Iterator
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -103,27 +107,55 @@ def throughput(detector: str, duration: float, rounds: int) -> bool:
     return rows[0].ratio >= THROUGHPUT_TARGET
 
 
-def latency(detector: str, duration: float, connections: int) -> bool:
+def connections_per_worker(url: str) -> list[int]:
+    """How many of the load's keep-alive connections each gunicorn worker holds (via `ss`)."""
+    port = url.rsplit(":", 1)[1]
+    try:
+        out = subprocess.run(["ss", "-tnpH", "state", "established", "sport", f"= :{port}"],
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return sorted(collections.Counter(re.findall(r"pid=(\d+)", out)).values())
+
+
+def latency(detector: str, duration: float, connections: int, rounds: int) -> bool:
+    """Each round on a fresh server: which worker accepts which keep-alive connection is decided
+    once, when the load connects, and a worker holding more connections than its threads makes
+    the extra requests wait a whole round trip; the rounds show that spread."""
     load = Load("/webhooks/premessage", template=[body(t) for t in SPANISH],
                 name="premessage, Spanish, translator 50 ms")
     print(f"\n== pre-message latency, fresh Spanish sentences, translator answering in 50 ms ==")
-    with tempfile.TemporaryDirectory() as tmp, libre_server(50) as libre, \
-            serve(env=kit_env(libre, detector, f"{tmp}/events.sqlite3")) as url:
-        status, answer = probe(url, load)
-        payload = json.loads(answer)["payload"]
-        text = payload["input"]["text"]
-        variables = payload["context"]["skills"]["actions skill"]["skill_variables"]
-        if status != 200 or not text.startswith("[es>en] ") or variables.get(
-                "customer_language") != "es":
-            raise RuntimeError(f"the probe was not translated: {status} {answer[:300]!r}")
-        run_load(url, load, duration=2, connections=connections)  # warm up
-        result = run_load(url, load, duration=duration, connections=connections)
-    failures = result.errors + result.non2xx
-    ok = result.p99_ms <= P99_TARGET_MS and failures == 0
-    print(f"load: {result.generator}, {connections} connections, {duration:.0f} s; "
-          f"{result.requests} requests, {result.rps:.1f} req/s")
-    print(f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, max {result.max_ms:.2f} ms, "
-          f"errors {failures}  -> {'ok' if ok else 'MISSED'} (target p99 <= {P99_TARGET_MS:.0f} ms)")
+    print(f"{connections} connections, {rounds} rounds of {duration:.0f} s, each on a fresh "
+          f"gunicorn (gunicorn.conf.py defaults)")
+    p99s = []
+    for number in range(1, rounds + 1):
+        with tempfile.TemporaryDirectory() as tmp, libre_server(50) as libre, \
+                serve(env=kit_env(libre, detector, f"{tmp}/events.sqlite3")) as url:
+            status, answer = probe(url, load)
+            payload = json.loads(answer)["payload"]
+            text = payload["input"]["text"]
+            variables = payload["context"]["skills"]["actions skill"]["skill_variables"]
+            if status != 200 or not text.startswith("[es>en] ") or variables.get(
+                    "customer_language") != "es":
+                raise RuntimeError(f"the probe was not translated: {status} {answer[:300]!r}")
+            run_load(url, load, duration=2, connections=connections)  # warm up
+            found: dict[str, Any] = {}
+            runner = threading.Thread(target=lambda: found.update(result=run_load(
+                url, load, duration=duration, connections=connections)))
+            runner.start()
+            time.sleep(duration / 2)
+            spread = connections_per_worker(url)
+            runner.join()
+        result = found["result"]
+        failures = result.errors + result.non2xx
+        p99s.append(result.p99_ms if not failures else float("inf"))
+        print(f"round {number}: {result.requests} requests, {result.rps:.1f} req/s, "
+              f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, max {result.max_ms:.2f} ms, "
+              f"errors {failures}; connections per worker {spread}")
+    median = statistics.median(p99s)
+    ok = median <= P99_TARGET_MS
+    print(f"median p99 {median:.2f} ms -> {'ok' if ok else 'MISSED'} "
+          f"(target p99 <= {P99_TARGET_MS:.0f} ms)")
     return ok
 
 
@@ -139,7 +171,7 @@ def main() -> int:
     if args.only in (None, "throughput"):
         ok = throughput(args.detector, args.duration, args.rounds) and ok
     if args.only in (None, "latency"):
-        ok = latency(args.detector, args.duration, args.connections) and ok
+        ok = latency(args.detector, args.duration, args.connections, args.rounds) and ok
     return 0 if ok else 1
 
 
