@@ -118,19 +118,22 @@ def connections_per_worker(url: str) -> list[int]:
     return sorted(collections.Counter(re.findall(r"pid=(\d+)", out)).values())
 
 
-def latency(detector: str, duration: float, connections: int, rounds: int) -> bool:
+def latency(detector: str, duration: float, connections: int, rounds: int,
+            threads: int | None = None) -> bool:
     """Each round on a fresh server: which worker accepts which keep-alive connection is decided
     once, when the load connects, and a worker holding more connections than its threads makes
     the extra requests wait a whole round trip; the rounds show that spread."""
     load = Load("/webhooks/premessage", template=[body(t) for t in SPANISH],
                 name="premessage, Spanish, translator 50 ms")
     print(f"\n== pre-message latency, fresh Spanish sentences, translator answering in 50 ms ==")
+    tuned = {"GUNICORN_THREADS": str(threads), "TRANSLATION_CONCURRENCY": str(threads)} \
+        if threads else {}
     print(f"{connections} connections, {rounds} rounds of {duration:.0f} s, each on a fresh "
-          f"gunicorn (gunicorn.conf.py defaults)")
+          f"gunicorn ({' '.join(f'{k}={v}' for k, v in tuned.items()) or 'gunicorn.conf.py defaults'})")
     p99s = []
     for number in range(1, rounds + 1):
         with tempfile.TemporaryDirectory() as tmp, libre_server(50) as libre, \
-                serve(env=kit_env(libre, detector, f"{tmp}/events.sqlite3")) as url:
+                serve(env={**kit_env(libre, detector, f"{tmp}/events.sqlite3"), **tuned}) as url:
             status, answer = probe(url, load)
             payload = json.loads(answer)["payload"]
             text = payload["input"]["text"]
@@ -166,12 +169,15 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--detector", default="langdetect", choices=("langdetect", "lingua"))
     parser.add_argument("--only", choices=("throughput", "latency"))
+    parser.add_argument("--threads", type=int, help="latency: GUNICORN_THREADS and "
+                        "TRANSLATION_CONCURRENCY for the kit (default: the kit's defaults)")
     args = parser.parse_args()
     ok = True
     if args.only in (None, "throughput"):
         ok = throughput(args.detector, args.duration, args.rounds) and ok
     if args.only in (None, "latency"):
-        ok = latency(args.detector, args.duration, args.connections, args.rounds) and ok
+        ok = latency(args.detector, args.duration, args.connections, args.rounds,
+                     args.threads) and ok
     return 0 if ok else 1
 
 
