@@ -163,7 +163,8 @@ if pid == 0:
             for text in texts:
                 detector.detect(text)
     os.write(write, json.dumps({"pss": _memory_kb("Pss"),
-                                "private": _memory_kb("Private_Clean") + _memory_kb("Private_Dirty"),
+                                "private": _memory_kb("Private_Clean")
+                                           + _memory_kb("Private_Dirty"),
                                 "rss": _memory_kb("Rss")}).encode())
     os._exit(0)
 os.waitpid(pid, 0)

@@ -128,8 +128,9 @@ def latency(detector: str, duration: float, connections: int, rounds: int,
     print(f"\n== pre-message latency, fresh Spanish sentences, translator answering in 50 ms ==")
     tuned = {"GUNICORN_THREADS": str(threads), "TRANSLATION_CONCURRENCY": str(threads)} \
         if threads else {}
+    settings = " ".join(f"{k}={v}" for k, v in tuned.items()) or "gunicorn.conf.py defaults"
     print(f"{connections} connections, {rounds} rounds of {duration:.0f} s, each on a fresh "
-          f"gunicorn ({' '.join(f'{k}={v}' for k, v in tuned.items()) or 'gunicorn.conf.py defaults'})")
+          f"gunicorn ({settings})")
     p99s = []
     for number in range(1, rounds + 1):
         with tempfile.TemporaryDirectory() as tmp, libre_server(50) as libre, \
@@ -153,7 +154,8 @@ def latency(detector: str, duration: float, connections: int, rounds: int,
         failures = result.errors + result.non2xx
         p99s.append(result.p99_ms if not failures else float("inf"))
         print(f"round {number}: {result.requests} requests, {result.rps:.1f} req/s, "
-              f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, max {result.max_ms:.2f} ms, "
+              f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+              f"max {result.max_ms:.2f} ms, "
               f"errors {failures}; connections per worker {spread}")
     median = statistics.median(p99s)
     ok = median <= P99_TARGET_MS

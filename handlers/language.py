@@ -1,4 +1,5 @@
-"""Which language the customer writes in: detectors behind one interface, and the conversation policy.
+"""Which language the customer writes in: detectors behind one interface, and the conversation
+policy.
 
 `Detector.detect(text) -> Detection` answers with an ISO 639-1 code among `LANGUAGES` (or None),
 a confidence, and how many letters of which script the text has. Two statistical detectors are
@@ -264,8 +265,8 @@ class LangdetectDetector(Detector):
         from langdetect.detector_factory import PROFILES_DIRECTORY
 
         available = {path.name for path in pathlib.Path(PROFILES_DIRECTORY).iterdir()}
-        self.unknown = [lang for lang in self.languages
-                        if not all(name in available for name in self.PROFILE_NAMES.get(lang, (lang,)))]
+        self.unknown = [lang for lang in self.languages if not all(
+            name in available for name in self.PROFILE_NAMES.get(lang, (lang,)))]
         self.factories: dict[str, Any] = {}
         for script, candidates in self.by_script.items():
             known = [lang for lang in candidates if lang not in self.unknown]
@@ -412,9 +413,10 @@ def build_detector(settings: Any) -> Detector:
     with _build_lock:  # lingua and langdetect loads are not meant to race
         cls = LinguaDetector if settings.language_detector == "lingua" else LangdetectDetector
         detector: Detector = cls(settings.languages, settings.assistant_language)
-    if detector.unknown:  # type: ignore[attr-defined]
+    unknown: list[str] = getattr(detector, "unknown", [])
+    if unknown:
         log.warning("LANGUAGE_DETECTOR=%s has no model for %s: these are detected by their script "
-                    "only", detector.name, ", ".join(detector.unknown))  # type: ignore[attr-defined]
+                    "only", detector.name, ", ".join(unknown))
     return detector
 
 

@@ -56,7 +56,8 @@ def offered_values(payload: dict[str, Any], turn: Turn) -> set[str]:
                    session_record(turn).get("offered")):
         for value in source if isinstance(source, list) else ():
             if isinstance(value, dict):  # an option value as the assistant sends it back
-                value = (value.get("input") or {}).get("text") if isinstance(value.get("input"), dict) else None
+                input_ = value.get("input")
+                value = input_.get("text") if isinstance(input_, dict) else None
             if isinstance(value, str) and value.strip():
                 values.add(value.strip())
     return values
@@ -109,7 +110,8 @@ def detect_language(payload: dict[str, Any], turn: Turn) -> Response | None:
 
 
 def unsupported_reply(settings: Any) -> str:
-    """UNSUPPORTED_LANGUAGE_REPLY, else a default naming the supported languages in their own words."""
+    """UNSUPPORTED_LANGUAGE_REPLY, else a default naming the supported languages in their own
+    words, so the customer finds theirs."""
     if settings.unsupported_language_reply:
         return settings.unsupported_language_reply
     names = [ENDONYMS.get(code, code) for code in settings.supported_languages]

@@ -36,7 +36,7 @@ REDIS_BACKOFF = 5.0
 
 
 class TTLCache(Generic[V]):
-    """A thread-safe LRU of at most `size` entries, each forgotten `ttl` seconds after it was set."""
+    """A thread-safe LRU of at most `size` entries; each expires `ttl` s after it was set."""
 
     def __init__(self, size: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.size = max(0, int(size))

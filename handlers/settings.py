@@ -171,7 +171,7 @@ def _codes(source: Mapping[str, Any], name: str, default: tuple[str, ...]) -> tu
         raise SettingsError(f"{name} names no language")
     for code in codes:
         if not (2 <= len(code) <= 3 and code.isascii() and code.isalpha()):
-            raise SettingsError(f"{name}: {code!r} is not an ISO 639-1 language code (e.g. es, zh)")
+            raise SettingsError(f"{name}: {code!r} is not an ISO 639-1 code (e.g. es, zh)")
     return codes
 
 

@@ -10,8 +10,8 @@ deep-translator has no HTTP timeout and no retries, and a provider can hang. So:
   and goes on with what came back. Distinct strings go out concurrently, so 12 strings with 8
   threads cost two round trips;
 - a call still running at the deadline is abandoned, not waited for; it keeps its thread until the
-  provider (or a proxy) ends the connection, and the pool never grows, so a hung provider cannot pile
-  up threads. When every thread is held by an abandoned call, new calls fail at once instead of
+  provider (or a proxy) ends the connection, and the pool never grows, so a hung provider cannot
+  pile up threads. When every thread is held by an abandoned call, new calls fail at once instead of
   queueing behind them. A late answer still lands in the cache for the next request;
 - a circuit breaker stops calling a provider after `BREAKER_FAILURES` failures in a row (a missed
   deadline counts) for `BREAKER_COOLDOWN` seconds, then lets a single probe call through;
@@ -138,8 +138,8 @@ class DeepTranslatorProvider(Provider):
 
     `make(source, target)` builds the deep-translator object for one language pair. Objects that
     keep per-call state (Google, MyMemory put the text in a shared dict) are built per call
-    (`reuse=False`, cheap); the others are built once per pair, on the pool, because some (Microsoft)
-    make a network call in their constructor.
+    (`reuse=False`, cheap); the others are built once per pair, on the pool, because some
+    (Microsoft) make a network call in their constructor.
     """
 
     def __init__(self, name: str, make: Callable[[str, str], Any], codes: Iterable[str] | None,
@@ -309,6 +309,9 @@ class _Call:
         self.lock = threading.Lock()
 
 
+_Work = tuple[Future, Callable[..., Any], tuple[Any, ...]]
+
+
 class CallPool:
     """A fixed number of daemon threads shared by every request of the process, for blocking calls.
 
@@ -320,7 +323,7 @@ class CallPool:
 
     def __init__(self, size: int) -> None:
         self.size = max(1, int(size))
-        self._queue: queue.SimpleQueue[tuple[Future, Callable[..., Any], tuple[Any, ...]]] | None = None
+        self._queue: queue.SimpleQueue[_Work] | None = None
         self._pid = 0
         self._lock = threading.Lock()
         self._threads = 0
@@ -343,7 +346,7 @@ class CallPool:
         work_queue.put((future, fn, args))
         return future
 
-    def _work(self, work_queue: "queue.SimpleQueue[tuple[Future, Callable[..., Any], tuple[Any, ...]]]") -> None:
+    def _work(self, work_queue: "queue.SimpleQueue[_Work]") -> None:
         while True:
             future, fn, args = work_queue.get()
             if future.set_running_or_notify_cancel():  # False: cancelled while it queued
@@ -404,7 +407,8 @@ class TranslationMemory:
                 raise SettingsError(f"TRANSLATION_MEMORY: {path.name} is not valid JSON "
                                     f"({type(exc).__name__})") from None
             if not isinstance(data, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in data.items()):
+                    isinstance(k, str) and isinstance(v, str) and v.strip()
+                    for k, v in data.items()):
                 raise SettingsError(f"TRANSLATION_MEMORY: {path.name} must be one JSON object "
                                     "of source text to non-empty translated text")
             entries = pairs.setdefault((source, target), {})
@@ -470,7 +474,7 @@ class TranslationCache:
 # --- the translator ---------------------------------------------------------------------------
 
 class Translator:
-    """The one translation interface both webhooks use. Always present (TRANSLATOR=none included)."""
+    """The one translation interface both webhooks use; always present, TRANSLATOR=none too."""
 
     def __init__(self, provider: Provider | None, *, memory: TranslationMemory | None = None,
                  cache: TranslationCache | None = None, concurrency: int = 8,

@@ -119,7 +119,8 @@ def test_concurrent_first_calls_on_a_fresh_detector():
 
 @pytest.mark.parametrize("text", ["Can you tell me where the parcel is?",
                                   "Hi, I would like to know when it will be delivered",
-                                  "thank you", "I don\u2019t see the parcel 📦 anywhere, can you check?"])
+                                  "thank you",
+                                  "I don\u2019t see the parcel 📦 anywhere, can you check?"])
 def test_the_assistant_language_fast_path(langdetect, text):
     detection = langdetect.detect(text)
     assert (detection.language, detection.method) == ("en", "fast_path")

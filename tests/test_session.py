@@ -1,4 +1,4 @@
-"""Session memory: in process (bounded LRU with a TTL) and in Redis, failing open when Redis fails."""
+"""Session memory: in process (a bounded LRU with a TTL) and in Redis, failing open without it."""
 
 from __future__ import annotations
 

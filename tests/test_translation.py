@@ -139,7 +139,8 @@ def test_translation_memory_wins_over_the_provider(translator_for, libre_server,
                           {"Quiero hablar con un agente": "I want to talk to a human agent"})
     write_memory(tmp_path / "tm", "en-es.json", {"Track my order": "Seguir mi pedido"})
     translator = translator_for(TRANSLATION_MEMORY=folder)
-    result = translator.translate_many(["quiero  hablar con un AGENTE", "otra cosa"], "es", "en", 2.0)
+    result = translator.translate_many(["quiero  hablar con un AGENTE", "otra cosa"], "es", "en",
+                                       2.0)
     assert result == {"quiero  hablar con un AGENTE": "I want to talk to a human agent",
                       "otra cosa": mark("otra cosa", "es", "en")}
     assert libre_server.texts() == ["otra cosa"]
