@@ -9,7 +9,7 @@ import os
 bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", (os.cpu_count() or 1) * 2))
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 # Above the longest handler budget: the assistant gives up after 30 s at most, and the kit's own
 # deadlines (TRANSLATION_TIMEOUT < 30 s) end a request well before this.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "40"))

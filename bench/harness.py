@@ -62,6 +62,7 @@ import itertools
 import json
 import os
 import pathlib
+import runpy
 import shutil
 import signal
 import socket
@@ -143,6 +144,21 @@ def cpu_seconds(pid: int) -> float:
         if int(fields[2]) == pid:
             total += int(fields[11]) + int(fields[12])
     return total / ticks
+
+
+def gunicorn_settings(env: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What gunicorn.conf.py sets under `env` (workers, threads, worker_class, ...), for labels."""
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(server_env(env))
+        values = runpy.run_path(str(REPO / "gunicorn.conf.py"))
+    except Exception:  # a label is not worth failing a benchmark for
+        return {}
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return {k: v for k, v in values.items() if not k.startswith("_")}
 
 
 def _tail(path: pathlib.Path, lines: int = 30) -> str:
@@ -662,12 +678,11 @@ def compare(loads: Sequence[Load], *, app: str = KIT_APP, env: Mapping[str, Any]
     echo_env = env if echo_env is None else echo_env
     summary = summary or os.environ.get("BENCH_SUMMARY", "best")
     generator = generator_name()
-    settings = server_env(env)
-    workers = settings.get("WEB_CONCURRENCY", f"default ({(os.cpu_count() or 1) * 2})")
-    gthreads = settings.get("GUNICORN_THREADS", "default (8)")
+    conf = gunicorn_settings(env)
     print(f"\n== {title or 'benchmark'} ==")
-    print(f"app {app} vs echo {ECHO_APP}; gunicorn.conf.py with workers={workers} "
-          f"threads={gthreads} {' '.join(extra_args)}".rstrip())
+    print(f"app {app} vs echo {ECHO_APP}; gunicorn.conf.py: {conf.get('workers')} workers x "
+          f"{conf.get('threads')} threads ({conf.get('worker_class')}) "
+          f"{' '.join(extra_args)}".rstrip())
     print(f"load: {generator}, {connections} connections, {threads} thread(s), "
           f"{rounds} x {duration:.0f} s per server and endpoint after {warmup:.0f} s warm-up; "
           f"{os.cpu_count()} cores; {summary} of the rounds shown", flush=True)

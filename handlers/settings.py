@@ -86,7 +86,7 @@ class Settings:
     translation_cache_size: int = 10_000
     translation_cache_ttl: float = 24 * 3600.0
     translation_memory: str | None = None
-    translation_concurrency: int = 8
+    translation_concurrency: int = 16
     breaker_failures: int = 5
     breaker_cooldown: float = 30.0
 
@@ -314,7 +314,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
                                        positive=False, minimum=0),
         translation_cache_ttl=_number(source, "TRANSLATION_CACHE_TTL", 24 * 3600.0),
         translation_memory=_text(source, "TRANSLATION_MEMORY"),
-        translation_concurrency=_number(source, "TRANSLATION_CONCURRENCY", 8, cast=int),
+        translation_concurrency=_number(source, "TRANSLATION_CONCURRENCY", 16, cast=int),
         breaker_failures=_number(source, "BREAKER_FAILURES", 5, cast=int),
         breaker_cooldown=_number(source, "BREAKER_COOLDOWN", 30.0),
         redis_url=redis_url,
