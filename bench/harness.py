@@ -10,7 +10,8 @@ stops the server (SIGTERM, then SIGKILL of its process group after 40 s). `env` 
 environment with the kit's own variables removed (so your shell cannot change a benchmark): pass
 the kit's settings and gunicorn's (`WEB_CONCURRENCY`, `GUNICORN_THREADS`, `LOG_LEVEL`, ...).
 `extra_args` go after `-c gunicorn.conf.py` and so override it (e.g. `["--workers", "2"]`).
-The server's stderr (the kit's JSON request lines) goes to `log_path` or a temporary file.
+The server's stderr (the kit's JSON request lines) goes to `log_path` or a temporary file. The
+URL is a str that also carries `.pid` (the gunicorn master) and `.log_path`.
 
     with serve("handlers:create_app()", {"WEBHOOK_AUTH": "none"}) as url: ...
     with serve("bench.echo_app:create_app()") as url: ...   # the baseline
@@ -32,6 +33,8 @@ towards 1). Returns a `Result`: `rps`, `p50_ms`, `p99_ms`, `mean_ms`, `max_ms`, 
 `connections` keep-alive connections sends its next request when the previous answer arrives, so
 req/s is the throughput at that concurrency and p50/p99 include the queueing it causes. Every run
 is bounded by `duration` (the process is killed at duration + 30 s), loopback only.
+`measure(url, load, ...)` is `run_load` plus `cpu_ms`, the server's CPU time per request (master
+and workers, from /proc), for a URL that came from `serve`. `probe(url, load)` sends one request.
 
 `compare(loads, app=..., env=..., ...)` -- the benchmark in one call: starts the app and the echo
 (same gunicorn settings, same `env`), checks one request of each load answers 2xx on both, warms
