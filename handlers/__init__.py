@@ -13,9 +13,15 @@ from typing import Any, Mapping, Sequence
 
 from flask import Flask
 
+from . import cli, health, logs, postmessage, premessage, requestlog
 from .auth import build_verifier
+from .content import ContentStore
+from .language import build_detector
 from .pipeline import Services, Step
+from .session import build_session_memory, build_shared_redis
 from .settings import Settings, SettingsError, load_settings
+from .store import EventStore, default_url
+from .translation import build_translator
 
 __all__ = ["create_app", "Settings", "SettingsError"]
 log = logging.getLogger(__name__)
@@ -30,16 +36,12 @@ def create_app(config: Mapping[str, Any] | None = None,
     `{"premessage": [my_step, *PREMESSAGE_STEPS]}` (see examples/custom_step.py).
     """
     settings = load_settings(config)
-    from . import requestlog
-
     requestlog.configure_logging(settings.log_level)
     app = Flask(__name__, instance_relative_config=True)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.config["WEBHOOK_SETTINGS"] = settings
 
     app.extensions["webhooks"] = build_services(app, settings)
-
-    from . import health, logs, postmessage, premessage
 
     defaults = {"premessage": premessage.PREMESSAGE_STEPS,
                 "postmessage": postmessage.POSTMESSAGE_STEPS, "log": logs.LOG_STEPS}
@@ -51,8 +53,6 @@ def create_app(config: Mapping[str, Any] | None = None,
     requestlog.init_app(app)
     for module in (premessage, postmessage, logs, health):
         app.register_blueprint(module.bp)
-    from . import cli
-
     cli.init_app(app)
 
     if settings.open_webhooks:
@@ -64,19 +64,11 @@ def create_app(config: Mapping[str, Any] | None = None,
 
 def build_services(app: Flask, settings: Settings) -> Services:
     """Everything loaded once per process, before gunicorn forks its workers."""
-    from .store import EventStore, default_url
-
     services = Services(settings=settings)
     services.verifiers = {name: build_verifier(auth) for name, auth in settings.auth.items()}
     services.store = EventStore.open(settings.database_url or default_url(app.instance_path),
                                      retention_days=settings.log_retention_days)
-    from .content import ContentStore
-
     services.content = ContentStore.load(settings.content_dir)
-    from .language import build_detector
-    from .session import build_session_memory, build_shared_redis
-    from .translation import build_translator
-
     redis = build_shared_redis(settings)
     services.sessions = build_session_memory(settings, redis)
     services.translator = build_translator(settings, redis)
