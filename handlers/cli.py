@@ -136,7 +136,8 @@ def init_db() -> None:
         version = store.create_schema()
     except StoreUnavailable as exc:
         _fail_unavailable(exc)
-    click.echo(f"log store ready: {safe_url(store.url)} ({store.dialect}, schema version {version})")
+    click.echo(f"log store ready: {safe_url(store.url)} ({store.dialect}, "
+               f"schema version {version})")
 
 
 @logs_cli.command("export")

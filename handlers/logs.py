@@ -56,8 +56,10 @@ def _clean(value: Any, limit: int | None = None) -> str | None:
     UTF-8), ids cut to the column's width. Anything but a non-empty string is None."""
     if not isinstance(value, str) or not value:
         return None
-    value = value.replace("\x00", "")
-    value = value.encode("utf-8", "replace").decode("utf-8")
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")
     return value[:limit] if limit else value
 
 
@@ -100,7 +102,8 @@ def reply_texts(response: Any) -> str | None:
 def offers_agent_transfer(response: Any) -> bool:
     items = _get(response, "output", "generic")
     return isinstance(items, list) and any(
-        isinstance(item, dict) and item.get("response_type") == "connect_to_agent" for item in items)
+        isinstance(item, dict) and item.get("response_type") == "connect_to_agent"
+        for item in items)
 
 
 def top_intent(response: Any) -> tuple[str | None, float | None]:

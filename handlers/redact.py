@@ -11,12 +11,12 @@ What is masked, in every string of the event (extracted columns and the raw copy
 |                 | Aadhaar, French NIR                                                    |
 | `[phone]`       | phone numbers of 7 to 15 digits, with an optional `+` or `00` prefix   |
 
-The order matters: a card number is also a long run of digits, so cards and ids are masked before
-phone numbers. Only JSON string values are touched (never keys, numbers or the document's shape), and not
-those under `KEEP_KEYS` (the assistant's ids and timestamps), so the redacted raw event is still
-the event the assistant sent, minus the personal data.
-Redaction errs on the side of masking: a 9-digit order number is masked as a phone number. To
-mask more (an account-number format of your own), append a `Pattern` to `PATTERNS`.
+The order matters: a card number is also a long run of digits, so cards and ids are masked
+before phone numbers. Only JSON string values are touched (never keys, numbers or the
+document's shape), and not those under `KEEP_KEYS` (the assistant's ids and timestamps), so the
+redacted raw event is still the event the assistant sent, minus the personal data. Redaction
+errs on the side of masking: a 9-digit order number is masked as a phone number. To mask more
+(an account-number format of your own), append a `Pattern` to `PATTERNS`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-EMAIL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+EMAIL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+                   r"\.[A-Za-z]{2,}")
 CARD = re.compile(r"(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w.-])")
 PHONE = re.compile(r"(?<![\w@.+-])(?:\+|\b00)?\(?\d(?:[ ().\-]{0,2}\d){6,16}(?![\w@])")
 DATE_OR_ADDRESS = re.compile(r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|^\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}$"
@@ -74,18 +75,27 @@ _I = re.IGNORECASE
 PATTERNS: list[Pattern] = [
     Pattern("[email]", EMAIL),
     Pattern("[card]", CARD, _card),
-    Pattern("[national_id]", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),                 # US SSN
-    Pattern("[national_id]", re.compile(r"\b\d{3}\.\d{3}\.\d{3}-\d{2}\b")),         # BR CPF
-    Pattern("[national_id]", re.compile(r"(?<!\d )\b[2-9]\d{3} \d{4} \d{4}\b(?! \d)")),  # IN Aadhaar
-    Pattern("[national_id]", re.compile(                                             # FR NIR
-        r"\b[12] ?\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3}(?: ?\d{2})?\b", _I)),
-    Pattern("[national_id]", re.compile(                                             # UK NINO
-        r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b", _I)),
-    Pattern("[national_id]", re.compile(r"\b(?:\d{8}|[XYZ]\d{7})-?[A-Z]\b", _I),    # ES DNI/NIE
-            _spanish_id),
-    Pattern("[national_id]", re.compile(                                             # IT codice fiscale
-        r"\b[A-Z]{6}\d{2}[ABCDEHLMPRST]\d{2}[A-Z]\d{3}[A-Z]\b", _I)),
-    Pattern("[national_id]", re.compile(r"\b[A-Z]{3}[PCHFATBLJG][A-Z]\d{4}[A-Z]\b", _I)),  # IN PAN
+    # US Social Security number
+    Pattern("[national_id]", re.compile(r"\b\d{3}-\d{2}-\d{4}\b")),
+    # Brazilian CPF
+    Pattern("[national_id]", re.compile(r"\b\d{3}\.\d{3}\.\d{3}-\d{2}\b")),
+    # Indian Aadhaar (12 digits in groups of four, never starting with 0 or 1)
+    Pattern("[national_id]", re.compile(r"(?<!\d )\b[2-9]\d{3} \d{4} \d{4}\b(?! \d)")),
+    # French NIR (social security number)
+    Pattern("[national_id]", re.compile(
+        r"\b[12] ?\d{2} ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3}(?: ?\d{2})?\b",
+        _I)),
+    # UK National Insurance number
+    Pattern("[national_id]", re.compile(
+        r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?"
+        r"[A-D]\b", _I)),
+    # Spanish DNI / NIE, with the check letter verified
+    Pattern("[national_id]", re.compile(r"\b(?:\d{8}|[XYZ]\d{7})-?[A-Z]\b", _I), _spanish_id),
+    # Italian codice fiscale
+    Pattern("[national_id]",
+            re.compile(r"\b[A-Z]{6}\d{2}[ABCDEHLMPRST]\d{2}[A-Z]\d{3}[A-Z]\b", _I)),
+    # Indian PAN
+    Pattern("[national_id]", re.compile(r"\b[A-Z]{3}[PCHFATBLJG][A-Z]\d{4}[A-Z]\b", _I)),
     Pattern("[phone]", PHONE, _phone),
 ]
 

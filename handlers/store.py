@@ -236,6 +236,11 @@ def _configure_sqlite(engine: Engine, timeout: float) -> None:
         connection.connection.dbapi_connection.execute("BEGIN")  # type: ignore[union-attr]
 
 
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    """SQLAlchemy's storage format for DateTime on SQLite ("2024-05-01 09:30:00.000000")."""
+    return None if value is None else value.isoformat(" ", "microseconds")
+
+
 def _is_disconnect(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
@@ -314,12 +319,13 @@ class WriterLock:
     the losers sleep in SQLite's busy handler with a growing back-off (1, 2, 5, 10, ... 100 ms)
     although the lock is free again within a millisecond: measured, the database sat idle
     between writes and p99 reached hundreds of milliseconds. An flock on a file beside the
-    database queues the writers in the kernel instead, which wakes the next one the moment the
-    lock is released; the requests that arrive while a worker waits join its next batch.
+    database makes the writers take turns without sleeping longer than needed; the requests
+    that arrive while a worker waits for its turn join its next batch.
 
-    The wait is bounded: a blocked flock runs in a helper thread the caller waits on for at
-    most `timeout`. The lock file is opened in each process (after gunicorn's fork), since an
-    flock belongs to an open file; threads of one process also take a threading lock.
+    The wait is bounded: after polling for a couple of milliseconds (the usual wait), a blocked
+    flock runs in a helper thread the caller waits on for at most `timeout`. The lock file is
+    opened in each process (after gunicorn's fork), since an flock belongs to an open file;
+    threads of one process also take a threading lock.
     """
 
     _setup_lock = threading.Lock()
@@ -354,9 +360,7 @@ class WriterLock:
             raise StoreUnavailable("timed out waiting for the SQLite writer lock")
         release_local = True
         try:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not self._try_briefly():
                 assert self._helper is not None
                 waiting = self._helper.submit(fcntl.flock, self._fd, fcntl.LOCK_EX)
                 try:
@@ -378,6 +382,20 @@ class WriterLock:
             if release_local:
                 self._local.release()
 
+    def _try_briefly(self) -> bool:
+        """A writer holds the lock for a fraction of a millisecond: poll for a couple of
+        milliseconds before handing the wait to the helper thread (which costs two thread
+        switches)."""
+        for pause in (0, 0.0001, 0.0002, 0.0003, 0.0005, 0.0005, 0.0005):
+            if pause:
+                time.sleep(pause)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                continue
+        return False
+
     def _abandoned(self, waiting: Future[Any]) -> None:
         if waiting.exception() is None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -389,10 +407,11 @@ class GroupCommitter:
 
     Leader/follower, no thread of its own (so it survives gunicorn's fork): the first caller
     to find nobody committing becomes the leader, passes the `gate` (SQLite's writer lock),
-    takes everything queued (itself first) and writes it in one transaction; the others wait. When the batch is done the leader wakes its
-    followers with their own results and hands the lead to the first caller that queued
-    meanwhile. A caller returns only after the transaction holding its row committed; if that
-    transaction fails, every caller in it gets the error.
+    takes everything queued (itself first) and writes it in one transaction; the others wait.
+    When the batch is done the leader wakes its followers with their own results and hands
+    the lead to the first caller that queued meanwhile. A caller returns only after the
+    transaction holding its row committed; if that transaction fails, every caller in it gets
+    the error.
     """
 
     def __init__(self, write: Callable[[list[LogEvent]], list[bool | StoreUnavailable]],
@@ -414,12 +433,12 @@ class GroupCommitter:
             if not self._busy:
                 self._busy = True
                 me.leader = True
-        if not me.leader and not me.wake.wait(self._wait):
+        if not me.leader and not me.wake.acquire(timeout=self._wait):
             with self._lock:
                 if not me.leader and me in self._queue:
                     self._queue.remove(me)
                     raise StoreUnavailable("timed out waiting for the group commit")
-            me.wake.wait()   # its batch is being written (bounded by the database timeouts)
+            me.wake.acquire()   # its batch is being written (bounded by the database timeouts)
         if me.leader and not me.finished:
             self._lead()
         if isinstance(me.error, StoreUnavailable):
@@ -462,19 +481,25 @@ class GroupCommitter:
                     successor.leader = True
             for pending in batch:
                 pending.finished = True
-                pending.wake.set()
+                pending.wake.release()
             if successor is not None:
-                successor.wake.set()
+                successor.wake.release()
 
 
-@dataclass(eq=False)
 class _Pending:
-    item: LogEvent
-    wake: threading.Event = field(default_factory=threading.Event)
-    leader: bool = False
-    finished: bool = False
-    result: bool | None = None
-    error: BaseException | None = None
+    """One caller's row in the group committer; `wake` is a lock held until it is woken (a
+    bare lock costs less than an Event, and each wake happens at most once per wait)."""
+
+    __slots__ = ("item", "wake", "leader", "finished", "result", "error")
+
+    def __init__(self, item: LogEvent) -> None:
+        self.item = item
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        self.leader = False
+        self.finished = False
+        self.result: bool | None = None
+        self.error: BaseException | None = None
 
 
 class EventStore:
@@ -495,9 +520,13 @@ class EventStore:
         self.watchdog = Watchdog()
         dialect = self.engine.dialect
         self._placeholder = "?" if self.dialect == "sqlite" else "%s"
-        # SQLAlchemy's own conversions for the driver (datetimes to text on SQLite, ...).
-        self._converters = [(name, events.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-                            for name in INSERT_COLUMNS]
+        # SQLAlchemy's own conversions for the driver (datetimes to text on SQLite, ...), the
+        # datetime one replaced by the same format from C (it was 2% of a request's CPU).
+        self._converters = [
+            (name, _sqlite_datetime if self.dialect == "sqlite"
+             and isinstance(events.c[name].type, DateTime)
+             else events.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in INSERT_COLUMNS]
         database = self.engine.url.database
         self.writer_lock = WriterLock(database + "-writer.lock", timeout) \
             if self.dialect == "sqlite" and database and database != ":memory:" \

@@ -108,7 +108,8 @@ def post(url: str, body: Any, timeout: float = 30.0) -> tuple[int, dict[str, Any
 
 
 @contextlib.contextmanager
-def gunicorn(env: dict[str, str], workers: int = 2, threads: int = 8) -> Iterator[tuple[str, subprocess.Popen]]:
+def gunicorn(env: dict[str, str], workers: int = 2,
+             threads: int = 8) -> Iterator[tuple[str, subprocess.Popen]]:
     """The kit under real gunicorn (the project's config), on a free port; yields (url, master)."""
     port = free_port()
     clean = {key: value for key, value in os.environ.items()

@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from handlers.store import events, normalize_url
-from logs_support import gunicorn, message_body, pg_store_url, post, store_url, worker_pids  # noqa: F401
+from logs_support import (gunicorn, message_body, pg_store_url, post,  # noqa: F401
+                          store_url, worker_pids)
 
 pytestmark = pytest.mark.slow
 
