@@ -1,0 +1,281 @@
+"""Issue 5's benchmarks: the log webhook storing durably, against the bare echo; and the kill test.
+
+    flock /tmp/bench.lock .venv/bin/python bench/logs.py [--duration 8 --rounds 3]
+        [--backends sqlite,postgresql] [--no-group-commit-ab] [--kill-events 4000] [--no-kill]
+
+1. Throughput. `POST /webhooks/logs` with IBM's message_logged example, a fresh `log_id` per
+   request (every request is a new row: no duplicate shortcut), signed JWT as the assistant
+   always sends (LOG_AUTH=jwt), every answer given only after a durable commit (SQLite WAL with
+   synchronous=FULL; PostgreSQL's default synchronous_commit=on). Against the echo under the
+   same gunicorn settings. Target: >= 0.5 of the echo's req/s, on SQLite and on PostgreSQL.
+   With the A/B (default), each backend is measured with the group committer (the default) and
+   without it (`app_without_group_commit()`), which is how its default was chosen.
+   After each run the rows are counted: at least as many as the 2xx answers, or it fails.
+2. The kill test. N events from 8 concurrent senders through gunicorn (2 workers); when a
+   quarter has been acknowledged one worker is SIGKILLed; the senders go on (gunicorn starts a
+   new worker). Then every acknowledged log_id must be in the store.
+
+PostgreSQL comes from BENCH_DATABASE_URL or TEST_DATABASE_URL (skipped, loudly, when neither is
+set); the benchmark works in a schema of its own, dropped at the end. Exit status 1 when a row
+misses the target, a request failed, or an acknowledged event is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import signal
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any, Iterator
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import contextlib  # noqa: E402
+
+from bench.harness import Load, bench_lock, compare, serve  # noqa: E402
+
+TARGET = 0.5
+LOG_SECRET = "bench-log-webhook-secret"
+FIXTURE = REPO / "tests" / "fixtures" / "log_webhook_request.message_logged.SYNTHESIZED.json"
+
+
+def app_without_group_commit() -> Any:
+    """The kit as shipped, except that each request commits its own transaction (the A side
+    of the group commit A/B; gunicorn app spec `bench.logs:app_without_group_commit()`)."""
+    from handlers import create_app
+
+    app = create_app()
+    app.extensions["webhooks"].store.committer = None
+    return app
+
+
+def log_token() -> str:
+    import jwt
+
+    return jwt.encode({"sub": "watsonx-assistant-bench"}, LOG_SECRET, algorithm="HS256")
+
+
+def message_load() -> Load:
+    body = json.loads(FIXTURE.read_text())
+    body["payload"]["log_id"] = "{{N}}"
+    return Load("/webhooks/logs", template=body, headers={"Authorization": log_token()},
+                name="logs (message_logged, fresh log_id, jwt)")
+
+
+@contextlib.contextmanager
+def postgres_schema(base: str) -> Iterator[str]:
+    """A schema of the benchmark's own on the server at `base`, as a store URL; dropped after."""
+    from sqlalchemy import create_engine, text
+
+    from handlers.store import normalize_url
+
+    base = normalize_url(base)
+    schema = f"bench_logs_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def store_urls(backends: list[str]) -> Iterator[dict[str, str]]:
+    urls: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        if "sqlite" in backends:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-logs-"))
+            urls["sqlite"] = f"sqlite:///{folder}/events.sqlite3"
+        if "postgresql" in backends:
+            base = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+            if base:
+                urls["postgresql"] = stack.enter_context(postgres_schema(base))
+            else:
+                print("*** PostgreSQL SKIPPED: set BENCH_DATABASE_URL or TEST_DATABASE_URL ***")
+        yield urls
+
+
+def stored(url: str) -> set[str]:
+    from sqlalchemy import create_engine, select
+
+    from handlers.store import events, normalize_url
+
+    engine = create_engine(normalize_url(url))
+    try:
+        with engine.connect() as connection:
+            return set(connection.execute(select(events.c.idempotency_key)).scalars())
+    finally:
+        engine.dispose()
+
+
+def clear(url: str) -> None:
+    from sqlalchemy import create_engine
+
+    from handlers.store import EventStore, events, normalize_url
+
+    EventStore.open(url).engine.dispose()          # the schema, if this is the first run
+    engine = create_engine(normalize_url(url))
+    with engine.begin() as connection:
+        connection.execute(events.delete())
+    engine.dispose()
+
+
+def throughput(backend: str, url: str, args: argparse.Namespace) -> list[Any]:
+    env = {"WEBHOOK_AUTH": "none", "LOG_AUTH": "jwt", "LOG_SECRET": LOG_SECRET,
+           "DATABASE_URL": url, "LOG_LEVEL": "INFO"}
+    variants = [("handlers:create_app()", "group commit")]
+    if args.group_commit_ab:
+        variants.append(("bench.logs:app_without_group_commit()", "one commit per request"))
+    rows = []
+    for app, label in variants:
+        clear(url)
+        [row] = compare([message_load()], app=app, env=env, duration=args.duration,
+                        rounds=args.rounds, connections=args.connections, target=TARGET,
+                        title=f"log webhook on {backend}, durable commits, {label}")
+        row.name = f"{backend}, {label}"
+        acknowledged = sum(result.requests - result.non2xx
+                           for pair in row.rounds for result in pair[:1])
+        count = len(stored(url))
+        # the probe and the warm-up also store rows: at least every measured 2xx must be there
+        row.durable_ok = count >= acknowledged
+        print(f"  rows stored: {count} (>= the {acknowledged} acknowledged in measured rounds: "
+              f"{'yes' if row.durable_ok else 'NO'})")
+        rows.append(row)
+    return rows
+
+
+def kill_test(backend: str, url: str, total: int, senders: int = 8) -> bool:
+    """N events from `senders` threads, one of 2 workers SIGKILLed when a quarter is
+    acknowledged; True when every acknowledged event is stored."""
+    clear(url)
+    acknowledged: list[str] = []
+    failed: list[str] = []
+    lock = threading.Lock()
+    body = json.loads(FIXTURE.read_text())
+    token = log_token()
+    env = {"LOG_AUTH": "jwt", "LOG_SECRET": LOG_SECRET, "DATABASE_URL": url,
+           "WEB_CONCURRENCY": "2", "LOG_LEVEL": "WARNING"}
+    killed: list[int] = []
+    started = time.monotonic()
+    with serve("handlers:create_app()", env) as base:
+        deadline = time.monotonic() + 30
+        while len(_children(base.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = _children(base.pid)
+
+        def sender(index: int) -> None:
+            for number in range(total // senders):
+                log_id = f"kill-{index}-{number}-{uuid.uuid4().hex[:8]}"
+                body_copy = dict(body, payload=dict(body["payload"], log_id=log_id))
+                request = urllib.request.Request(
+                    base + "/webhooks/logs", data=json.dumps(body_copy).encode(), method="POST",
+                    headers={"Authorization": token})
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as answer:
+                        ok = answer.status == 200
+                except (urllib.error.URLError, OSError):
+                    ok = False
+                with lock:
+                    (acknowledged if ok else failed).append(log_id)
+
+        def killer() -> None:
+            while True:
+                with lock:
+                    if len(acknowledged) >= total // 4:
+                        break
+                time.sleep(0.001)
+            os.kill(workers[0], signal.SIGKILL)
+            killed.append(workers[0])
+
+        threads = [threading.Thread(target=sender, args=(i,)) for i in range(senders)]
+        kill_thread = threading.Thread(target=killer)
+        kill_thread.start()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        kill_thread.join()
+        replaced = _children(base.pid)
+    seconds = time.monotonic() - started
+    keys = stored(url)
+    missing = [log_id for log_id in acknowledged if log_id not in keys]
+    extra = len(keys & set(failed))
+    print(f"kill test on {backend}: {total} events from {senders} senders in {seconds:.1f} s; "
+          f"worker {killed[0] if killed else '?'} SIGKILLed after {total // 4} acknowledgements "
+          f"(workers before {workers}, after {replaced})")
+    print(f"  acknowledged {len(acknowledged)}, failed {len(failed)} (of which stored anyway: "
+          f"{extra}), rows {len(keys)}, acknowledged but missing: {len(missing)} -> "
+          f"{'PASS' if not missing and killed else 'FAIL'}")
+    return not missing and bool(killed)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return sorted(found)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=None, help="seconds per run (8)")
+    parser.add_argument("--rounds", type=int, default=None, help="runs per server (3)")
+    parser.add_argument("--connections", type=int, default=None, help="connections (16)")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--no-group-commit-ab", dest="group_commit_ab", action="store_false",
+                        help="measure only the shipped configuration")
+    parser.add_argument("--kill-events", type=int, default=4000)
+    parser.add_argument("--no-kill", dest="kill", action="store_false")
+    parser.add_argument("--no-throughput", dest="throughput", action="store_false")
+    args = parser.parse_args(argv)
+    backends = [name.strip() for name in args.backends.split(",") if name.strip()]
+
+    rows: list[Any] = []
+    kills: list[bool] = []
+    with bench_lock(), store_urls(backends) as urls:
+        for backend, url in urls.items():
+            if args.throughput:
+                rows += throughput(backend, url, args)
+        for backend, url in urls.items():
+            if args.kill:
+                kills.append(kill_test(backend, url, args.kill_events))
+
+    if rows:
+        print("\nsummary (req/s app / echo, p99 ms app / echo):")
+        for row in rows:
+            print(f"  {row.name:<36} {row.app.rps:8.1f} / {row.echo.rps:8.1f}  ratio "
+                  f"{row.ratio:.2f}  p99 {row.app.p99_ms:.2f} / {row.echo.p99_ms:.2f}"
+                  f"{'' if row.ratio >= TARGET else f'  BELOW {TARGET}'}")
+    shipped = [row for row in rows if row.name.endswith("group commit")]
+    failed = [row for row in rows if row.app.errors or row.app.non2xx or not row.durable_ok]
+    below = [row for row in shipped if row.ratio < TARGET]
+    if failed:
+        print("FAILED: " + ", ".join(row.name for row in failed))
+    if below:
+        print(f"below target {TARGET}: " + ", ".join(row.name for row in below))
+    return 1 if failed or below or not all(kills) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
