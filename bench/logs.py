@@ -23,6 +23,7 @@ misses the target, a request failed, or an acknowledged event is missing.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import pathlib
@@ -187,8 +188,8 @@ def kill_test(backend: str, url: str, total: int, senders: int = 8) -> bool:
                 try:
                     with urllib.request.urlopen(request, timeout=30) as answer:
                         ok = answer.status == 200
-                except (urllib.error.URLError, OSError):
-                    ok = False
+                except (urllib.error.URLError, OSError, http.client.HTTPException):
+                    ok = False         # the connection died with the worker: not acknowledged
                 with lock:
                     (acknowledged if ok else failed).append(log_id)
 

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from conftest import fixture
 from handlers.store import events
-from logs_support import cdr_body, free_port, message_body, pg_store_url, store_url  # noqa: F401
+from logs_support import free_port, message_body, pg_store_url, store_url  # noqa: F401
 
 
 def rows(app: Any) -> list[Any]:
@@ -289,3 +289,24 @@ def test_the_request_log_line_says_new_or_duplicate_but_never_the_text(
              if record.name == "handlers.request"]
     assert [line.get("stored") for line in lines] == ["new", "duplicate"]
     assert "my secret sentence" not in caplog.text
+
+
+def test_log_retention_days_purges_old_events_when_events_arrive(make_app: Any,
+                                                                   store_url: str) -> None:
+    from datetime import timedelta
+
+    from handlers.store import LogEvent, utcnow
+
+    app = make_app(DATABASE_URL=store_url, LOG_RETENTION_DAYS="30")
+    store = app.extensions["webhooks"].store
+    old = LogEvent(event="message_logged", idempotency_key="old", raw="{}",
+                   received_at=utcnow() - timedelta(days=31))
+    recent = LogEvent(event="message_logged", idempotency_key="recent", raw="{}",
+                      received_at=utcnow() - timedelta(days=29))
+    store.add_many([old, recent])
+    assert send(app.test_client(), message_body()).status_code == 200
+    for thread in threading.enumerate():
+        if thread.name == "log-retention":
+            thread.join(timeout=30)
+    keys = {row.idempotency_key for row in rows(app)}
+    assert "old" not in keys and "recent" in keys and len(keys) == 2
