@@ -52,7 +52,7 @@ def pg_store_url(postgres_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> str:
     """A fresh, empty event store URL on each backend."""
     if request.param == "sqlite":

@@ -133,6 +133,7 @@ def test_sqlite_connections_are_durable_wal_with_a_busy_timeout(tmp_path: Any) -
     assert seen == [("wal", 2, 2500)] * 4   # synchronous 2 = FULL
 
 
+@pytest.mark.postgres
 def test_postgres_urls_are_rewritten_to_psycopg(postgres_url: str) -> None:
     rest = postgres_url.split("://", 1)[1]
     assert normalize_url("postgres://" + rest) == "postgresql+psycopg://" + rest
@@ -206,6 +207,7 @@ def test_a_locked_sqlite_database_is_unavailable_after_the_busy_timeout(tmp_path
     assert store.add(item()) is True
 
 
+@pytest.mark.postgres
 def test_a_locked_postgres_table_is_unavailable_after_the_lock_timeout(pg_store_url: str) -> None:
     store = EventStore.open(pg_store_url, timeout=0.5)
     holder = create_engine(pg_store_url)
@@ -217,6 +219,7 @@ def test_a_locked_postgres_table_is_unavailable_after_the_lock_timeout(pg_store_
     holder.dispose()
 
 
+@pytest.mark.postgres
 def test_connections_the_server_dropped_are_replaced_without_losing_the_event(
         pg_store_url: str) -> None:
     store = EventStore.open(pg_store_url, group_commit=False)
@@ -231,6 +234,7 @@ def test_connections_the_server_dropped_are_replaced_without_losing_the_event(
     admin.dispose()
 
 
+@pytest.mark.postgres
 def test_a_row_the_database_rejects_does_not_sink_its_batch(pg_store_url: str) -> None:
     store = EventStore.open(pg_store_url)
     with pytest.raises(StoreUnavailable, match="DataError"):
@@ -329,6 +333,7 @@ def test_group_commit_reports_per_item_outcomes() -> None:
         committer.submit(item())
 
 
+@pytest.mark.postgres
 def test_a_frozen_postgres_is_cut_at_the_deadline_not_waited_on_forever(
         pg_store_url: str) -> None:
     url = make_url(pg_store_url)
