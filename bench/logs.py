@@ -73,25 +73,11 @@ def message_load() -> Load:
                 name="logs (message_logged, fresh log_id, jwt)")
 
 
-@contextlib.contextmanager
-def postgres_schema(base: str) -> Iterator[str]:
+def postgres_schema(base: str) -> contextlib.AbstractContextManager[str]:
     """A schema of the benchmark's own on the server at `base`, as a store URL; dropped after."""
-    from sqlalchemy import create_engine, text
+    from tests.pg_schema import postgres_schema as schema
 
-    from handlers.store import normalize_url
-
-    base = normalize_url(base)
-    schema = f"bench_logs_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+    return schema(base, prefix="bench_logs")
 
 
 @contextlib.contextmanager

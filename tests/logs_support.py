@@ -28,9 +28,9 @@ import uuid
 from typing import Any, Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from conftest import fixture
+from pg_schema import postgres_schema
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 GUNICORN = pathlib.Path(sys.executable).with_name("gunicorn")
@@ -39,17 +39,8 @@ GUNICORN = pathlib.Path(sys.executable).with_name("gunicorn")
 @pytest.fixture
 def pg_store_url(postgres_url: str) -> Iterator[str]:
     """An empty PostgreSQL schema of the test's own (dropped afterwards), as a store URL."""
-    schema = f"test_logs_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in postgres_url else "?"
-    try:
-        yield f"{postgres_url}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(postgres_url) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
