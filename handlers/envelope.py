@@ -65,8 +65,9 @@ def error_response(status: int, error: str, detail: str,
     return json_response({"error": error, "detail": detail}, status, headers)
 
 
-def read_event(request: Request, accepted_events: Iterable[str]) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """Parse and check the envelope; return (event name, payload, whole body).
+def read_event(request: Request, accepted_events: Iterable[str]
+               ) -> tuple[str, dict[str, Any], dict[str, Any], bytes]:
+    """Parse and check the envelope; return (event name, payload, whole body, the bytes received).
 
     Raises `WebhookError` (400) for anything that is not the contract; Flask raises 413 itself
     when the body is over MAX_CONTENT_LENGTH.
@@ -99,7 +100,7 @@ def read_event(request: Request, accepted_events: Iterable[str]) -> tuple[str, d
     if not isinstance(payload, dict):
         raise WebhookError(400, "payload_not_an_object",
                            f'"payload" is a JSON {type(payload).__name__}, expected an object')
-    return name, payload, body
+    return name, payload, body, raw
 
 
 def payload_reply(payload: dict[str, Any]) -> Response:

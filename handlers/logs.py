@@ -10,6 +10,9 @@ The steps, in order:
 3. `store_event`          inserts the row (a duplicate key stores nothing) and returns only once
                           it is committed; 503 `store_unavailable` if it could not be
 
+The raw copy is the body as received (`g.log_raw`); a step of yours that changes the event
+(`g.log_body`) must set `g.log_raw = None`, as redaction does, so the changed event is written.
+
 IBM documents no retries for this webhook: a 503 tells whoever reads the assistant's logs that
 the event was not kept, and a 2xx is never sent for an event that is not on disk.
 """
@@ -179,6 +182,7 @@ def extract_fields(payload: dict[str, Any], turn: Turn) -> Response | None:
     g.log_event = LogEvent(event=turn.event, idempotency_key=idempotency_key(turn.event, payload),
                            raw="", received_at=utcnow(), **columns)
     g.log_body = turn.body
+    g.log_raw = received_text(turn.received)
     return None
 
 
@@ -195,6 +199,8 @@ def redact_personal_data(payload: dict[str, Any], turn: Turn) -> Response | None
             setattr(item, name, value)
             masked += count
     g.log_body, count = redact_json(g.log_body)
+    if count:
+        g.log_raw = None     # the text received holds what was just masked
     turn.notes["redacted"] = masked + count
     return None
 
@@ -202,7 +208,7 @@ def redact_personal_data(payload: dict[str, Any], turn: Turn) -> Response | None
 def store_event(payload: dict[str, Any], turn: Turn) -> Response | None:
     """Commit the row; answer 503 if it may not be kept, so nobody takes it as stored."""
     item: LogEvent = g.log_event
-    item.raw = raw_json(g.log_body)
+    item.raw = g.log_raw or raw_json(g.log_body)
     try:
         stored = turn.services.store.add(item)
     except StoreUnavailable as exc:
@@ -213,6 +219,19 @@ def store_event(payload: dict[str, Any], turn: Turn) -> Response | None:
                              503, headers={"Retry-After": "5"})
     turn.notes["stored"] = "new" if stored else "duplicate"
     return None
+
+
+def received_text(received: bytes) -> str | None:
+    """The body as the assistant sent it, when it can be kept as is: UTF-8 (as JSON is sent)
+    and on one line, since `logs export` writes one event per line. Otherwise None, and the
+    parsed event is written out again (the same JSON value, compact)."""
+    try:
+        text = received.decode("utf-8").strip(" \t\r\n")
+    except UnicodeDecodeError:
+        return None
+    if "\n" in text or "\r" in text or text.startswith("\ufeff"):
+        return None
+    return text
 
 
 def raw_json(body: Any) -> str:

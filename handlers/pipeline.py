@@ -45,6 +45,8 @@ class Turn:
     payload: dict[str, Any]
     body: dict[str, Any]
     services: Services
+    # The body exactly as it arrived (the log webhook stores it as received).
+    received: bytes = b""
     started: float = field(default_factory=time.monotonic)
     session_id: str | None = None
     language: str | None = None
@@ -79,8 +81,8 @@ def run_steps(steps: Iterable[Step], payload: dict[str, Any], turn: Turn) -> Res
 def start_turn(webhook: str, accepted_events: tuple[str, ...]) -> Turn:
     """Read the envelope of the current request into a Turn (raises WebhookError on bad input)."""
     req = request._get_current_object()  # type: ignore[attr-defined]
-    event, payload, body = read_event(req, accepted_events)
-    turn = Turn(webhook=webhook, event=event, payload=payload, body=body,
+    event, payload, body, received = read_event(req, accepted_events)
+    turn = Turn(webhook=webhook, event=event, payload=payload, body=body, received=received,
                 services=current_app.extensions["webhooks"], started=started_at(req.environ),
                 session_id=session_id_of(payload))
     g.turn = turn

@@ -177,6 +177,24 @@ def test_text_no_database_can_hold_is_cleaned_in_columns_and_escaped_in_the_raw_
     assert json.loads(row.raw) == body        # the raw copy keeps every character
 
 
+def test_the_raw_copy_is_the_body_as_received(log_app: Any) -> None:
+    body = message_body(text="caf\u00e9")
+    # Key order, spacing and escapes of the assistant's own serialisation are kept as sent.
+    sent = ('  {"payload": ' + json.dumps(body["payload"], indent=None, separators=(", ", " : "))
+            + ', "event" : {"name": "message_logged"}}\r\n')
+    assert send(log_app.test_client(), sent.encode()).status_code == 200
+    [row] = rows(log_app)
+    assert row.raw == sent.strip()
+    assert "\\u00e9" in row.raw            # ASCII-escaped as sent, not re-encoded
+
+
+def test_a_body_over_several_lines_is_stored_on_one_line(log_app: Any) -> None:
+    body = message_body()
+    assert send(log_app.test_client(), json.dumps(body, indent=2).encode()).status_code == 200
+    [row] = rows(log_app)
+    assert "\n" not in row.raw and json.loads(row.raw) == body
+
+
 def test_odd_values_in_known_fields_do_not_fail_the_event(log_app: Any) -> None:
     body = message_body(session="s")
     log = body["payload"]
