@@ -100,10 +100,9 @@ INSERT_COLUMNS = tuple(column.name for column in events.columns if column.name !
 
 
 @functools.lru_cache(maxsize=None)
-def insert_ignoring_duplicates(rows: int, placeholder: str) -> str:
+def insert_ignoring_duplicates(rows: int, dialect: str) -> str:
     """One statement inserting `rows` rows, skipping those whose (event, idempotency_key) is
-    already stored, returning the keys it did insert: the same SQL on SQLite (3.35+) and
-    PostgreSQL, generated from the table above, with the driver's `placeholder` (`?`, `%s`).
+    already stored: generated from the table above, for the driver's own parameter style.
 
     The one statement of the kit not built with SQLAlchemy's expression language, because it
     runs for every event and was measured: `sqlite.insert(...).on_conflict_do_nothing()` is
@@ -111,11 +110,26 @@ def insert_ignoring_duplicates(rows: int, placeholder: str) -> str:
     insert constructs), about 0.35 ms of CPU per request, more than the insert itself; a
     cached text() statement still cost three times the driver's own execute. One multi-row
     statement per batch is also one round trip to PostgreSQL, not one per row.
+
+    PostgreSQL: numbered parameters (`$1`, `$2`, ...) for psycopg's RawCursor, and RETURNING
+    the keys it inserted (one round trip). psycopg parses a `%s` query with a regular
+    expression on every execution once it has more than 50 parameters (a batch of three
+    rows), about 20 us of CPU per row; a raw query is sent as it is, and prepared on the
+    server after a few uses. SQLite: `?`, no RETURNING: without it the statement runs in a
+    single step, so the write lock is taken and released (after the commit) inside SQLite;
+    which rows were new is read from the row count (see `EventStore._write_once`).
     """
-    row = "(" + ", ".join([placeholder] * len(INSERT_COLUMNS)) + ")"
-    return (f"INSERT INTO {events.name} ({', '.join(INSERT_COLUMNS)}) "
-            f"VALUES {', '.join([row] * rows)} "
-            "ON CONFLICT (event, idempotency_key) DO NOTHING RETURNING event, idempotency_key")
+    width = len(INSERT_COLUMNS)
+    if dialect == "postgresql":
+        values = ", ".join("(" + ", ".join(f"${row * width + column + 1}"
+                                           for column in range(width)) + ")"
+                           for row in range(rows))
+        returning = " RETURNING event, idempotency_key"
+    else:
+        values = ", ".join(["(" + ", ".join(["?"] * width) + ")"] * rows)
+        returning = ""
+    return (f"INSERT INTO {events.name} ({', '.join(INSERT_COLUMNS)}) VALUES {values} "
+            f"ON CONFLICT (event, idempotency_key) DO NOTHING{returning}")
 
 
 # The extracted columns, in the order `export --format csv` writes them.
@@ -524,7 +538,6 @@ class EventStore:
             group_commit = GROUP_COMMIT_DEFAULT.get(self.dialect, True)
         self.watchdog = Watchdog()
         dialect = self.engine.dialect
-        self._placeholder = "?" if self.dialect == "sqlite" else "%s"
         # SQLAlchemy's own conversions for the driver (datetimes to text on SQLite, ...), the
         # datetime one replaced by the same format from C (it was 2% of a request's CPU).
         self._values_of = operator.attrgetter(*INSERT_COLUMNS)
@@ -673,56 +686,84 @@ class EventStore:
             raise StoreUnavailable(type(exc).__name__) from exc
 
     def _write_once(self, items: list[LogEvent]) -> list[bool]:
-        """One transaction, one statement, one commit for `items`, on a pooled connection of
-        the engine used at the driver's level (see `insert_ignoring_duplicates` for why).
-        Driver errors are raised as SQLAlchemy's, and a dropped connection is invalidated,
-        exactly as SQLAlchemy itself would do."""
+        """One statement, so one transaction and one commit, for `items`, on a pooled
+        connection of the engine used at the driver's level (see `insert_ignoring_duplicates`
+        for why). Driver errors are raised as SQLAlchemy's, and a dropped connection is
+        invalidated, exactly as SQLAlchemy itself would do."""
         params: list[Any] = []
         for item in items:
             values = list(self._values_of(item))
             for index, convert in self._converters:
                 values[index] = convert(values[index])
             params += values
-        sql = insert_ignoring_duplicates(len(items), self._placeholder)
-        with self._writer():
-            connection = self.engine.raw_connection()
-            cursor = None
-            try:
-                with self._deadline(connection.dbapi_connection):
-                    cursor = connection.cursor()
-                    if self.dialect == "sqlite":
-                        cursor.execute("BEGIN IMMEDIATE")
+        sql = insert_ignoring_duplicates(len(items), self.dialect)
+        connection = self.engine.raw_connection()
+        dbapi_connection = connection.dbapi_connection
+        cursor = None
+        try:
+            with self._deadline(dbapi_connection):
+                if self.dialect == "sqlite":
+                    cursor = dbapi_connection.cursor()
+                    # The connection is in autocommit: the statement is its own transaction,
+                    # committed (and fsynced) before execute returns.
+                    with self._writer():
+                        cursor.execute(sql, params)
+                    inserted = self._inserted_sqlite(cursor, items)
+                else:
+                    from psycopg import RawCursor
+
+                    cursor = RawCursor(dbapi_connection)
+                    # One statement is one transaction: in autocommit it is a single round
+                    # trip (psycopg would otherwise send BEGIN and COMMIT on their own).
+                    dbapi_connection.autocommit = True
+                    try:
                         cursor.execute(sql, params)
                         inserted = {tuple(row) for row in cursor.fetchall()}
-                        connection.commit()
-                    else:
-                        # One statement is one transaction: in autocommit it is a single round
-                        # trip (psycopg would otherwise send BEGIN and COMMIT on their own).
-                        connection.dbapi_connection.autocommit = True
-                        try:
-                            cursor.execute(sql, params)
-                            inserted = {tuple(row) for row in cursor.fetchall()}
-                        finally:
-                            with contextlib.suppress(Exception):
-                                connection.dbapi_connection.autocommit = False
-            except self.engine.dialect.loaded_dbapi.Error as exc:
-                lost = self.engine.dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
-                if lost:
-                    connection.invalidate(exc)
-                raise DBAPIError.instance(sql, None, exc, self.engine.dialect.loaded_dbapi.Error,
-                                          hide_parameters=True, connection_invalidated=lost,
-                                          dialect=self.engine.dialect) from exc
-            finally:
-                if cursor is not None:
-                    with contextlib.suppress(Exception):
-                        cursor.close()
-                connection.close()   # back to the pool, which rolls back anything left open
+                    finally:
+                        with contextlib.suppress(Exception):
+                            dbapi_connection.autocommit = False
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            lost = self.engine.dialect.is_disconnect(exc, dbapi_connection, cursor)
+            if lost:
+                connection.invalidate(exc)
+            raise DBAPIError.instance(sql, None, exc, self.engine.dialect.loaded_dbapi.Error,
+                                      hide_parameters=True, connection_invalidated=lost,
+                                      dialect=self.engine.dialect) from exc
+        finally:
+            if cursor is not None:
+                with contextlib.suppress(Exception):
+                    cursor.close()
+            connection.close()   # back to the pool, which rolls back anything left open
         results = []
         for item in items:
             key = (item.event, item.idempotency_key)
             results.append(key in inserted)
             inserted.discard(key)    # the same key twice in one batch: the second is a duplicate
         return results
+
+    @staticmethod
+    def _inserted_sqlite(cursor: Any, items: list[LogEvent]) -> set[tuple[str, str]]:
+        """The (event, key) pairs the insert just run on `cursor` stored.
+
+        Usually all of them (the row count says so). Otherwise they are looked up: SQLite gives
+        each new row the largest id + 1 and the statement held the write lock, so the rows it
+        stored have the ids up to `lastrowid`, `rowcount` of them; an older row with one of
+        the keys has a smaller id.
+        """
+        stored, last = cursor.rowcount, cursor.lastrowid
+        if stored == len(items):
+            return {(item.event, item.idempotency_key) for item in items}
+        if stored <= 0:
+            return set()
+        inserted: set[tuple[str, str]] = set()
+        for name in {item.event for item in items}:
+            keys = list({item.idempotency_key for item in items if item.event == name})
+            cursor.execute(
+                f"SELECT id, idempotency_key FROM {events.name} WHERE event = ? AND "
+                f"idempotency_key IN ({', '.join(['?'] * len(keys))})", [name, *keys])
+            inserted.update((name, key) for row_id, key in cursor.fetchall()
+                            if row_id > last - stored)
+        return inserted
 
     def _writer(self) -> Any:
         return self.writer_lock.hold() if self.writer_lock else contextlib.nullcontext()

@@ -67,6 +67,24 @@ def test_insert_is_idempotent_by_event_and_key(store: EventStore) -> None:
     assert count(store) == 2
 
 
+def test_a_batch_tells_each_row_new_or_duplicate(store: EventStore) -> None:
+    """One transaction with new keys, keys stored before and a key given twice: each caller is
+    told what happened to its own row (on SQLite this is read back after the insert)."""
+    old = [item() for _ in range(3)]
+    store.add_many(old[:2])
+    twice = item()
+    call = item(old[0].idempotency_key)
+    call.event = "cdr_logged"                           # same key, other event: new
+    batch = [item(), old[0], twice, old[1], item(twice.idempotency_key), call, old[2], item()]
+    assert store.add_many(batch) == [True, False, True, False, False, True, True, True]
+    assert store.add_many(batch) == [False] * len(batch)
+    assert count(store) == 2 + 5
+    with store.engine.connect() as connection:
+        stored = connection.execute(select(events.c.idempotency_key, events.c.raw).where(
+            events.c.idempotency_key == twice.idempotency_key)).all()
+    assert stored == [(twice.idempotency_key, twice.raw)]    # the first of the two is kept
+
+
 def test_duplicates_racing_from_many_threads_are_stored_once(store: EventStore) -> None:
     keys = [str(uuid.uuid4()) for _ in range(10)]
     outcomes: list[tuple[str, bool]] = []
