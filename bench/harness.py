@@ -648,6 +648,11 @@ def format_table(rows: Sequence[Comparison], target: float | None = None) -> str
             lines.append(f"{row.name if who == 'app' else '':<{width}}  {who:<6} "
                          f"{result.rps:9.1f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
                          f"{failures:7d} {cpu} {ratio:>6} {cpu_ratio:>9}{verdict}".rstrip())
+    for row in rows:
+        for who, result in (("app", row.app), ("echo", row.echo)):
+            if result.errors or result.non2xx:
+                lines.append(f"  {row.name}, {who}: {result.errors} socket errors or timeouts, "
+                             f"{result.non2xx} answers >= 400")
     return "\n".join(lines)
 
 

@@ -130,9 +130,13 @@ def throughput(backend: str, url: str, args: argparse.Namespace) -> list[Any]:
     rows = []
     for app, label in variants:
         clear(url)
-        [row] = compare([message_load()], app=app, env=env, duration=args.duration,
-                        rounds=args.rounds, connections=args.connections, target=TARGET,
-                        title=f"log webhook on {backend}, durable commits, {label}")
+        with tempfile.NamedTemporaryFile(prefix="bench-logs-app-", suffix=".log") as app_log:
+            [row] = compare([message_load()], app=app, env=env, duration=args.duration,
+                            rounds=args.rounds, connections=args.connections, target=TARGET,
+                            title=f"log webhook on {backend}, durable commits, {label}",
+                            app_log=app_log.name)
+            if any(result.errors or result.non2xx for result in (row.app, row.echo)):
+                print_trouble(pathlib.Path(app_log.name))
         row.name = f"{backend}, {label}"
         acknowledged = sum(result.requests - result.non2xx
                            for pair in row.rounds for result in pair[:1])
@@ -143,6 +147,28 @@ def throughput(backend: str, url: str, args: argparse.Namespace) -> list[Any]:
               f"{'yes' if row.durable_ok else 'NO'})")
         rows.append(row)
     return rows
+
+
+def print_trouble(log_path: pathlib.Path, most: int = 20) -> None:
+    """The app's log lines other than a 2xx request line: what a failed request left behind."""
+    shown = 0
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and (record.get("level") == "info"
+                                         and 200 <= int(record.get("status") or 200) < 300):
+            continue
+        if not isinstance(record, dict) and "[INFO]" in line:
+            continue         # gunicorn's own start and stop lines
+        print(f"  app log: {line[:500]}")
+        shown += 1
+        if shown >= most:
+            print("  app log: ...")
+            return
+    if not shown:
+        print("  app log: nothing but 2xx requests (the failures were on the socket)")
 
 
 def kill_test(backend: str, url: str, total: int, senders: int = 8) -> bool:
