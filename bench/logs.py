@@ -135,7 +135,7 @@ def throughput(backend: str, url: str, args: argparse.Namespace) -> list[Any]:
                             rounds=args.rounds, connections=args.connections, target=TARGET,
                             title=f"log webhook on {backend}, durable commits, {label}",
                             app_log=app_log.name)
-            if any(result.errors or result.non2xx for result in (row.app, row.echo)):
+            if row.app.errors or row.app.non2xx:
                 print_trouble(pathlib.Path(app_log.name))
         row.name = f"{backend}, {label}"
         acknowledged = sum(result.requests - result.non2xx
