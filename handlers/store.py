@@ -537,6 +537,13 @@ class EventStore:
         if group_commit is None:
             group_commit = GROUP_COMMIT_DEFAULT.get(self.dialect, True)
         self.watchdog = Watchdog()
+        # psycopg's cursor for queries with $n parameters, sent as they are (PostgreSQL only;
+        # imported here so a SQLite deployment never loads the driver).
+        self._raw_cursor: Any = None
+        if self.dialect == "postgresql":
+            from psycopg import RawCursor
+
+            self._raw_cursor = RawCursor
         dialect = self.engine.dialect
         # SQLAlchemy's own conversions for the driver (datetimes to text on SQLite, ...), the
         # datetime one replaced by the same format from C (it was 2% of a request's CPU).
@@ -710,9 +717,7 @@ class EventStore:
                         cursor.execute(sql, params)
                     inserted = self._inserted_sqlite(cursor, items)
                 else:
-                    from psycopg import RawCursor
-
-                    cursor = RawCursor(dbapi_connection)
+                    cursor = self._raw_cursor(dbapi_connection)
                     # One statement is one transaction: in autocommit it is a single round
                     # trip (psycopg would otherwise send BEGIN and COMMIT on their own).
                     dbapi_connection.autocommit = True
