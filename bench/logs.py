@@ -1,7 +1,8 @@
 """Issue 5's benchmarks: the log webhook storing durably, against the bare echo; and the kill test.
 
     flock /tmp/bench.lock .venv/bin/python bench/logs.py [--duration 8 --rounds 3]
-        [--backends sqlite,postgresql] [--no-group-commit-ab] [--kill-events 4000] [--no-kill]
+        [--backends sqlite,postgresql] [--no-group-commit-ab] [--no-ceilings]
+        [--kill-events 4000] [--no-kill]
 
 1. Throughput. `POST /webhooks/logs` with IBM's message_logged example, a fresh `log_id` per
    request (every request is a new row: no duplicate shortcut), signed JWT as the assistant
@@ -11,7 +12,12 @@
    With the A/B (default), each backend is measured with the group committer (the default) and
    without it (`app_without_group_commit()`), which is how its default was chosen.
    After each run the rows are counted: at least as many as the 2xx answers, or it fails.
-2. The kill test. N events from 8 concurrent senders through gunicorn (2 workers); when a
+2. The ceilings (information, no target; `--no-ceilings` skips them). The same load on the
+   kit with its store writing nothing (`app_storing_nothing()`): once answering at once, the
+   ratio the kit would reach if its write were free; once sleeping 0.3 ms instead of the write
+   (a durable commit takes 0.27 ms on SQLite and 0.32 ms on PostgreSQL here), what making
+   every request wait costs before any database work.
+3. The kill test. N events from 8 concurrent senders through gunicorn (2 workers); when a
    quarter has been acknowledged one worker is SIGKILLed; the senders go on (gunicorn starts a
    new worker). Then every acknowledged log_id must be in the store.
 
@@ -46,6 +52,7 @@ import contextlib  # noqa: E402
 from bench.harness import Load, bench_lock, compare, serve  # noqa: E402
 
 TARGET = 0.5
+WAIT = 0.0003   # seconds: about one durable commit with its fsync on this machine
 LOG_SECRET = "bench-log-webhook-secret"
 FIXTURE = REPO / "tests" / "fixtures" / "log_webhook_request.message_logged.SYNTHESIZED.json"
 
@@ -57,6 +64,27 @@ def app_without_group_commit() -> Any:
 
     app = create_app()
     app.extensions["webhooks"].store.committer = None
+    return app
+
+
+def app_storing_nothing(wait: float = 0.0) -> Any:
+    """The kit as shipped, except that its store writes nothing: `add` answers at once, or after
+    sleeping `wait` seconds (about what a commit with its fsync takes here). Not a configuration
+    anyone runs: it measures how much of the echo's throughput is left before any database work
+    (`wait` 0), and what making every request wait costs on its own (`wait` > 0).
+    gunicorn app specs `bench.logs:app_storing_nothing()` and `...:app_storing_nothing(0.0003)`."""
+    from handlers import create_app
+
+    app = create_app()
+    store = app.extensions["webhooks"].store
+    if wait > 0:
+        def add(item: Any) -> bool:
+            time.sleep(wait)
+            return True
+
+        store.add = add
+    else:
+        store.add = lambda item: True
     return app
 
 
@@ -145,6 +173,24 @@ def throughput(backend: str, url: str, args: argparse.Namespace) -> list[Any]:
         row.durable_ok = count >= acknowledged
         print(f"  rows stored: {count} (>= the {acknowledged} acknowledged in measured rounds: "
               f"{'yes' if row.durable_ok else 'NO'})")
+        rows.append(row)
+    return rows
+
+
+def ceilings(url: str, args: argparse.Namespace) -> list[Any]:
+    """The kit with its store writing nothing, against the echo (information, no target): the
+    ratio the kit could reach if its write were free, and if its write were only a wait."""
+    env = {"WEBHOOK_AUTH": "none", "LOG_AUTH": "jwt", "LOG_SECRET": LOG_SECRET,
+           "DATABASE_URL": url, "LOG_LEVEL": "INFO"}
+    rows = []
+    for app, label in (("bench.logs:app_storing_nothing()", "no write (ceiling)"),
+                       (f"bench.logs:app_storing_nothing({WAIT})",
+                        f"a {WAIT * 1000:g} ms wait instead of the write")):
+        [row] = compare([message_load()], app=app, env=env, duration=args.duration,
+                        rounds=args.rounds, connections=args.connections, target=None,
+                        title=f"log webhook, {label}; information, no target")
+        row.name = label
+        row.durable_ok = True          # nothing is stored, by design
         rows.append(row)
     return rows
 
@@ -250,6 +296,12 @@ def _children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def print_summary(row: Any, verdict: str) -> None:
+    print(f"  {row.name:<36} {row.app.rps:8.1f} / {row.echo.rps:8.1f}  ratio {row.ratio:.2f}  "
+          f"p99 {row.app.p99_ms:.2f} / {row.echo.p99_ms:.2f}  cpu ratio "
+          f"{row.cpu_ratio or 0:.2f}{verdict}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=None, help="seconds per run (8)")
@@ -261,27 +313,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-events", type=int, default=4000)
     parser.add_argument("--no-kill", dest="kill", action="store_false")
     parser.add_argument("--no-throughput", dest="throughput", action="store_false")
+    parser.add_argument("--no-ceilings", dest="ceilings", action="store_false",
+                        help="skip the kit without its write (information, no target)")
     args = parser.parse_args(argv)
     backends = [name.strip() for name in args.backends.split(",") if name.strip()]
 
     rows: list[Any] = []
+    info: list[Any] = []      # the ceilings: no target
     kills: list[bool] = []
     with bench_lock(), store_urls(backends) as urls:
         for backend, url in urls.items():
             if args.throughput:
                 rows += throughput(backend, url, args)
+        if args.throughput and args.ceilings and urls:
+            info = ceilings(next(iter(urls.values())), args)
         for backend, url in urls.items():
             if args.kill:
                 kills.append(kill_test(backend, url, args.kill_events))
 
     if rows:
-        print("\nsummary (req/s app / echo, p99 ms app / echo):")
+        print("\nsummary (req/s app / echo, p99 ms app / echo, echo's CPU per request / app's):")
         for row in rows:
-            print(f"  {row.name:<36} {row.app.rps:8.1f} / {row.echo.rps:8.1f}  ratio "
-                  f"{row.ratio:.2f}  p99 {row.app.p99_ms:.2f} / {row.echo.p99_ms:.2f}"
-                  f"{'' if row.ratio >= TARGET else f'  BELOW {TARGET}'}")
+            print_summary(row, "" if row.ratio >= TARGET else f"  BELOW {TARGET}")
+        for row in info:
+            print_summary(row, "  (information)")
     shipped = [row for row in rows if row.name.endswith("group commit")]
-    failed = [row for row in rows if row.app.errors or row.app.non2xx or not row.durable_ok]
+    failed = [row for row in rows + info
+              if row.app.errors or row.app.non2xx or not row.durable_ok]
     below = [row for row in shipped if row.ratio < TARGET]
     if failed:
         print("FAILED: " + ", ".join(row.name for row in failed))

@@ -41,10 +41,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.harness import bench_lock, server_env  # noqa: E402
-from bench.logs import LOG_SECRET, message_load  # noqa: E402
+from bench.logs import LOG_SECRET, WAIT, app_storing_nothing, message_load  # noqa: E402
 
 VARIANTS = ("echo", "no write", "wait 0.3 ms", "kit")
-WAIT = 0.0003
 
 
 def build_app(variant: str, database_url: str) -> Any:
@@ -55,19 +54,13 @@ def build_app(variant: str, database_url: str) -> Any:
         return create_echo()
     os.environ.update({"DATABASE_URL": database_url, "WEBHOOK_AUTH": "none", "LOG_AUTH": "jwt",
                        "LOG_SECRET": LOG_SECRET, "LOG_LEVEL": "INFO"})
+    if variant == "no write":
+        return app_storing_nothing()
+    if variant == "wait 0.3 ms":
+        return app_storing_nothing(WAIT)
     from handlers import create_app
 
-    app = create_app()
-    store = app.extensions["webhooks"].store
-    if variant == "no write":
-        store.add = lambda item: True
-    elif variant == "wait 0.3 ms":
-        def add(item: Any) -> bool:
-            time.sleep(WAIT)
-            return True
-
-        store.add = add
-    return app
+    return create_app()
 
 
 def caller(app: Any) -> Callable[[], None]:
