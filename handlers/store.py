@@ -221,6 +221,10 @@ def _engine(url: str, timeout: float) -> Engine:
             "keepalives_count": "3",
             "application_name": query.get("application_name", "watson-webhooks"),
         }
+        if "prepare_threshold" in query:
+            options["connect_args"]["prepare_threshold"] = _prepare_threshold(
+                str(query["prepare_threshold"]))
+            parsed = parsed.difference_update_query(["prepare_threshold"])
         options["pool_size"] = 10
         options["max_overflow"] = 10
     try:
@@ -234,6 +238,22 @@ def _engine(url: str, timeout: float) -> Engine:
     engine_ref = weakref.ref(engine)
     os.register_at_fork(after_in_child=lambda: (e := engine_ref()) and e.dispose(close=False))
     return engine
+
+
+def _prepare_threshold(value: str) -> int | None:
+    """psycopg's `prepare_threshold` from the URL: after how many runs on a connection a query
+    is prepared on the server (psycopg's default: 5); `none` never prepares, as PgBouncer in
+    transaction mode before 1.21 (or without `max_prepared_statements`) requires."""
+    if value.lower() == "none":
+        return None
+    try:
+        threshold = int(value)
+    except ValueError:
+        threshold = -1
+    if threshold < 0:
+        raise SettingsError(f"DATABASE_URL has prepare_threshold={value!r}; expected a number "
+                            "of runs (0 or more) or none")
+    return threshold
 
 
 def _configure_sqlite(engine: Engine, timeout: float) -> None:

@@ -163,6 +163,33 @@ def test_postgres_urls_are_rewritten_to_psycopg(postgres_url: str) -> None:
     store.engine.dispose()
 
 
+@pytest.mark.postgres
+def test_prepare_threshold_none_in_the_url_never_prepares_statements(pg_store_url: str) -> None:
+    # What PgBouncer in transaction mode before 1.21 needs: psycopg prepares a query on the
+    # server after 5 runs on a connection, and PgBouncer may run the next one elsewhere.
+    def prepared_after_batches(url: str) -> int:
+        store = EventStore.open(url)
+        for _ in range(8):
+            store.add_many([item(), item()])
+        assert store.engine.pool.checkedin() == 1   # so the one connection that wrote
+        with store.engine.connect() as connection:
+            prepared = connection.execute(
+                text("SELECT count(*) FROM pg_prepared_statements")).scalar()
+        store.engine.dispose()
+        return prepared
+
+    assert prepared_after_batches(pg_store_url) >= 1   # psycopg's default prepares
+    assert prepared_after_batches(pg_store_url + "&prepare_threshold=none") == 0
+    assert count(EventStore.open(pg_store_url)) == 32
+
+
+@pytest.mark.parametrize("value", ["-1", "sometimes"])
+def test_a_bad_prepare_threshold_fails_at_start_up(value: str) -> None:
+    with pytest.raises(SettingsError, match="prepare_threshold"):
+        create_app({"DATABASE_URL": f"postgresql+psycopg://u@127.0.0.1:1/db?prepare_threshold="
+                                    f"{value}"})
+
+
 @pytest.mark.parametrize("url", ["mysql://user@localhost/db", "sqlite+nodriver:///x.db"])
 def test_an_unusable_database_url_fails_at_start_up(url: str) -> None:
     with pytest.raises(SettingsError, match="DATABASE_URL"):
