@@ -180,7 +180,9 @@ def test_prepare_threshold_none_in_the_url_never_prepares_statements(pg_store_ur
 
     assert prepared_after_batches(pg_store_url) >= 1   # psycopg's default prepares
     assert prepared_after_batches(pg_store_url + "&prepare_threshold=none") == 0
-    assert count(EventStore.open(pg_store_url)) == 32
+    store = EventStore.open(pg_store_url)
+    assert count(store) == 32
+    store.engine.dispose()
 
 
 @pytest.mark.parametrize("value", ["-1", "sometimes"])
