@@ -202,6 +202,34 @@ def test_jwt_expired_says_so(jwt_client):
     assert answer.get_json()["detail"] == "the token has expired"
 
 
+def test_jwt_a_remembered_token_is_refused_once_it_expires(make_app):
+    client = make_app(WEBHOOK_AUTH="jwt", WEBHOOK_SECRET=SECRET,
+                      WEBHOOK_JWT_LEEWAY="0").test_client()
+    expires = int(time.time()) + 1
+    token = hs256(exp=expires)
+    assert post(client, PATHS[0], {"Authorization": token}).status_code == 200
+    assert post(client, PATHS[0], {"Authorization": token}).status_code == 200
+    while time.time() < expires:
+        time.sleep(0.05)
+    answer = post(client, PATHS[0], {"Authorization": token})
+    assert_refused(answer)
+    assert answer.get_json()["detail"] == "the token has expired"
+
+
+def test_jwt_remembers_only_the_exact_token_and_a_bounded_number(make_app):
+    app = make_app(WEBHOOK_AUTH="jwt", WEBHOOK_SECRET=SECRET)
+    verifier = app.extensions["webhooks"].verifiers["premessage"]
+    verifier.VERIFIED_TOKENS = 3
+    client = app.test_client()
+    token = hs256(sub="assistant")
+    assert post(client, PATHS[0], {"Authorization": token}).status_code == 200
+    assert_refused(post(client, PATHS[0], {"Authorization": tampered(token)}))
+    assert_refused(post(client, PATHS[0], {"Authorization": token[:-2] + "AA"}))
+    for number in range(10):
+        assert post(client, PATHS[0], {"Authorization": hs256(n=number)}).status_code == 200
+        assert len(verifier._verified) <= 3
+
+
 @pytest.mark.parametrize("path", PATHS)
 def test_jwt_rotation_accepts_previous_secret(make_app, path):
     client = make_app(WEBHOOK_AUTH="jwt", WEBHOOK_SECRET="new-secret",
