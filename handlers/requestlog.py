@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 import traceback
+import weakref
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -55,13 +57,38 @@ class JsonFormatter(logging.Formatter):
 
 
 class LineHandler(logging.StreamHandler):
-    """A StreamHandler that formats outside any lock and writes each line with one `os.write`.
+    """A StreamHandler that formats outside any lock and writes lines in batches.
 
-    gunicorn's threads all log one line per request: behind the standard handler's lock (held
-    while formatting and writing) they queued on each other and on the GIL. A single write(2) of
-    one short line is not interleaved with other writes, so a real file descriptor needs no lock;
-    streams without one (tests' StringIO) keep the lock.
+    gunicorn's threads all log one line per request. Behind the standard handler's lock (held
+    while formatting and writing) they queued on each other and on the GIL; and each write(2)
+    lets go of the GIL, which under load costs a thread switch per line. So lines for a real
+    file descriptor are queued in memory and written together by a thread of the handler's own
+    at most `FLUSH_INTERVAL` seconds later; a warning or an error is written at once, with
+    whatever is queued before it, and so is a queue over `FLUSH_BYTES`. A worker killed with
+    SIGKILL loses the lines of its last interval; a normal exit writes them (logging flushes
+    its handlers at exit). Streams without a descriptor (tests' StringIO) are written at once.
     """
+
+    FLUSH_INTERVAL = 0.1
+    FLUSH_BYTES = 64 * 1024
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._queued: list[bytes] = []
+        self._queued_bytes = 0
+        self._queue_lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._writer: threading.Thread | None = None
+        me = weakref.ref(self)
+        # A forked worker starts empty: the parent writes its own queued lines, and a lock held
+        # by one of its threads at the fork would never be let go in the child.
+        os.register_at_fork(after_in_child=lambda: (h := me()) is not None and h._forked())
+
+    def _forked(self) -> None:
+        self._queued, self._queued_bytes = [], 0
+        self._queue_lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._writer = None
 
     def handle(self, record: logging.LogRecord) -> Any:
         accepted = self.filter(record)
@@ -87,20 +114,57 @@ class LineHandler(logging.StreamHandler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record) + self.terminator
-            fd = self._fileno()
-            if fd is None:
+            if self._fileno() is None:
                 with self.lock:  # type: ignore[union-attr]
                     self.stream.write(line)
-                    self.flush()
+                    self.stream.flush()
                 return
             data = line.encode(getattr(self.stream, "encoding", None) or "utf-8",
                                "backslashreplace")
-            while data:
-                data = data[os.write(fd, data):]
+            with self._queue_lock:
+                was_empty = not self._queued
+                self._queued.append(data)
+                self._queued_bytes += len(data)
+                now = record.levelno >= logging.WARNING or self._queued_bytes > self.FLUSH_BYTES
+            if now:
+                self.flush()
+            elif was_empty:
+                if self._writer is None:
+                    self._start_writer()
+                self._wanted.set()
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+
+    def flush(self) -> None:
+        """Write every queued line now (also called by logging at exit)."""
+        with self._queue_lock:
+            data = b"".join(self._queued)
+            self._queued, self._queued_bytes = [], 0
+        fd = self._fileno() if data else None
+        if fd is None:
+            return
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+        except OSError:
+            pass  # stderr closed or full: nothing better to do with a log line
+
+    def _start_writer(self) -> None:
+        with self._queue_lock:
+            if self._writer is not None:
+                return
+            self._writer = threading.Thread(target=self._write_queued, name="log-writer",
+                                            daemon=True)
+        self._writer.start()
+
+    def _write_queued(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            time.sleep(self.FLUSH_INTERVAL)   # let the interval's lines gather
+            self.flush()
 
 
 def configure_logging(level: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import time
 import urllib.error
 import urllib.request
 from typing import Any, Iterator
@@ -107,8 +108,13 @@ def test_one_json_line_per_request_on_stderr_without_text(server: Any) -> None:
     sent["payload"]["context"]["global"]["session_id"] = "session-7c1e"
     status, _, _ = call(server + "/webhooks/premessage", body=json.dumps(sent).encode())
     assert status == 200
-    log = pathlib.Path(server.log_path).read_text()
-    lines = [json.loads(line) for line in log.splitlines() if "session-7c1e" in line]
+    deadline = time.monotonic() + 5      # request lines are written in batches (0.1 s)
+    while True:
+        log = pathlib.Path(server.log_path).read_text()
+        lines = [json.loads(line) for line in log.splitlines() if "session-7c1e" in line]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(lines) == 1
     assert lines[0]["endpoint"] == "/webhooks/premessage"
     assert lines[0]["status"] == 200
