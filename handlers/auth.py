@@ -170,7 +170,6 @@ class SignedJwtAuth:
         raise _refuse(_jwt_failure(failure or jwt.InvalidTokenError()),
                       self.challenge + ', error="invalid_token"')
 
-
     def _remember(self, token: str, claims: dict[str, Any]) -> None:
         if len(self._verified) >= self.VERIFIED_TOKENS:
             self._verified.clear()   # a flood of distinct tokens: start over, stay bounded

@@ -77,6 +77,7 @@ class LineHandler(logging.StreamHandler):
         self._queued: list[bytes] = []
         self._queued_bytes = 0
         self._queue_lock = threading.Lock()
+        self._write_lock = threading.Lock()   # one batch written at a time, in order
         self._wanted = threading.Event()
         self._writer: threading.Thread | None = None
         me = weakref.ref(self)
@@ -87,6 +88,7 @@ class LineHandler(logging.StreamHandler):
     def _forked(self) -> None:
         self._queued, self._queued_bytes = [], 0
         self._queue_lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._wanted = threading.Event()
         self._writer = None
 
@@ -125,8 +127,9 @@ class LineHandler(logging.StreamHandler):
                 was_empty = not self._queued
                 self._queued.append(data)
                 self._queued_bytes += len(data)
-                now = record.levelno >= logging.WARNING or self._queued_bytes > self.FLUSH_BYTES
-            if now:
+                at_once = record.levelno >= logging.WARNING \
+                    or self._queued_bytes > self.FLUSH_BYTES
+            if at_once:
                 self.flush()
             elif was_empty:
                 if self._writer is None:
@@ -139,17 +142,18 @@ class LineHandler(logging.StreamHandler):
 
     def flush(self) -> None:
         """Write every queued line now (also called by logging at exit)."""
-        with self._queue_lock:
-            data = b"".join(self._queued)
-            self._queued, self._queued_bytes = [], 0
-        fd = self._fileno() if data else None
-        if fd is None:
-            return
-        try:
-            while data:
-                data = data[os.write(fd, data):]
-        except OSError:
-            pass  # stderr closed or full: nothing better to do with a log line
+        with self._write_lock:
+            with self._queue_lock:
+                data = b"".join(self._queued)
+                self._queued, self._queued_bytes = [], 0
+            fd = self._fileno() if data else None
+            if fd is None:
+                return
+            try:
+                while data:
+                    data = data[os.write(fd, data):]
+            except OSError:
+                pass  # stderr closed or full: nothing better to do with a log line
 
     def _start_writer(self) -> None:
         with self._queue_lock:
