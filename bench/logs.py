@@ -67,6 +67,13 @@ def app_without_group_commit() -> Any:
     return app
 
 
+def kit_env(url: str) -> dict[str, str]:
+    """The kit's settings for these benchmarks: the store at `url`, the log webhook's JWT as the
+    assistant sends it, and a request line per request as in production."""
+    return {"WEBHOOK_AUTH": "none", "LOG_AUTH": "jwt", "LOG_SECRET": LOG_SECRET,
+            "DATABASE_URL": url, "LOG_LEVEL": "INFO"}
+
+
 def app_storing_nothing(wait: float = 0.0) -> Any:
     """The kit as shipped, except that its store writes nothing: `add` answers at once, or after
     sleeping `wait` seconds (about what a commit with its fsync takes here). Not a configuration
@@ -75,16 +82,13 @@ def app_storing_nothing(wait: float = 0.0) -> Any:
     gunicorn app specs `bench.logs:app_storing_nothing()` and `...:app_storing_nothing(0.0003)`."""
     from handlers import create_app
 
-    app = create_app()
-    store = app.extensions["webhooks"].store
-    if wait > 0:
-        def add(item: Any) -> bool:
+    def add(item: Any) -> bool:
+        if wait:
             time.sleep(wait)
-            return True
+        return True
 
-        store.add = add
-    else:
-        store.add = lambda item: True
+    app = create_app()
+    app.extensions["webhooks"].store.add = add
     return app
 
 
@@ -150,8 +154,7 @@ def clear(url: str) -> None:
 
 
 def throughput(backend: str, url: str, args: argparse.Namespace) -> list[Any]:
-    env = {"WEBHOOK_AUTH": "none", "LOG_AUTH": "jwt", "LOG_SECRET": LOG_SECRET,
-           "DATABASE_URL": url, "LOG_LEVEL": "INFO"}
+    env = kit_env(url)
     variants = [("handlers:create_app()", "group commit")]
     if args.group_commit_ab:
         variants.append(("bench.logs:app_without_group_commit()", "one commit per request"))
@@ -180,8 +183,7 @@ def throughput(backend: str, url: str, args: argparse.Namespace) -> list[Any]:
 def ceilings(url: str, args: argparse.Namespace) -> list[Any]:
     """The kit with its store writing nothing, against the echo (information, no target): the
     ratio the kit could reach if its write were free, and if its write were only a wait."""
-    env = {"WEBHOOK_AUTH": "none", "LOG_AUTH": "jwt", "LOG_SECRET": LOG_SECRET,
-           "DATABASE_URL": url, "LOG_LEVEL": "INFO"}
+    env = kit_env(url)
     rows = []
     for app, label in (("bench.logs:app_storing_nothing()", "no write (ceiling)"),
                        (f"bench.logs:app_storing_nothing({WAIT})",
@@ -226,8 +228,7 @@ def kill_test(backend: str, url: str, total: int, senders: int = 8) -> bool:
     lock = threading.Lock()
     body = json.loads(FIXTURE.read_text())
     token = log_token()
-    env = {"LOG_AUTH": "jwt", "LOG_SECRET": LOG_SECRET, "DATABASE_URL": url,
-           "WEB_CONCURRENCY": "2", "LOG_LEVEL": "WARNING"}
+    env = {**kit_env(url), "WEB_CONCURRENCY": "2", "LOG_LEVEL": "WARNING"}
     killed: list[int] = []
     started = time.monotonic()
     with serve("handlers:create_app()", env) as base:

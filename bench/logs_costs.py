@@ -41,7 +41,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.harness import bench_lock, server_env  # noqa: E402
-from bench.logs import LOG_SECRET, WAIT, app_storing_nothing, message_load  # noqa: E402
+from bench.logs import WAIT, app_storing_nothing, kit_env, message_load  # noqa: E402
 
 VARIANTS = ("echo", "no write", "wait 0.3 ms", "kit")
 
@@ -52,8 +52,7 @@ def build_app(variant: str, database_url: str) -> Any:
         from bench.echo_app import create_app as create_echo
 
         return create_echo()
-    os.environ.update({"DATABASE_URL": database_url, "WEBHOOK_AUTH": "none", "LOG_AUTH": "jwt",
-                       "LOG_SECRET": LOG_SECRET, "LOG_LEVEL": "INFO"})
+    os.environ.update(kit_env(database_url))
     if variant == "no write":
         return app_storing_nothing()
     if variant == "wait 0.3 ms":

@@ -246,14 +246,10 @@ def _prepare_threshold(value: str) -> int | None:
     transaction mode before 1.21 (or without `max_prepared_statements`) requires."""
     if value.lower() == "none":
         return None
-    try:
-        threshold = int(value)
-    except ValueError:
-        threshold = -1
-    if threshold < 0:
+    if not (value.isascii() and value.isdigit()):
         raise SettingsError(f"DATABASE_URL has prepare_threshold={value!r}; expected a number "
                             "of runs (0 or more) or none")
-    return threshold
+    return int(value)
 
 
 def _configure_sqlite(engine: Engine, timeout: float) -> None:
