@@ -10,7 +10,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+# The lock pins every package with its hashes: the image installs exactly what CI tested.
+RUN pip install --no-cache-dir --require-hashes -r requirements.txt
 
 COPY handlers/ handlers/
 COPY gunicorn.conf.py .

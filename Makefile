@@ -4,18 +4,26 @@ VENV ?= .venv
 PORT ?= 8080
 BIN := $(VENV)/bin
 
-.PHONY: run test bench clean
+# requirements*.txt are locks (every package pinned, with hashes) compiled from requirements*.in
+# by `make lock`, which needs uv from the network and only re-locks; `make lock UPGRADE=--upgrade`
+# moves every pin to the newest release the .in files allow.
+UV_VERSION ?= 0.13.9
+LOCK_VENV := $(VENV)/lock-tools
+LOCK_FLAGS = --quiet --generate-hashes --universal --python-version $(shell cat .python-version) \
+	--custom-compile-command "make lock" $(UPGRADE)
+
+.PHONY: run test bench clean lock audit
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: requirements.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements.txt
 	touch $@
 
 $(VENV)/.installed-test: requirements.txt requirements-test.txt $(VENV)/.installed
-	$(BIN)/pip install --quiet -r requirements-test.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements-test.txt
 	touch $@
 
 run: $(VENV)/.installed
@@ -23,6 +31,16 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Known vulnerabilities in the locks (needs a vulnerability service; CI runs it after the tests).
+audit: $(VENV)/.installed-test
+	$(BIN)/python .ci/audit.py $(AUDIT_ARGS) requirements-test.txt
+
+lock:
+	test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) \
+		&& $(LOCK_VENV)/bin/pip install --quiet uv==$(UV_VERSION); }
+	$(LOCK_VENV)/bin/uv pip compile requirements.in $(LOCK_FLAGS) -o requirements.txt
+	$(LOCK_VENV)/bin/uv pip compile requirements-test.in $(LOCK_FLAGS) -o requirements-test.txt
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run_all.py

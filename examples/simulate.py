@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-import yaml
-
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(ROOT) not in sys.path:
@@ -120,8 +118,19 @@ def auth_headers(auth: AuthSettings, token: str | None = None) -> dict[str, str]
 
 
 def load_script(path: str | pathlib.Path) -> dict[str, Any]:
+    """Read a JSON or YAML script. PyYAML is a test/examples requirement, not a runtime one (the
+    server image lacks it), so it is imported only for a YAML script."""
     text = pathlib.Path(path).read_text(encoding="utf-8")
-    script = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    if str(path).endswith(".json"):
+        script = json.loads(text)
+    else:
+        try:
+            import yaml
+        except ImportError:
+            raise SystemExit(f"{path}: YAML scripts need the PyYAML package (pip install PyYAML, "
+                             "or pip install -r requirements-test.txt); JSON scripts need "
+                             "nothing more") from None
+        script = yaml.safe_load(text)
     if not isinstance(script, dict) or not isinstance(script.get("turns"), list):
         raise SystemExit(f"{path}: a script is an object with a list of 'turns'")
     for number, turn in enumerate(script["turns"], 1):

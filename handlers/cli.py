@@ -19,7 +19,6 @@ import jwt
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 from flask.cli import AppGroup
-from tqdm import tqdm
 
 
 @click.command("sign-jwt")
@@ -168,9 +167,10 @@ def export(fmt: str, since: Any, until: Any, session: str | None, assistant: str
         total = store.count(**query) if show_progress else None
         target = open(output, "w", encoding="utf-8", newline="") if output else \
             contextlib.nullcontext(sys.stdout)
-        with target as out, \
-                tqdm(total=total, unit=" events", disable=not show_progress,
-                     file=sys.stderr) as progress:
+        # click's own bar (Flask brings click), so the server image needs no progress library.
+        bar = click.progressbar(length=total or 0, label="events", show_pos=True,
+                                file=sys.stderr) if show_progress else contextlib.nullcontext()
+        with target as out, bar as progress:
             writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
             if writer is not None:
                 writer.writerow(COLUMNS)
@@ -180,7 +180,8 @@ def export(fmt: str, since: Any, until: Any, session: str | None, assistant: str
                 else:
                     out.write(row.raw)
                     out.write("\n")
-                progress.update(1)
+                if progress is not None:
+                    progress.update(1)
     except StoreUnavailable as exc:
         _fail_unavailable(exc)
 
