@@ -82,14 +82,16 @@ class SharedRedis:
     """
 
     def __init__(self, url: str, prefix: str, *, timeout: float = REDIS_SOCKET_TIMEOUT,
-                 backoff: float = REDIS_BACKOFF) -> None:
+                 backoff: float = REDIS_BACKOFF, ssl_cert_reqs: str = "required") -> None:
         import redis
 
         self.prefix = prefix
         self.backoff = backoff
+        # Only TLS connections (rediss://) take ssl_cert_reqs; a plain connection rejects it.
+        tls = {"ssl_cert_reqs": ssl_cert_reqs} if url.startswith("rediss://") else {}
         self.client = redis.Redis.from_url(url, socket_timeout=timeout,
                                            socket_connect_timeout=timeout,
-                                           decode_responses=True)
+                                           decode_responses=True, **tls)
         self._down_until = 0.0
         self._lock = threading.Lock()
         self.errors = 0
@@ -193,5 +195,6 @@ def build_shared_redis(settings: Any) -> SharedRedis | None:
     """One Redis client for the whole app (session memory and translation cache), or None."""
     if not settings.redis_url:
         return None
-    return SharedRedis(settings.redis_url, settings.redis_prefix)
+    return SharedRedis(settings.redis_url, settings.redis_prefix,
+                       ssl_cert_reqs=settings.redis_ssl_cert_reqs)
 

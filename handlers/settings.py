@@ -93,6 +93,7 @@ class Settings:
     # Shared state
     redis_url: str | None = field(default=None, repr=False)
     redis_prefix: str = "wxa:"
+    redis_ssl_cert_reqs: str = "required"
     session_ttl: float = 24 * 3600.0
     session_memory_size: int = 100_000
 
@@ -121,6 +122,11 @@ def _text(source: Mapping[str, Any], name: str, default: str | None = None) -> s
         return default
     value = str(value).strip()
     return value if value else default
+
+
+# How a rediss:// server's certificate is checked (redis-py's ssl_cert_reqs). Heroku Redis presents
+# a self-signed certificate, so it needs "none"; the default keeps verification on.
+REDIS_SSL_CERT_REQS = ("none", "optional", "required")
 
 
 def _choice(source: Mapping[str, Any], name: str, choices: tuple[str, ...], default: str) -> str:
@@ -319,6 +325,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         breaker_cooldown=_number(source, "BREAKER_COOLDOWN", 30.0),
         redis_url=redis_url,
         redis_prefix=_text(source, "REDIS_PREFIX", "wxa:") or "wxa:",
+        redis_ssl_cert_reqs=_choice(source, "REDIS_SSL_CERT_REQS", REDIS_SSL_CERT_REQS,
+                                    "required"),
         session_ttl=_number(source, "SESSION_TTL", 24 * 3600.0),
         session_memory_size=_number(source, "SESSION_MEMORY_SIZE", 100_000, cast=int),
         content_dir=_text(source, "CONTENT_DIR"),
