@@ -282,6 +282,10 @@ def test_audit_without_a_service_says_so_and_fails_only_when_required(tmp_path):
 def test_the_shipped_allow_list_is_valid():
     spec = importlib.util.spec_from_file_location("ci_audit", ROOT / ".ci" / "audit.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
     for entry in module.load_allowlist(ROOT / ".ci" / "audit-allowlist.toml"):
         assert entry.why and entry.date
