@@ -315,3 +315,62 @@ def test_a_template_is_short_and_imports_only_what_it_may(name):
     assert any(isinstance(node, ast.Assign) and any(
         isinstance(target, ast.Name) and target.id == "app" for target in node.targets)
         for node in tree.body), f"{name} has no module-level app"
+
+
+# --- hostile input, templates only (the kit's own cases are in its tests) ------------------------
+
+@pytest.fixture
+def template(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path, libre_server: Any
+             ) -> Iterator[Callable[[str], Any]]:
+    """`template(webhook)`: a fresh module of that template, translating through the stand-in."""
+    modules: list[Any] = []
+
+    def load(webhook: str) -> Any:
+        monkeypatch.setenv("TRANSLATOR_URL", libre_server.url)
+        monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/{uuid.uuid4().hex[:8]}.sqlite3")
+        modules.append(load_template(webhook))
+        modules[-1].app.config["TESTING"] = True
+        return modules[-1]
+
+    yield load
+    for module in modules:
+        if hasattr(module, "pool"):
+            module.pool.shutdown(wait=False, cancel_futures=True)
+
+
+@pytest.mark.parametrize("webhook", list(TEMPLATE_OF))
+@pytest.mark.parametrize("body", [
+    b'{"event": {"name": "%s"}, "payload": {"x": NaN}}',
+    b'{"event": {"name": "%s"}, "payload": {"x": -Infinity}}',
+    b"[" * 100_000,
+    b'{"event": {"name": "%s"}, "payload": ' + b'{"a": ' * 5_000 + b"1" + b"}" * 5_001,
+    b"\xff\xfe\x00{",
+], ids=["nan", "infinity", "deep-array", "deep-object", "not-utf8"])
+def test_a_template_refuses_what_json_does_not_allow(template, webhook, body):
+    client = template(webhook).app.test_client()
+    body = body.replace(b"%s", EVENT_OF[webhook].encode())
+    answer = client.post(f"/webhooks/{webhook}", data=body)
+    assert answer.status_code == 400
+    assert answer.get_json()["error"] == "invalid_json"
+
+
+@pytest.mark.parametrize("webhook", list(TEMPLATE_OF))
+def test_a_lone_surrogate_is_no_500(template, libre_server, webhook):
+    client = template(webhook).app.test_client()
+    body = valid_body(webhook)
+    if webhook == "logs":
+        body["payload"]["log_id"] = "\ud800"
+    else:
+        body["payload"]["input"] = {"text": "\ud800 Hola, necesito ayuda con mi pedido"}
+    answer = client.post(f"/webhooks/{webhook}", data=json.dumps(body))
+    assert 200 <= answer.status_code < 300
+    json.loads(answer.get_data())  # standard JSON, the surrogate escaped
+
+
+def test_the_log_template_answers_503_when_it_cannot_store(template):
+    module = template("logs")
+    with sqlite3.connect(module.DATABASE) as db:
+        db.execute("DROP TABLE events")
+    answer = module.app.test_client().post("/webhooks/logs", data=json.dumps(log_events()[0]))
+    assert answer.status_code == 503
+    assert answer.get_json()["error"] == "store_unavailable"
