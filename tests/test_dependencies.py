@@ -168,6 +168,7 @@ class VulnerabilityService:
 
     def __init__(self) -> None:
         self.vulnerable: set[str] = set()
+        self.records: dict[str, dict[str, Any]] = {}  # name -> an OSV record to answer as is
         self.queries: list[dict[str, Any]] = []
         service = self
 
@@ -176,8 +177,9 @@ class VulnerabilityService:
                 query = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 service.queries.append(query)
                 name = query["package"]["name"]
-                body = json.dumps({"vulns": [advisory(name)]} if name in service.vulnerable
-                                  else {})
+                vulns = [advisory(name)] if name in service.vulnerable else []
+                vulns += [service.records[name]] if name in service.records else []
+                body = json.dumps({"vulns": vulns} if vulns else {})
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -255,6 +257,25 @@ def test_audit_lets_a_documented_exception_pass(vulnerability_service, tmp_path)
     done = audit(vulnerability_service.url, allowlist(tmp_path, ALLOW_REQUESTS))
     assert done.returncode == 1 and "VULNERABLE flask" in done.stdout
     assert "matches no finding any more" in done.stdout
+
+
+# PyPA's record as published: one malicious release, but a range with no "fixed" event.
+PYSEC_2022_252 = {
+    "id": "PYSEC-2022-252",
+    "details": "The deep-translator project on PyPI was taken over via user account compromise "
+               "via a phishing attack and a new malicious release made ...",
+    "affected": [{"package": {"name": "deep-translator", "ecosystem": "PyPI"},
+                  "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "1.8.5"}]}],
+                  "versions": ["1.8.5"]}],
+}
+
+
+def test_the_shipped_allow_list_excuses_the_known_deep_translator_record(vulnerability_service):
+    vulnerability_service.records["deep-translator"] = PYSEC_2022_252
+    done = audit(vulnerability_service.url, ROOT / ".ci" / "audit-allowlist.toml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "allowed PYSEC-2022-252 in deep-translator 1.11.4" in done.stdout
+    assert "matches no finding" not in done.stdout
 
 
 @pytest.mark.parametrize("broken", [
