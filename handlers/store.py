@@ -202,7 +202,12 @@ def _engine(url: str, timeout: float) -> Engine:
     if backend not in ("sqlite", "postgresql"):
         raise SettingsError(f"DATABASE_URL uses {backend!r}; the kit supports sqlite and "
                             "postgresql (postgresql+psycopg://user:password@host/db)")
-    options: dict[str, Any] = {"pool_timeout": timeout, "pool_recycle": 1800}
+    options: dict[str, Any] = {"pool_recycle": 1800}
+    if backend != "sqlite" or _sqlite_file(parsed):
+        # A file or a server gets a QueuePool, whose checkout wait is bounded. In-memory
+        # SQLite gets SQLAlchemy's SingletonThreadPool (one connection per thread, nothing to
+        # wait for), which refuses the argument (the Dockerfile's build step uses one).
+        options["pool_timeout"] = timeout
     if backend == "sqlite":
         # Without a timeout in the URL, pysqlite's own busy timeout defaults to 5 s too.
         options["connect_args"] = {"timeout": timeout}
@@ -238,6 +243,13 @@ def _engine(url: str, timeout: float) -> Engine:
     engine_ref = weakref.ref(engine)
     os.register_at_fork(after_in_child=lambda: (e := engine_ref()) and e.dispose(close=False))
     return engine
+
+
+def _sqlite_file(url: Any) -> bool:
+    """Whether a SQLite URL names a file (as SQLAlchemy decides which pool to use): not
+    `sqlite://`, `:memory:` or a `mode=memory` URI."""
+    return bool(url.database) and url.database != ":memory:" \
+        and url.query.get("mode") != "memory"
 
 
 def _prepare_threshold(value: str) -> int | None:
