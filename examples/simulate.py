@@ -6,7 +6,7 @@ account of what happened. The exit status is 0 only when every turn succeeded, s
 command is a smoke test after a deployment:
 
     python examples/simulate.py examples/conversations/banking_es.yaml --url https://my-kit.example.com
-    flask --app handlers simulate examples/conversations/agent_transfer_fr.yaml      # in process
+    python examples/simulate.py examples/conversations/agent_transfer_fr.yaml        # in process
 
 A script (YAML or JSON):
 

@@ -45,27 +45,6 @@ def sign_jwt(secret: str | None, webhook: str, ttl: int, bearer: bool) -> None:
     click.echo(("Bearer " if bearer else "") + token)
 
 
-@click.command("simulate")
-@click.argument("scripts", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--url", help="A running kit to call (default: this app, in process).")
-@click.option("--token", help="An oauth2 access token, when a webhook uses oauth2.")
-@with_appcontext
-def simulate(scripts: tuple[str, ...], url: str | None, token: str | None) -> None:
-    """Play scripted conversations through pre-message, a stand-in assistant, post-message and
-    log (see examples/simulate.py). Exits 1 if any turn failed: a smoke test after deploying."""
-    try:
-        from examples.simulate import simulate as play
-    except ImportError:
-        raise click.ClickException("examples/simulate.py is not here: run from the kit's "
-                                   "checkout") from None
-    settings = current_app.config["WEBHOOK_SETTINGS"]
-    app = None if url else current_app._get_current_object()
-    ok = all([play(path, url=url, app=app, settings=settings, token=token, out=click.echo)
-              for path in scripts])
-    if not ok:
-        raise SystemExit(1)
-
-
 # --- logs: the log webhook's event store ------------------------------------------------------
 
 logs_cli = AppGroup("logs", help="The log webhook's event store: init-db, export, stats, purge.")
@@ -252,5 +231,4 @@ def purge(days: int, dry_run: bool) -> None:
 def init_app(app: Flask) -> None:
     """Register the kit's click commands on the app."""
     app.cli.add_command(sign_jwt)
-    app.cli.add_command(simulate)
     app.cli.add_command(logs_cli)
