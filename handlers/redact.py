@@ -17,6 +17,12 @@ document's shape), and not those under `KEEP_KEYS` (the assistant's ids and time
 redacted raw event is still the event the assistant sent, minus the personal data. Redaction
 errs on the side of masking: a 9-digit order number is masked as a phone number. To mask more
 (an account-number format of your own), append a `Pattern` to `PATTERNS`.
+
+Only the first `MAX_REDACT_CHARS` characters of a string are scanned (the assistant limits a
+message to 2,048); the rest of a longer string is not kept but replaced by `[unscanned]`, since
+what was not scanned cannot be known to hold no personal data. Every pattern is linear in the
+text (a run of characters is tried once, from its start), so a hostile string costs no more
+than reading it.
 """
 
 from __future__ import annotations
@@ -25,13 +31,20 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-EMAIL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-                   r"\.[A-Za-z]{2,}")
+# The lookbehind starts a match only where a run of local-part characters starts: without it a
+# 200,000-letter word was re-scanned from each of its letters looking for an "@".
+EMAIL = re.compile(r"(?<![A-Za-z0-9!#$%&'*+/=?^_`{|}~.-])[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"
+                   r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 CARD = re.compile(r"(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w.-])")
 PHONE = re.compile(r"(?<![\w@.+-])(?:\+|\b00)?\(?\d(?:[ ().\-]{0,2}\d){6,16}(?![\w@])")
 DATE_OR_ADDRESS = re.compile(r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|^\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}$"
                              r"|^\d{1,3}(?:\.\d{1,3}){3}$")
 DNI_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
+# Every pattern but the e-mail one needs a digit: text with neither is left alone at once.
+DIGIT = re.compile(r"\d")
+# Characters of one string scanned; the rest of a longer one is replaced by UNSCANNED.
+MAX_REDACT_CHARS = 8192
+UNSCANNED = "[unscanned]"
 
 
 def luhn_valid(digits: str) -> bool:
@@ -103,6 +116,10 @@ PATTERNS: list[Pattern] = [
 def redact_text(text: str) -> tuple[str, int]:
     """`text` with every personal datum replaced by its label, and how many were replaced."""
     count = 0
+    if len(text) > MAX_REDACT_CHARS:
+        text, count = text[:MAX_REDACT_CHARS] + UNSCANNED, 1
+    if "@" not in text and DIGIT.search(text) is None:
+        return text, count
     for pattern in PATTERNS:
         if pattern.label == "[email]" and "@" not in text:
             continue
