@@ -169,6 +169,7 @@ class VulnerabilityService:
     def __init__(self) -> None:
         self.vulnerable: set[str] = set()
         self.records: dict[str, dict[str, Any]] = {}  # name -> an OSV record to answer as is
+        self.latest: dict[str, str] = {}  # PyPI's project JSON: name -> latest release
         self.queries: list[dict[str, Any]] = []
         service = self
 
@@ -186,11 +187,26 @@ class VulnerabilityService:
                 self.end_headers()
                 self.wfile.write(body.encode())
 
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                # PyPI's project JSON, GET /pypi/<name>/json: the latest release's advisories
+                name = self.path.split("/")[2]
+                vulns = [{"id": "GHSA-kit0-test-0001", "aliases": ["CVE-2099-0001"],
+                          "details": "test advisory", "fixed_in": [], "withdrawn": None}] \
+                    if name in service.vulnerable else []
+                body = json.dumps({"info": {"version": service.latest.get(name, "0")},
+                                   "vulnerabilities": vulns}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def log_message(self, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/query"
+        base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url, self.pypi_url = f"{base}/v1/query", f"{base}/pypi"
 
 
 @pytest.fixture
@@ -207,9 +223,12 @@ def vulnerability_service() -> Iterator[VulnerabilityService]:
 
 
 def audit(url: str, allowlist: pathlib.Path, *extra: str) -> subprocess.CompletedProcess:
+    """.ci/audit.py with its OSV service and its PyPI JSON both on loopback (`url`'s server)."""
     env = dict(os.environ, PIP_AUDIT_OSV_URL=url, NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    pypi_url = url.replace("/v1/query", "/pypi")
     return subprocess.run([sys.executable, str(ROOT / ".ci" / "audit.py"), "--service", "osv",
-                           "--timeout", "5", "--allowlist", str(allowlist), *extra,
+                           "--timeout", "5", "--allowlist", str(allowlist),
+                           "--pypi-url", pypi_url, *extra,
                            str(ROOT / "requirements.txt")],
                           env=env, capture_output=True, text=True, timeout=180)
 
@@ -298,6 +317,45 @@ def test_audit_without_a_service_says_so_and_fails_only_when_required(tmp_path):
     done = audit(url, allowlist(tmp_path, ""))
     assert done.returncode == 0 and "NOT AUDITED" in done.stderr
     assert audit(url, allowlist(tmp_path, ""), "--require").returncode == 3
+
+
+def osv_down(service: VulnerabilityService) -> str:
+    """An OSV address where nothing listens, on the same host as `service`'s PyPI JSON."""
+    closed = VulnerabilityService()
+    port = closed.server.server_address[1]
+    closed.server.server_close()
+    return f"http://127.0.0.1:{port}/v1/query"
+
+
+def run_with_pypi_json_only(service: VulnerabilityService, allow: pathlib.Path, *extra: str):
+    env = dict(os.environ, PIP_AUDIT_OSV_URL=osv_down(service), NO_PROXY="127.0.0.1",
+               no_proxy="127.0.0.1")
+    return subprocess.run([sys.executable, str(ROOT / ".ci" / "audit.py"), "--service", "osv",
+                           "--timeout", "5", "--allowlist", str(allow),
+                           "--pypi-url", service.pypi_url, *extra,
+                           str(ROOT / "requirements.txt")],
+                          env=env, capture_output=True, text=True, timeout=180)
+
+
+def test_without_a_service_latest_release_advisories_still_fail_the_audit(
+        vulnerability_service, tmp_path):
+    pins = {name: version for name, version, _, _ in RUNTIME}
+    vulnerability_service.latest = dict(pins, requests="99.0")  # requests is pinned behind
+    vulnerability_service.vulnerable = {"flask"}
+    done = run_with_pypi_json_only(vulnerability_service, allowlist(tmp_path, ""))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"VULNERABLE flask {pins['flask']}" in done.stdout
+    # Once excused, what is left is said: one package pinned behind its latest release.
+    allow = allowlist(tmp_path, ALLOW_REQUESTS.replace("Requests", "flask"))
+    done = run_with_pypi_json_only(vulnerability_service, allow)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PARTLY AUDITED" in done.stderr
+    assert f"requests {pins['requests']} (latest 99.0)" in done.stderr
+    assert run_with_pypi_json_only(vulnerability_service, allow, "--require").returncode == 3
+    # Every package at its latest release: the fallback is a whole audit.
+    vulnerability_service.latest = pins
+    done = run_with_pypi_json_only(vulnerability_service, allow, "--require")
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_the_shipped_allow_list_is_valid():
