@@ -2,17 +2,44 @@
 
 Webhook handlers spend most of their time waiting on the network (the translator, the database),
 so each worker runs several threads (gthread): a slow translation holds one thread, not a process.
+The kit's gthread subclass (handlers/worker.py) gives a thread only to a request that has fully
+arrived, so slow clients cannot hold the threads.
 """
 
 import os
 
+from handlers.worker import usable_cpus
+
+
+def _number(name: str, default: object, cast: type = int, zero: bool = False) -> float:
+    """One of this file's settings, refused at start with its name if it is not a positive number
+    (or zero, where zero means off)."""
+    raw = os.environ.get(name, str(default))
+    try:
+        value = cast(raw)
+    except ValueError:
+        value = -1
+    if value < 0 or (value == 0 and not zero):
+        raise SystemExit(f"{name}={raw!r}: expected a {'non-negative' if zero else 'positive'} number")
+    return value
+
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", (os.cpu_count() or 1) * 2))
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+# The CPUs the container may use (cgroup quota, CPU affinity), not the host's.
+workers = _number("WEB_CONCURRENCY", usable_cpus() * 2)
+worker_class = "handlers.worker.RequestDeadlineWorker"
+threads = _number("GUNICORN_THREADS", 16)
+# A client that has not sent its whole request (headers and body) within this many seconds gets a
+# 408 and is closed; it never holds a thread meanwhile.
+request_read_timeout = _number("REQUEST_READ_TIMEOUT", 10, float)
+# Each worker is replaced after about this many requests (jitter so they do not all restart at
+# once): a leaked resource cannot live forever. A worker finishes its requests in flight first.
+# 0 turns it off.
+max_requests = _number("GUNICORN_MAX_REQUESTS", 10000, zero=True)
+max_requests_jitter = _number("GUNICORN_MAX_REQUESTS_JITTER", max_requests // 10, zero=True)
 # Above the longest handler budget: the assistant gives up after 30 s at most, and the kit's own
 # deadlines (TRANSLATION_TIMEOUT < 30 s) end a request well before this.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "40"))
+timeout = _number("GUNICORN_TIMEOUT", 40)
 graceful_timeout = 30
 keepalive = 75
 # Load the app (settings, language profiles, models) once in the master, before forking.
@@ -23,3 +50,8 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # Forward the scheme/host set by the platform's TLS-terminating router.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def post_worker_init(worker):
+    """gunicorn has no setting for the request read deadline: the kit's worker takes it here."""
+    worker.request_read_timeout = request_read_timeout

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping, Sequence
 
-from flask import Flask
+from flask import Flask, Response, request
 
 from . import cli, health, logs, postmessage, premessage, requestlog
 from .auth import build_verifier
 from .content import ContentStore
+from .envelope import compact_json
 from .language import build_detector
 from .pipeline import Services, Step
 from .session import build_session_memory, build_shared_redis
@@ -51,6 +52,7 @@ def create_app(config: Mapping[str, Any] | None = None,
     app.extensions["webhooks"].steps = {
         name: list((steps or {}).get(name, default)) for name, default in defaults.items()}
     requestlog.init_app(app)
+    app.after_request(options_as_json)
     for module in (premessage, postmessage, logs, health):
         app.register_blueprint(module.bp)
     cli.init_app(app)
@@ -60,6 +62,14 @@ def create_app(config: Mapping[str, Any] | None = None,
                     "per-webhook *_AUTH settings before exposing this server",
                     ", ".join(settings.open_webhooks))
     return app
+
+
+def options_as_json(response: Response) -> Response:
+    """Flask answers OPTIONS itself with an empty text/html body; every answer of the kit is JSON."""
+    if request.method == "OPTIONS" and response.status_code == 200 and not response.is_json:
+        response.set_data(compact_json({"allow": sorted(response.allow)}))
+        response.content_type = "application/json"
+    return response
 
 
 def build_services(app: Flask, settings: Settings) -> Services:
