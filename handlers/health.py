@@ -21,11 +21,12 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Ready when the log store answers: without it the log webhook would lose events."""
+    """Ready when the log store can write: without it the log webhook would answer 503 to every
+    event. Bounded by the store's budget (DATABASE_TIMEOUT); see EventStore.check_writable."""
     store = services().store
     try:
-        store.ping()
+        store.check_writable()
     except Exception as exc:
         log.warning("readiness check failed: log store: %s", type(exc).__name__)
-        return json_response({"status": "unavailable", "store": "unreachable"}, 503)
+        return json_response({"status": "unavailable", "store": "cannot write"}, 503)
     return json_response({"status": "ok", "store": store.dialect})

@@ -9,8 +9,15 @@ Losing or duplicating events is the failure that matters, so:
 - Every event has an idempotency key, unique together with the event name; inserts are
   `INSERT ... ON CONFLICT DO NOTHING`, so a duplicate sent to two workers or two instances at
   the same moment is stored once, without a check-then-insert race.
-- A database that is down or stuck answers within seconds (connect, statement, lock and pool
-  timeouts) with `StoreUnavailable`, which the webhook turns into a 503: a worker never hangs.
+- A database that is down, stuck or silently cut off answers within one budget
+  (`DATABASE_TIMEOUT`, 1.5 s by default) with `StoreUnavailable`, which the webhook turns into
+  a 503: a write gets a deadline when the request asks for it, and everything it does (waiting
+  for the group commit, connecting, the statement) ends by then (`Watchdog`,
+  `BoundedConnector`). A 503 means "not acknowledged": the row may or may not have been
+  committed (a write cut at the deadline may still commit on the server); the assistant's
+  resend is harmless, since inserts are idempotent on the event's key.
+- Readiness (`check_writable`, /readyz) is the ability to write: a recent failed write, or a
+  probe that writes a row and deletes it in one committed transaction, says 503.
 - Concurrent inserts of one process are grouped into one transaction (`GroupCommitter`): one
   fsync for many events, each request still answered only after its own row is committed.
   With SQLite the worker processes take turns through an flock (`WriterLock`) rather than
@@ -29,6 +36,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,11 +57,21 @@ from .settings import SettingsError
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-# Seconds a database may take to connect, run a statement or wait for a lock before the
-# webhook gives up and answers 503; well inside gunicorn's worker timeout.
-DEFAULT_TIMEOUT = 5.0
-# A PostgreSQL transaction that takes longer than this many timeouts is cut (see Watchdog).
-WRITE_DEADLINE = 3
+# Seconds a log request may spend on the database (pool, connect, statement, locks) before the
+# webhook gives up and answers 503 (DATABASE_TIMEOUT): the issue's bound is 2 s from a silent
+# partition, and the watchdog that enforces it looks every WATCHDOG_PERIOD seconds.
+DEFAULT_TIMEOUT = 1.5
+WATCHDOG_PERIOD = 0.1
+# Work that no request waits on (the schema at start-up) gets this long.
+STARTUP_TIMEOUT = 10.0
+# For this long after a write failed, /readyz says 503 without probing (unless a write
+# succeeds meanwhile); afterwards a probe decides, so an instance taken out of rotation by its
+# own failing readiness comes back once the database does.
+RECENT_FAILURE = 3.0
+# The readiness probe's row: about one event's size, so that a full disk (or SQLite's page
+# limit) refuses it as it refuses events; it is deleted in the transaction that wrote it.
+PROBE_EVENT = "readiness_probe"
+PROBE_SIZE = 4096
 PURGE_INTERVAL = 3600.0
 PURGE_BATCH = 1000
 MAX_ID_LENGTH = 255
@@ -220,9 +238,12 @@ def _engine(url: str, timeout: float) -> Engine:
         options["connect_args"] = {
             "connect_timeout": query.get("connect_timeout", str(max(2, int(timeout)))),
             "options": (str(query.get("options", "")) + " " + server).strip(),
-            # A dead peer (network cut) is noticed after `timeout`, not after the kernel's minutes.
+            # A dead peer (network cut) is noticed after `timeout` when data is waiting for its
+            # acknowledgement, and within about 8 s by keepalives when a pooled connection is
+            # idle, not after the kernel's minutes. (Neither fires when something on the path
+            # acknowledges and then drops everything: the watchdog's deadline covers that.)
             "tcp_user_timeout": query.get("tcp_user_timeout", str(millis)),
-            "keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10",
+            "keepalives": "1", "keepalives_idle": "5", "keepalives_interval": "1",
             "keepalives_count": "3",
             "application_name": query.get("application_name", "watson-webhooks"),
         }
@@ -302,13 +323,13 @@ class Watchdog:
 
     The server's statement and lock timeouts end slow statements, and `tcp_user_timeout`
     notices a dead network; neither helps when the server process is frozen while its host
-    still acknowledges our packets (a stopped process, a host stalled on storage): libpq then
-    waits forever. At the deadline the watchdog shuts the connection's socket down, the blocked
+    still acknowledges our packets (a stopped process, a host stalled on storage, a proxy or
+    NAT on the path that accepts and forwards nothing): libpq then waits forever. At the deadline the watchdog shuts the connection's socket down, the blocked
     call fails at once with a disconnect error, and the webhook answers 503. One thread per
     process, started on first use (so it exists in each gunicorn worker, not the master).
     """
 
-    def __init__(self, period: float = 0.25) -> None:
+    def __init__(self, period: float = WATCHDOG_PERIOD) -> None:
         self._lock = threading.Lock()
         self._guards: dict[int, _Guard] = {}
         self._pid = 0
@@ -359,6 +380,50 @@ def _shutdown(fileno: int) -> None:
         pass
 
 
+class BoundedConnector:
+    """Opens database connections in helper threads, so that a request waits for one no longer
+    than what is left of its budget.
+
+    libpq's `connect_timeout` cannot be shorter than 2 s, and a silent peer (one that accepts
+    the TCP connection and then never answers) holds a connecting thread for all of it; a
+    request with a 1.5 s budget must not wait that long. The helper finishes the attempt on
+    its own (bounded by `connect_timeout`) and closes a connection that came too late. Only
+    new connections pay the thread switch; pooled ones never come here. Helpers are made per
+    process (after gunicorn's fork), at most `workers` at a time.
+    """
+
+    def __init__(self, workers: int = 4) -> None:
+        self._workers = workers
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._executor: ThreadPoolExecutor | None = None
+
+    def connect(self, open_connection: Callable[[], Any], seconds: float) -> Any:
+        """`open_connection()` run by a helper; its connection, or StoreUnavailable after
+        `seconds` (its own error, e.g. a refused connection, as it was raised)."""
+        if seconds <= 0:
+            raise StoreUnavailable("no time left to connect to the database")
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._executor = ThreadPoolExecutor(self._workers,
+                                                    thread_name_prefix="log-store-connect")
+            assert self._executor is not None
+            attempt = self._executor.submit(open_connection)
+        try:
+            return attempt.result(timeout=seconds)
+        except TimeoutError:
+            if not attempt.cancel():
+                attempt.add_done_callback(_close_late_connection)
+            raise StoreUnavailable("the database did not accept a connection in time") from None
+
+
+def _close_late_connection(attempt: Future[Any]) -> None:
+    if not attempt.cancelled() and attempt.exception() is None:
+        with contextlib.suppress(Exception):
+            attempt.result().close()
+
+
 class WriterLock:
     """One SQLite writer at a time across this host's processes, queued by the kernel.
 
@@ -397,13 +462,15 @@ class WriterLock:
                 self._pid = os.getpid()
 
     @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
-        """Hold the lock (re-entrant: a thread that holds it already just goes on)."""
+    def hold(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold the lock (re-entrant: a thread that holds it already just goes on), waiting at
+        most `timeout` (default: the store's)."""
         if self._owner == threading.get_ident() and self._pid == os.getpid():
             yield
             return
+        timeout = self.timeout if timeout is None else max(0.0, min(timeout, self.timeout))
         self._ready()
-        if not self._local.acquire(timeout=self.timeout):
+        if not self._local.acquire(timeout=timeout):
             raise StoreUnavailable("timed out waiting for the SQLite writer lock")
         release_local = True
         try:
@@ -411,7 +478,7 @@ class WriterLock:
                 assert self._helper is not None
                 waiting = self._helper.submit(fcntl.flock, self._fd, fcntl.LOCK_EX)
                 try:
-                    waiting.result(timeout=self.timeout)
+                    waiting.result(timeout=timeout)
                 except TimeoutError:
                     # When the helper gets the lock at last, drop it, and only then let this
                     # process's next writer in (it would otherwise share this fd's flock).
@@ -472,21 +539,31 @@ class GroupCommitter:
         self._queue: list[_Pending] = []
         self._busy = False   # invariant: when not busy, the queue is empty
 
-    def submit(self, item: LogEvent) -> bool:
-        """Store `item` (True: a new row; False: a duplicate) once its transaction committed."""
+    def submit(self, item: LogEvent, deadline: float | None = None) -> bool:
+        """Store `item` (True: a new row; False: a duplicate) once its transaction committed.
+
+        `deadline` (time.monotonic()) bounds the wait for a turn: a caller still queued then,
+        or handed the lead only then, gives up with StoreUnavailable. A batch being written is
+        bounded by its leader's deadline, the earliest in the batch (the leader queued first).
+        """
+        if deadline is None:
+            deadline = time.monotonic() + self._wait
         me = _Pending(item)
         with self._lock:
             self._queue.append(me)
             if not self._busy:
                 self._busy = True
                 me.leader = True
-        if not me.leader and not me.wake.acquire(timeout=self._wait):
+        if not me.leader and not me.wake.acquire(timeout=max(0.0, deadline - time.monotonic())):
             with self._lock:
                 if not me.leader and me in self._queue:
                     self._queue.remove(me)
                     raise StoreUnavailable("timed out waiting for the group commit")
             me.wake.acquire()   # its batch is being written (bounded by the database timeouts)
         if me.leader and not me.finished:
+            if time.monotonic() >= deadline:
+                self._step_aside(me)
+                raise StoreUnavailable("timed out waiting for the group commit")
             self._lead()
         if isinstance(me.error, StoreUnavailable):
             raise StoreUnavailable(*me.error.args) from me.error.__cause__
@@ -495,6 +572,19 @@ class GroupCommitter:
                 raise me.error   # the leader's own interruption (e.g. the worker is exiting)
             raise StoreUnavailable(type(me.error).__name__) from me.error
         return bool(me.result)
+
+    def _step_aside(self, me: "_Pending") -> None:
+        """A leader whose own time is up leaves the queue and hands the lead on, rather than
+        answering its request late."""
+        with self._lock:
+            self._queue.remove(me)
+            successor = self._queue[0] if self._queue else None
+            if successor is None:
+                self._busy = False
+            else:
+                successor.leader = True
+        if successor is not None:
+            successor.wake.release()
 
     def _take(self) -> list["_Pending"]:
         with self._lock:
@@ -565,6 +655,15 @@ class EventStore:
         if group_commit is None:
             group_commit = GROUP_COMMIT_DEFAULT.get(self.dialect, True)
         self.watchdog = Watchdog()
+        # The deadline of the request this thread is serving (see `_within`), read by the
+        # connect hook, the watchdog's guard and SQLite's writer lock.
+        self._budget = threading.local()
+        # When the latest write failed for a store-wide reason (None: it succeeded).
+        self._failed_at: float | None = None
+        self._probe_lock = threading.Lock()
+        if self.dialect == "postgresql":
+            self._connector = BoundedConnector()
+            event.listen(self.engine, "do_connect", self._connect_within_budget)
         # psycopg's cursor for queries with $n parameters, sent as they are (PostgreSQL only;
         # imported here so a SQLite deployment never loads the driver).
         self._raw_cursor: Any = None
@@ -586,8 +685,7 @@ class EventStore:
         self.writer_lock = WriterLock(database + "-writer.lock", timeout) \
             if self.dialect == "sqlite" and database and database != ":memory:" \
             and not database.startswith("file:") else None
-        # Followers wait for the leader's pool checkout, connect and guarded write, all bounded.
-        self.committer = GroupCommitter(self._write, wait=(WRITE_DEADLINE + 3) * timeout,
+        self.committer = GroupCommitter(self._write, wait=timeout,
                                         gate=self._writer) if group_commit else None
 
     @classmethod
@@ -596,7 +694,8 @@ class EventStore:
         answer yet is not fatal: /readyz says so, and the schema is created on first use."""
         store = cls(url, **options)
         try:
-            store.create_schema()
+            with store._within(max(store.timeout, STARTUP_TIMEOUT)):
+                store.create_schema()
         except StoreUnavailable as exc:
             log.warning("log store %s unreachable at start-up (%s); the schema will be created "
                         "when it answers", safe_url(store.url), exc)
@@ -617,7 +716,8 @@ class EventStore:
         PostgreSQL an advisory lock serialises concurrent creators.
         """
         try:
-            with self.engine.begin() as connection:
+            with self.engine.begin() as connection, \
+                    self._deadline(connection.connection.dbapi_connection):
                 if self.dialect == "postgresql":
                     connection.execute(text("SELECT pg_advisory_xact_lock(581771505)"))
                 for table in metadata.sorted_tables:
@@ -652,29 +752,105 @@ class EventStore:
     # --- health ----------------------------------------------------------------------------
 
     def ping(self) -> None:
-        """Raises when the database does not answer (used by /readyz)."""
-        for attempt in (1, 2):
+        """Raises when the database does not answer within the budget (a read: `SELECT 1`)."""
+        with self._within():
+            for attempt in (1, 2):
+                try:
+                    with self.engine.connect() as connection, \
+                            self._deadline(connection.connection.dbapi_connection):
+                        connection.execute(text("SELECT 1"))
+                    return
+                except DBAPIError as exc:
+                    if attempt == 1 and _is_disconnect(exc):
+                        continue   # a pooled connection the server dropped; try a fresh one
+                    raise
+
+    def check_writable(self) -> None:
+        """Raise StoreUnavailable unless an event could be written now (what /readyz says).
+
+        A write that failed in the last RECENT_FAILURE seconds (and none succeeded since)
+        answers at once, without touching the database; otherwise a probe writes a row of
+        about an event's size and deletes it, in one committed transaction, within the budget.
+        Probes of one process run one at a time, so a burst of checks against a dead database
+        holds one connection attempt, not one each.
+        """
+        failed = self._failed_at
+        if failed is not None and time.monotonic() - failed < RECENT_FAILURE:
+            raise StoreUnavailable("the latest write failed")
+        with self._within() as deadline:
+            if not self._probe_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise StoreUnavailable("another readiness probe is still waiting")
             try:
-                with self.engine.connect() as connection, \
-                        self._deadline(connection.connection.dbapi_connection):
-                    connection.execute(text("SELECT 1"))
-                return
-            except DBAPIError as exc:
-                if attempt == 1 and _is_disconnect(exc):
-                    continue   # a pooled connection the server dropped; try a fresh one
-                raise
+                self._ensure_schema()
+                self._probe()
+            finally:
+                self._probe_lock.release()
+        self._failed_at = None
+
+    def _probe(self) -> None:
+        key = f"{PROBE_EVENT}-{uuid.uuid4().hex}"
+        row = LogEvent(event=PROBE_EVENT, idempotency_key=key, raw=" " * PROBE_SIZE).row()
+        try:
+            with self._writer(), self.engine.connect() as connection:
+                with self._deadline(connection.connection.dbapi_connection) as guard:
+                    try:
+                        with connection.begin():
+                            connection.execute(events.insert().values(**row))
+                            connection.execute(events.delete().where(
+                                events.c.event == PROBE_EVENT,
+                                events.c.idempotency_key == key))
+                    except SQLAlchemyError:
+                        if guard is not None and guard.fired:
+                            connection.invalidate()   # its socket was shut down
+                        raise
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    # --- the budget --------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _deadline(self, dbapi_connection: Any) -> Iterator[None]:
-        """Bound the work on a connection by WRITE_DEADLINE x timeout (PostgreSQL only; SQLite
-        is a local file whose only waits, for the write lock, are bounded already)."""
-        if self.dialect != "postgresql":
-            yield
+    def _within(self, seconds: float | None = None) -> Iterator[float]:
+        """Give this thread's database work a deadline `seconds` (default: the budget) from
+        now, unless it has one already (the outer deadline holds); yields it."""
+        current = getattr(self._budget, "deadline", None)
+        if current is not None:
+            yield current
             return
-        with self.watchdog.guard(dbapi_connection.fileno(), WRITE_DEADLINE * self.timeout) \
-                as guard:
+        deadline = time.monotonic() + (self.timeout if seconds is None else seconds)
+        self._budget.deadline = deadline
+        try:
+            yield deadline
+        finally:
+            self._budget.deadline = None
+
+    def _remaining(self) -> float | None:
+        """Seconds left of this thread's deadline; None when it has none (the command line)."""
+        deadline = getattr(self._budget, "deadline", None)
+        return None if deadline is None else deadline - time.monotonic()
+
+    def _connect_within_budget(self, dialect: Any, _record: Any, cargs: Any,
+                               cparams: Any) -> Any:
+        """SQLAlchemy's `do_connect` hook: a request's new connection within its budget (see
+        BoundedConnector); without a deadline, libpq's `connect_timeout` bounds it."""
+        remaining = self._remaining()
+        if remaining is None:
+            return None      # SQLAlchemy connects as usual
+        return self._connector.connect(lambda: dialect.connect(*cargs, **cparams), remaining)
+
+    @contextlib.contextmanager
+    def _deadline(self, dbapi_connection: Any) -> Iterator[_Guard | None]:
+        """Cut the work on a PostgreSQL connection at this thread's deadline (see Watchdog);
+        yields the guard (None on SQLite, a local file whose only waits, for the write lock,
+        are bounded already, and when the thread has no deadline)."""
+        remaining = self._remaining()
+        if self.dialect != "postgresql" or remaining is None:
+            yield None
+            return
+        if remaining <= 0:
+            raise StoreUnavailable("no time left for the database")
+        with self.watchdog.guard(dbapi_connection.fileno(), remaining) as guard:
             try:
-                yield
+                yield guard
             except Exception as exc:
                 if guard.fired:
                     raise StoreUnavailable("the database did not answer in time") from exc
@@ -687,22 +863,34 @@ class EventStore:
 
         Returns only after the commit. Raises `StoreUnavailable` if the row may not be kept.
         """
-        self._ensure_schema()
-        if self.committer is not None:
-            stored = self.committer.submit(item)
-        else:
-            stored = _outcome(self._write([item])[0])
+        with self._within() as deadline:
+            self._ensure_schema()
+            if self.committer is not None:
+                stored = self.committer.submit(item, deadline)
+            else:
+                stored = _outcome(self._write([item])[0])
         self._maybe_purge()
         return stored
 
     def add_many(self, items: Sequence[LogEvent]) -> list[bool]:
         """Store several events in one transaction (tests, imports)."""
-        self._ensure_schema()
-        return [_outcome(result) for result in self._write(list(items))]
+        with self._within():
+            self._ensure_schema()
+            return [_outcome(result) for result in self._write(list(items))]
 
     def _write(self, items: list[LogEvent]) -> list[bool | StoreUnavailable]:
         """Insert `items` in one transaction: per item True (new), False (duplicate), or the
-        StoreUnavailable that kept it out. Raises StoreUnavailable when none was stored."""
+        StoreUnavailable that kept it out. Raises StoreUnavailable when none was stored. The
+        outcome is what `check_writable` reports until the next write or probe."""
+        try:
+            results = self._write_attempts(items)
+        except StoreUnavailable:
+            self._failed_at = time.monotonic()
+            raise
+        self._failed_at = None
+        return results
+
+    def _write_attempts(self, items: list[LogEvent]) -> list[bool | StoreUnavailable]:
         try:
             try:
                 return list(self._write_once(items))
@@ -732,11 +920,17 @@ class EventStore:
                 values[index] = convert(values[index])
             params += values
         sql = insert_ignoring_duplicates(len(items), self.dialect)
-        connection = self.engine.raw_connection()
+        try:
+            connection = self.engine.raw_connection()
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(None, None, exc, self.engine.dialect.loaded_dbapi.Error,
+                                      hide_parameters=True, connection_invalidated=False,
+                                      dialect=self.engine.dialect) from exc
         dbapi_connection = connection.dbapi_connection
         cursor = None
+        guard: _Guard | None = None
         try:
-            with self._deadline(dbapi_connection):
+            with self._deadline(dbapi_connection) as guard:
                 if self.dialect == "sqlite":
                     cursor = dbapi_connection.cursor()
                     # The connection is in autocommit: the statement is its own transaction,
@@ -762,6 +956,10 @@ class EventStore:
             raise DBAPIError.instance(sql, None, exc, self.engine.dialect.loaded_dbapi.Error,
                                       hide_parameters=True, connection_invalidated=lost,
                                       dialect=self.engine.dialect) from exc
+        except StoreUnavailable:
+            if guard is not None and guard.fired:
+                connection.invalidate()     # the watchdog shut its socket down
+            raise
         finally:
             if cursor is not None:
                 with contextlib.suppress(Exception):
@@ -799,7 +997,10 @@ class EventStore:
         return inserted
 
     def _writer(self) -> Any:
-        return self.writer_lock.hold() if self.writer_lock else contextlib.nullcontext()
+        """SQLite's writer lock (see WriterLock), waited on within this thread's deadline."""
+        if self.writer_lock is None:
+            return contextlib.nullcontext()
+        return self.writer_lock.hold(self._remaining())
 
     def _write_one(self, item: LogEvent) -> bool | StoreUnavailable:
         try:
