@@ -77,7 +77,8 @@ def build_services(app: Flask, settings: Settings) -> Services:
     services = Services(settings=settings)
     services.verifiers = {name: build_verifier(auth) for name, auth in settings.auth.items()}
     services.store = EventStore.open(settings.database_url or default_url(app.instance_path),
-                                     retention_days=settings.log_retention_days)
+                                     retention_days=settings.log_retention_days,
+                                     timeout=settings.database_timeout)
     services.content = ContentStore.load(settings.content_dir)
     redis = build_shared_redis(settings)
     services.sessions = build_session_memory(settings, redis)

@@ -103,6 +103,7 @@ class Settings:
 
     # Log store
     database_url: str | None = field(default=None, repr=False)
+    database_timeout: float = 1.5
     log_redact: bool = False
     log_retention_days: int | None = None
 
@@ -286,6 +287,10 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     if database_url and "://" not in database_url:
         raise SettingsError(f"DATABASE_URL is not a database URL (expected e.g. "
                             "postgresql+psycopg://user@host/db or sqlite:///path)")
+    database_timeout = _number(source, "DATABASE_TIMEOUT", 1.5)
+    if database_timeout >= 30:
+        raise SettingsError(f"DATABASE_TIMEOUT={database_timeout} must stay below the "
+                            "assistant's longest webhook timeout (30 s)")
     redis_url = _text(source, "REDIS_URL")
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
@@ -332,6 +337,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         content_dir=_text(source, "CONTENT_DIR"),
         offered_options_max=_number(source, "OFFERED_OPTIONS_MAX", 50, cast=int),
         database_url=database_url,
+        database_timeout=database_timeout,
         log_redact=_flag(source, "LOG_REDACT", False),
         log_retention_days=retention,
     )
