@@ -273,13 +273,12 @@ class RequestDeadlineWorker(ThreadWorker):
             if deadline > now:
                 break
             late.append(conn)
+        timeout = error_bytes(408, "Request Timeout", "request_timeout",
+                              f"the request did not arrive within {self.request_read_timeout:g} s")
         for conn in late:
-            self.log.debug("Closing a connection that did not send its request within %s s",
-                           self.request_read_timeout)
-            answer = error_bytes(408, "Request Timeout", "request_timeout",
-                                 f"the request did not arrive within {self.request_read_timeout:g} s"
-                                 ) if conn.buffer else b""
-            self.drop(conn, answer)
+            self.log.debug("Closing a connection that did not send its request in time")
+            # A connection that sent nothing at all is simply closed, as HTTP servers do.
+            self.drop(conn, timeout if conn.buffer else b"")
 
     def handle(self, conn: BufferedConn) -> tuple[bool, BufferedConn]:
         """gthread's handling; a request the event loop did not buffer whole ends its connection
