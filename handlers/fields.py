@@ -20,30 +20,41 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from .envelope import has_lone_surrogate
+
 # Spans a translator must not touch. One alternation: the leftmost match wins, and at one
-# position the first alternative wins (a link target before the URL inside it).
+# position the first alternative wins (a link target before the URL inside it). Each alternative
+# is linear in the text: an e-mail address is tried only where a run of its characters starts,
+# and an unclosed `{{` or `<!--` is scanned only up to the next opening, so a hostile string
+# costs no more than reading it.
 PROTECTED = re.compile(
     r"""
       ```[\s\S]*?```                                   # fenced code
     | `[^`\n]+`                                        # inline code
     | (?<=\])\((?:[^()\s]|\([^()\s]*\))*(?:\s+"[^"]*")?\)  # markdown link target: ](url "title")
-    | \{\{[\s\S]*?\}\}                                 # {{placeholder}}
+    | \{\{(?:(?!\{\{)[\s\S])*?\}\}                     # {{placeholder}}
     | \{[^{}\n]*\}                                     # {placeholder} (and anything shaped like our tokens)
     | \$\{[^{}\n]*\}                                   # ${variable}
     | \$[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*                # $variable, $order.id
-    | <!--[\s\S]*?-->                                  # HTML comment
+    | <!--(?:(?!<!--)[\s\S])*?-->                      # HTML comment
     | </?[A-Za-z][\w:.-]*(?:"[^"]*"|'[^']*'|[^'"<>])*> # HTML tag with its attributes
     | &(?:[A-Za-z]+|\#\d+|\#x[0-9A-Fa-f]+);            # HTML entity
     | \b(?:https?|ftp)://[^\s<>"'`]*[^\s<>"'`.,;:!?)\]]  # URL (trailing punctuation is prose)
     | \b(?:mailto|tel):[^\s<>"'`]*[^\s<>"'`.,;:!?)\]]
     | \bwww\.[^\s<>"'`]*[^\s<>"'`.,;:!?)\]]
-    | [\w.+-]+@[\w-]+(?:\.[\w-]+)+                     # e-mail address
+    | (?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+  # e-mail address
     """,
     re.VERBOSE,
 )
 # Translators sometimes pad a token with spaces or turn its braces full-width; accept both.
 TOKEN = re.compile(r"[{｛]\s*(\d+)\s*[}｝]")
 LETTER = re.compile(r"[^\W\d_]")
+# The longest string sent to a translator (deep-translator's Google backend refuses more). A
+# longer one, or one holding a lone surrogate (not text), is left as it is, unscanned.
+MAX_TEXT_CHARS = 5000
+# Only strings up to this length are remembered by `mask`: replies repeat short strings, and the
+# cache's memory is bounded by its entries times their length.
+MASK_CACHE_MAX_CHARS = 512
 
 
 @dataclass(frozen=True)
@@ -58,12 +69,24 @@ class Masked:
     translatable: bool = False
 
 
-# Replies repeat the same strings turn after turn (that is what makes the translation cache
-# pay); remembering their masks keeps a cached reply's cost near that of passing it through.
-@functools.lru_cache(maxsize=4096)
 def mask(text: str) -> Masked:
     """Replace the protected spans of `text` by numbered tokens; keep its outer whitespace aside
     (translators strip it, and a text cut around a citation needs it back)."""
+    if len(text) <= MASK_CACHE_MAX_CHARS:
+        return _remembered_mask(text)
+    return _mask(text)
+
+
+# Replies repeat the same strings turn after turn (that is what makes the translation cache
+# pay); remembering their masks keeps a cached reply's cost near that of passing it through.
+@functools.lru_cache(maxsize=4096)
+def _remembered_mask(text: str) -> Masked:
+    return _mask(text)
+
+
+def _mask(text: str) -> Masked:
+    if len(text) > MAX_TEXT_CHARS or has_lone_surrogate(text):
+        return Masked(text)
     core = text.strip()
     start = len(text) - len(text.lstrip())
     lead, trail = text[:start], text[start + len(core):]
@@ -363,16 +386,22 @@ def apply(slots: Iterable[Slot], translations: Mapping[str, str]) -> tuple[int, 
     return done, kept
 
 
+# The assistant takes at most this many characters of input: a longer offered value can never
+# come back as a click, and is not remembered.
+MAX_INPUT_CHARS = 2048
+
+
 def offered_values(items: Any, limit: int) -> list[str]:
     """The texts a click on this reply sends back as the next input (option, suggestion and
-    post-back button values), distinct, at most `limit`."""
+    post-back button values), distinct, at most `limit`, none longer than MAX_INPUT_CHARS."""
     values: list[str] = []
 
     def value_text(holder: dict[str, Any]) -> None:
         value = holder.get("value")
         input_ = value.get("input") if isinstance(value, dict) else None
         text = input_.get("text") if isinstance(input_, dict) else None
-        if isinstance(text, str) and text.strip() and text not in values:
+        if isinstance(text, str) and text.strip() and len(text) <= MAX_INPUT_CHARS \
+                and text not in values:
             values.append(text)
 
     def walk(items: Any) -> None:
