@@ -98,6 +98,9 @@ ENDONYMS = {
 
 # Detection needs a few hundred characters at most; a long message is cut before the statistics.
 MAX_DETECT_CHARS = 600
+# No pattern or count here looks past this many characters (the assistant's own limit for a
+# message): a longer text is judged by its beginning.
+MAX_SCAN_CHARS = 2048
 
 # The fast path for the assistant's own language (most of an English assistant's traffic is
 # English): grammatical words of the language that no default candidate uses or borrows, so plain
@@ -144,12 +147,17 @@ def script_of_char(ch: str) -> str | None:
     return "latin" if code < 0x2000 or 0x1E00 <= code <= 0x1EFF else "other"
 
 
-_URL_OR_MAIL = re.compile(r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+\.[\w.-]+", re.IGNORECASE)
+# The e-mail address is tried only where a run of its characters starts (bounded), so a long
+# word is read once, not once per letter.
+_URL_OR_MAIL = re.compile(r"(?:https?://|www\.)\S+"
+                          r"|(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}\.[\w.-]+", re.IGNORECASE)
 
 
 def letters_by_script(text: str) -> dict[str, int]:
-    """How many letters of each script the text has, ignoring URLs and e-mail addresses."""
+    """How many letters of each script the text has (in its first MAX_SCAN_CHARS), ignoring URLs
+    and e-mail addresses."""
     counts: dict[str, int] = {}
+    text = text[:MAX_SCAN_CHARS]
     if "@" in text or "://" in text or "www." in text.lower():
         text = _URL_OR_MAIL.sub(" ", text)
     for ch in text:
@@ -161,7 +169,9 @@ def letters_by_script(text: str) -> dict[str, int]:
 
 def has_letters(text: str) -> bool:
     """Whether the text has a letter outside URLs and e-mail addresses (digits, emoji, punctuation
-    and a bare link have none: there is nothing to detect or translate)."""
+    and a bare link have none: there is nothing to detect or translate). Only the first
+    MAX_SCAN_CHARS characters are looked at."""
+    text = text[:MAX_SCAN_CHARS]
     if "@" in text or "://" in text or "www." in text.lower():
         text = _URL_OR_MAIL.sub(" ", text)
     return any(ch.isalpha() for ch in text)
@@ -212,6 +222,7 @@ class Detector:
         self.by_script["latin"] = tuple(lang for lang in self.languages if lang not in non_latin)
 
     def detect(self, text: str) -> Detection:
+        text = text[:MAX_SCAN_CHARS]
         counts = letters_by_script(text)
         script = dominant_script(counts)
         if script == "none":

@@ -3,8 +3,9 @@
 Reference behaviour: work out the customer's language and hand the assistant the message in its
 own language. The steps below run in order; each opens with the condition under which it acts:
 
-1. `skip_untranslatable`  no text, not a text message, no letters, or a value the assistant just
-                          offered (a click): nothing to detect or translate
+1. `skip_untranslatable`  no text, not a text message, longer than the assistant takes, not
+                          Unicode text (a lone surrogate), no letters, or a value the assistant
+                          just offered (a click): nothing to detect or translate
 2. `detect_language`      the conversation-aware language of this turn
 3. `reply_if_unsupported` a language not in SUPPORTED_LANGUAGES: answer at once (skip processing)
 4. `translate_input`      into ASSISTANT_LANGUAGE, failing open
@@ -22,13 +23,16 @@ from flask import Blueprint, Response, g
 
 from .auth import protect
 from .context import locale_language, read_variable, skill_variables, write_variable
-from .envelope import payload_reply, skip_processing
+from .envelope import has_lone_surrogate, payload_reply, skip_processing
 from .language import ENDONYMS, choose_language, has_letters, normalise_code
 from .pipeline import Step, Turn, run_steps, start_turn
 
 bp = Blueprint("premessage", __name__)
 protect(bp, "premessage")
 ACCEPTED_EVENTS = ("message_received",)
+# The assistant takes at most 2,048 characters of input; a longer text cannot be a customer's
+# message and is passed on untouched, neither scanned nor translated.
+MAX_INPUT_CHARS = 2048
 
 
 def input_text(payload: dict[str, Any]) -> str | None:
@@ -70,6 +74,10 @@ def skip_reason(payload: dict[str, Any], turn: Turn) -> str | None:
         return "no_text"
     if payload["input"].get("message_type", "text") != "text":
         return "not_text"
+    if len(text) > MAX_INPUT_CHARS:
+        return "too_long"
+    if has_lone_surrogate(text):
+        return "not_unicode"  # valid JSON, but not text a detector or translator can read
     if not has_letters(text):
         return "no_letters"  # digits, emoji, punctuation, a URL or an e-mail address
     if text.strip() in offered_values(payload, turn):
