@@ -17,7 +17,7 @@ Losing or duplicating events is the failure that matters, so:
   committed (a write cut at the deadline may still commit on the server); the assistant's
   resend is harmless, since inserts are idempotent on the event's key.
 - Readiness (`check_writable`, /readyz) is the ability to write: a recent failed write, or a
-  probe that writes a row and deletes it in one committed transaction, says 503.
+  probe that inserts an event-sized row and rolls it back, says 503.
 - Concurrent inserts of one process are grouped into one transaction (`GroupCommitter`): one
   fsync for many events, each request still answered only after its own row is committed.
   With SQLite the worker processes take turns through an flock (`WriterLock`) rather than
@@ -69,7 +69,9 @@ STARTUP_TIMEOUT = 10.0
 # own failing readiness comes back once the database does.
 RECENT_FAILURE = 3.0
 # The readiness probe's row: about one event's size, so that a full disk (or SQLite's page
-# limit) refuses it as it refuses events; it is deleted in the transaction that wrote it.
+# limit) refuses it as it refuses events. It is rolled back, never committed: it leaves no row
+# and no freed page behind (a later probe would fit in a freed page although no event could),
+# and costs no fsync.
 PROBE_EVENT = "readiness_probe"
 PROBE_SIZE = 4096
 PURGE_INTERVAL = 3600.0
@@ -769,8 +771,10 @@ class EventStore:
         """Raise StoreUnavailable unless an event could be written now (what /readyz says).
 
         A write that failed in the last RECENT_FAILURE seconds (and none succeeded since)
-        answers at once, without touching the database; otherwise a probe writes a row of
-        about an event's size and deletes it, in one committed transaction, within the budget.
+        answers at once, without touching the database; otherwise a probe inserts a row of
+        about an event's size (SQLite's write lock, new pages, a PostgreSQL heap extension and
+        its locks, as an event would) and rolls it back, within the budget. It cannot see a
+        failure that only the commit meets (a WAL that cannot grow): the failed writes do.
         Probes of one process run one at a time, so a burst of checks against a dead database
         holds one connection attempt, not one each.
         """
@@ -794,11 +798,9 @@ class EventStore:
             with self._writer(), self.engine.connect() as connection:
                 with self._deadline(connection.connection.dbapi_connection) as guard:
                     try:
-                        with connection.begin():
+                        with connection.begin() as transaction:
                             connection.execute(events.insert().values(**row))
-                            connection.execute(events.delete().where(
-                                events.c.event == PROBE_EVENT,
-                                events.c.idempotency_key == key))
+                            transaction.rollback()
                     except SQLAlchemyError:
                         if guard is not None and guard.fired:
                             connection.invalidate()   # its socket was shut down
