@@ -193,7 +193,10 @@ def serve(app_spec: str = KIT_APP, env: Mapping[str, Any] | None = None,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = ServerURL(f"http://127.0.0.1:{port}", process.pid, log_file)
     try:
-        _wait_healthy(process, url, start_timeout, log_file)
+        try:
+            _wait_healthy(process, url, start_timeout, log_file)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{app_spec}: {exc}") from None
         yield url
     finally:
         _stop(process)
@@ -623,6 +626,16 @@ def summarise(results: list[Result], how: str = "best") -> Result:
     return chosen
 
 
+RESULT_HEAD = f"{'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'cpu ms/req':>10}"
+
+
+def result_cells(result: Result) -> str:
+    """One Result as the table columns under RESULT_HEAD (errors = socket errors + >= 400)."""
+    cpu = f"{result.cpu_ms:10.3f}" if result.cpu_ms is not None else f"{'-':>10}"
+    return (f"{result.rps:9.1f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
+            f"{result.errors + result.non2xx:7d} {cpu}")
+
+
 def format_table(rows: Sequence[Comparison], target: float | None = None) -> str:
     """endpoint | server | req/s | p50 ms | p99 ms | errors | cpu ms/req | ratio | cpu ratio.
 
@@ -631,13 +644,10 @@ def format_table(rows: Sequence[Comparison], target: float | None = None) -> str
     box disturbs much less. `errors` counts socket errors plus answers >= 400.
     """
     width = max([len("endpoint")] + [len(row.name) for row in rows])
-    head = (f"{'endpoint':<{width}}  {'server':<6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'errors':>7} {'cpu ms/req':>10} {'ratio':>6} {'cpu ratio':>9}")
+    head = (f"{'endpoint':<{width}}  {'server':<6} {RESULT_HEAD} {'ratio':>6} {'cpu ratio':>9}")
     lines = [head, "-" * len(head)]
     for row in rows:
         for who, result in (("app", row.app), ("echo", row.echo)):
-            failures = result.errors + result.non2xx
-            cpu = f"{result.cpu_ms:10.3f}" if result.cpu_ms is not None else f"{'-':>10}"
             ratio = cpu_ratio = ""
             verdict = ""
             if who == "app":
@@ -646,8 +656,7 @@ def format_table(rows: Sequence[Comparison], target: float | None = None) -> str
                 if target is not None:
                     verdict = "  ok" if row.ratio >= target else f"  BELOW {target}"
             lines.append(f"{row.name if who == 'app' else '':<{width}}  {who:<6} "
-                         f"{result.rps:9.1f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
-                         f"{failures:7d} {cpu} {ratio:>6} {cpu_ratio:>9}{verdict}".rstrip())
+                         f"{result_cells(result)} {ratio:>6} {cpu_ratio:>9}{verdict}".rstrip())
     for row in rows:
         for who, result in (("app", row.app), ("echo", row.echo)):
             if result.errors or result.non2xx:
@@ -661,6 +670,71 @@ def _int_env(name: str, default: int) -> int:
         return int(os.environ.get(name, default))
     except ValueError:
         return default
+
+
+def knobs(duration: float | None = None, rounds: int | None = None,
+          connections: int | None = None) -> tuple[float, int, int]:
+    """(duration, rounds, connections): the values given, else BENCH_DURATION (8),
+    BENCH_ROUNDS (3) and BENCH_CONNECTIONS (16), so every script honours the same knobs."""
+    return (float(duration or _int_env("BENCH_DURATION", 8)),
+            rounds or _int_env("BENCH_ROUNDS", 3),
+            connections or _int_env("BENCH_CONNECTIONS", 16))
+
+
+def check_answers(servers: Mapping[str, str], load: Load) -> None:
+    """One request of `load` on each server must answer 2xx before anything is measured (a
+    benchmark of 4xx answers measures nothing); RuntimeError names the server otherwise."""
+    for who, url in servers.items():
+        status, answer = probe(url, load)
+        if not 200 <= status < 300:
+            raise RuntimeError(f"{load.label} on the {who} answered {status}: {answer[:300]!r}")
+
+
+def measure_rounds(servers: Mapping[str, str], load: Load, *, duration: float, rounds: int,
+                   connections: int, threads: int = 1,
+                   warmup: float = 2.0) -> dict[str, list[Result]]:
+    """Warm every server up with `load`, then `rounds` rounds, each measuring the servers one
+    after another in the order given: a drift of the machine hits every side alike. Returns
+    each server's Results, one per round."""
+    if warmup > 0:
+        for url in servers.values():
+            run_load(url, load, duration=warmup, connections=connections, threads=threads)
+    results: dict[str, list[Result]] = {who: [] for who in servers}
+    for _ in range(rounds):
+        for who, url in servers.items():
+            results[who].append(measure(url, load, duration=duration, connections=connections,
+                                        threads=threads))
+    return results
+
+
+def machine() -> str:
+    """What a figure was measured on, for the top of a benchmark's output (and RESULTS.md):
+    date, cores, CPU model, memory, Python, load generator, commit."""
+    model = "unknown CPU"
+    memory = ""
+    with contextlib.suppress(OSError):
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = f", {int(line.split()[1]) / 2**20:.0f} GiB"
+                break
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
+                                capture_output=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "handlers", "bench",
+                                "examples"], cwd=REPO, text=True, capture_output=True,
+                               check=True, timeout=10).stdout.strip()
+        code = f"commit {commit}" + (" + uncommitted changes" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        code = "commit unknown"
+    load_avg = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} cores, {model}{memory}; "
+            f"Python {sys.version.split()[0]}; load generator {generator_name()}; {code}; "
+            f"load average before the run {load_avg}")
 
 
 def compare(loads: Sequence[Load], *, app: str = KIT_APP, env: Mapping[str, Any] | None = None,
@@ -680,9 +754,7 @@ def compare(loads: Sequence[Load], *, app: str = KIT_APP, env: Mapping[str, Any]
     table's figures (see `summarise`). Raises RuntimeError if a load does not answer 2xx on
     either server before measuring.
     """
-    duration = float(duration or _int_env("BENCH_DURATION", 8))
-    rounds = rounds or _int_env("BENCH_ROUNDS", 3)
-    connections = connections or _int_env("BENCH_CONNECTIONS", 16)
+    duration, rounds, connections = knobs(duration, rounds, connections)
     echo_env = env if echo_env is None else echo_env
     summary = summary or os.environ.get("BENCH_SUMMARY", "best")
     generator = generator_name()
@@ -698,23 +770,12 @@ def compare(loads: Sequence[Load], *, app: str = KIT_APP, env: Mapping[str, Any]
     rows: list[Comparison] = []
     with bench_lock(), serve(app, env, extra_args, log_path=app_log) as app_url, \
             serve(ECHO_APP, echo_env, extra_args) as echo_url:
+        servers = {"app": app_url, "echo": echo_url}
         for load in loads:
-            for who, url in (("app", app_url), ("echo", echo_url)):
-                status, answer = probe(url, load)
-                if not 200 <= status < 300:
-                    raise RuntimeError(f"{load.label} on the {who} answered {status}: "
-                                       f"{answer[:300]!r}")
-            runs: list[tuple[Result, Result]] = []
-            if warmup > 0:
-                for url in (app_url, echo_url):
-                    run_load(url, load, duration=warmup, connections=connections,
-                             threads=threads)
-            for _ in range(rounds):
-                app_result = measure(app_url, load, duration=duration,
-                                     connections=connections, threads=threads)
-                echo_result = measure(echo_url, load, duration=duration,
-                                      connections=connections, threads=threads)
-                runs.append((app_result, echo_result))
+            check_answers(servers, load)
+            results = measure_rounds(servers, load, duration=duration, rounds=rounds,
+                                     connections=connections, threads=threads, warmup=warmup)
+            runs = list(zip(results["app"], results["echo"]))
             row = Comparison(load.label, summarise([a for a, _ in runs], summary),
                              summarise([e for _, e in runs], summary), runs)
             rows.append(row)

@@ -1,0 +1,243 @@
+"""Issue 12's speed floors, all in one run, every server under the same gunicorn settings.
+
+    flock /tmp/bench.lock .venv/bin/python bench/floors.py [--duration 8 --rounds 3]
+    .venv/bin/python bench/floors.py --duration 1 --rounds 1       # smoke: proves it runs
+
+Three gunicorns with the project's gunicorn.conf.py and the same environment: the kit
+(`handlers:create_app()`, every webhook, its default settings plus a translator and a SQLite
+store), the bare Flask echo (bench/echo_app.py) and the plain log webhook
+(bench/plain_log_app.py: the log template, one commit per request). The loads are the other
+scripts' own, imported, not written again:
+
+| case | load | floor |
+|---|---|---|
+| pre-message | premessage.ENGLISH: fresh English sentences, TRANSLATOR=libre set | kit >= 0.35 x echo |
+| post-message | postmessage.reply: 12 strings, Spanish session, strings cached | kit >= 0.5 x echo |
+| log | logs.message_load: message_logged, fresh log_id, signed JWT, SQLite | kit >= 0.3 x echo |
+| log | the same load | kit (group commit) >= 1.3 x plain |
+
+The translator is the LibreTranslate stand-in (tests/libre_server.py) on loopback, in this
+process: it counts its calls, so the post-message case is measured only once a warm-up run
+makes no provider call, and a provider call during the measured rounds fails the run (it
+would be measuring the translator, not the cached path). With wrk as load generator this
+process is idle while measuring, so the stand-in shares nothing with the servers' work.
+
+Each round measures every server of a case one after another; the table shows each server's
+best round (BENCH_SUMMARY=median for medians) and each floor as req/s ratio, with the CPU ratio
+(reference CPU per request / kit's) beside it. After the log case the rows of both stores are
+counted: at least one per acknowledged request, or the run fails. Exit status 0 when every
+floor holds, no request failed and nothing acknowledged is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench import logs, postmessage, premessage  # noqa: E402
+from bench.harness import (ECHO_APP, KIT_APP, RESULT_HEAD, Load, Result,  # noqa: E402
+                           bench_lock, check_answers, gunicorn_settings, knobs, machine,
+                           measure_rounds, probe, result_cells, run_load, serve, summarise)
+from tests.libre_server import LibreServer  # noqa: E402
+
+PLAIN_APP = "bench.plain_log_app:app"
+# Table names of the two stores, for counting rows with sqlite3 (no import of either app).
+KIT_TABLE = "log_events"
+PLAIN_TABLE = "events"
+CACHE_WARMUP_RUNS = 10        # at most this many 1 s runs to fill every worker's cache
+
+
+@dataclass(frozen=True)
+class Case:
+    """One load and the servers it is measured on, in the order of each round."""
+
+    name: str
+    load: Load
+    servers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Floor:
+    """`server`'s req/s on `case` must be at least `minimum` x `reference`'s."""
+
+    case: str
+    server: str
+    reference: str
+    minimum: float
+
+
+FLOORS = (
+    Floor("pre-message", "kit", "echo", 0.35),
+    Floor("post-message", "kit", "echo", 0.5),
+    Floor("log", "kit", "echo", 0.3),
+    Floor("log", "kit", "plain", 1.3),
+)
+
+
+def cases() -> list[Case]:
+    """The loads of premessage.py, postmessage.py and logs.py, relabelled for one table."""
+    english = premessage.body
+    return [
+        Case("pre-message", Load("/webhooks/premessage", name="pre-message",
+                                 template=[english(text) for text in premessage.ENGLISH]),
+             ("kit", "echo")),
+        Case("post-message", Load("/webhooks/postmessage", name="post-message",
+                                  template=postmessage.reply(postmessage.STRINGS,
+                                                             session_id="{{N}}")),
+             ("kit", "echo")),
+        Case("log", logs.message_load(), ("kit", "plain", "echo")),
+    ]
+
+
+def environments(folder: str, translator_url: str) -> dict[str, dict[str, str]]:
+    """Each server's environment: the kit's settings of the three scripts merged, and the
+    same variables for the echo and the plain app, so gunicorn.conf.py reads the same values
+    for all three (only the stores' files differ)."""
+    kit = {**premessage.kit_env(translator_url, "langdetect", f"{folder}/kit.sqlite3"),
+           **postmessage.kit_env(translator_url, f"{folder}/kit.sqlite3"),
+           **logs.kit_env(f"sqlite:///{folder}/kit.sqlite3")}
+    plain = {**kit, "DATABASE_URL": f"sqlite:///{folder}/plain.sqlite3",
+             "WEBHOOK_SECRET": logs.LOG_SECRET}
+    return {"kit": kit, "echo": kit, "plain": plain}
+
+
+@contextlib.contextmanager
+def servers(folder: str, translator_url: str) -> Iterator[dict[str, str]]:
+    env = environments(folder, translator_url)
+    with serve(KIT_APP, env["kit"]) as kit, serve(ECHO_APP, env["echo"]) as echo, \
+            serve(PLAIN_APP, env["plain"]) as plain:
+        yield {"kit": kit, "echo": echo, "plain": plain}
+
+
+def warm_cache(url: str, load: Load, libre: LibreServer, connections: int) -> int:
+    """Run `load` until a 1 s run makes no translator call (every worker holds the strings);
+    returns the runs it took, or raises when the cache never warms."""
+    for run in range(1, CACHE_WARMUP_RUNS + 1):
+        libre.reset_counts()
+        run_load(url, load, duration=1, connections=connections)
+        if libre.calls == 0:
+            return run
+    raise RuntimeError(f"the post-message cache was still calling the translator after "
+                       f"{CACHE_WARMUP_RUNS} warm-up runs")
+
+
+def rows_stored(database: Path, table: str) -> int:
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as db:
+        return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def ratio(top: Result, bottom: Result) -> float:
+    return top.rps / bottom.rps if bottom.rps else 0.0
+
+
+def cpu_ratio(top: Result, bottom: Result) -> float | None:
+    """The reference's CPU per request over the server's: the ratio other load disturbs least."""
+    if not (top.cpu_ms and bottom.cpu_ms):
+        return None
+    return bottom.cpu_ms / top.cpu_ms
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=None,
+                        help="seconds per run (BENCH_DURATION, 8)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (BENCH_ROUNDS, 3)")
+    parser.add_argument("--connections", type=int, default=None,
+                        help="connections (BENCH_CONNECTIONS, 16)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per server (2)")
+    args = parser.parse_args(argv)
+    duration, rounds, connections = knobs(args.duration, args.rounds, args.connections)
+    how = os.environ.get("BENCH_SUMMARY", "best")
+
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory(prefix="bench-floors-") as folder:
+        conf = gunicorn_settings(environments(folder, "http://127.0.0.1:1/")["kit"])
+    print(f"servers: kit {KIT_APP}, echo {ECHO_APP}, plain {PLAIN_APP}; gunicorn.conf.py for "
+          f"all: {conf.get('workers')} workers x {conf.get('threads')} threads "
+          f"({conf.get('worker_class')})")
+    print(f"load: {connections} connections, {rounds} x {duration:g} s per server and case "
+          f"after {args.warmup:g} s warm-up; {how} of the rounds shown", flush=True)
+
+    measured: dict[str, dict[str, list[Result]]] = {}
+    problems: list[str] = []
+    libre = LibreServer().start()
+    try:
+        with bench_lock(), tempfile.TemporaryDirectory(prefix="bench-floors-") as folder, \
+                servers(folder, libre.url) as urls:
+            for case in cases():
+                chosen = {who: urls[who] for who in case.servers}
+                check_answers(chosen, case.load)
+                if case.name == "post-message":
+                    _, answer = probe(urls["kit"], case.load)
+                    postmessage.check_translated(json.loads(answer), postmessage.STRINGS)
+                    runs = warm_cache(urls["kit"], case.load, libre, connections)
+                    print(f"  post-message: translator quiet after {runs} warm-up run(s) of 1 s")
+                libre.reset_counts()
+                results = measure_rounds(chosen, case.load, duration=duration, rounds=rounds,
+                                         connections=connections, warmup=args.warmup)
+                measured[case.name] = results
+                per_round = ", ".join("/".join(f"{results[who][n].rps:.0f}"
+                                               for who in case.servers) for n in range(rounds))
+                print(f"  {case.name}: {'/'.join(case.servers)} req/s per round: {per_round}; "
+                      f"translator calls {libre.calls}", flush=True)
+                if case.name == "post-message" and libre.calls:
+                    problems.append(f"post-message called the translator {libre.calls} times "
+                                    f"while measured: the cache was not warm")
+            acknowledged = {who: sum(r.requests - r.non2xx for r in measured["log"][who])
+                            for who in ("kit", "plain")}
+            stored = {"kit": rows_stored(Path(folder, "kit.sqlite3"), KIT_TABLE),
+                      "plain": rows_stored(Path(folder, "plain.sqlite3"), PLAIN_TABLE)}
+    finally:
+        libre.stop()
+
+    summary = {case: {who: summarise(results, how) for who, results in by_server.items()}
+               for case, by_server in measured.items()}
+    width = max(len(case) for case in summary) + 2
+    head = f"{'case':<{width}}{'server':<7} {RESULT_HEAD}"
+    print(f"\n{head}\n{'-' * len(head)}")
+    for case, by_server in summary.items():
+        for number, (who, result) in enumerate(by_server.items()):
+            print(f"{case if number == 0 else '':<{width}}{who:<7} {result_cells(result)}")
+            if result.errors or result.non2xx:
+                problems.append(f"{case} on the {who}: {result.errors} socket errors or "
+                                f"timeouts, {result.non2xx} answers >= 400")
+    for who in ("kit", "plain"):
+        # the probe and warm-ups also store rows: every measured 2xx must be there at least
+        if stored[who] < acknowledged[who]:
+            problems.append(f"log on the {who}: {stored[who]} rows for {acknowledged[who]} "
+                            f"acknowledged requests")
+    print(f"log rows stored: kit {stored['kit']}, plain {stored['plain']} (acknowledged in "
+          f"measured rounds: kit {acknowledged['kit']}, plain {acknowledged['plain']})")
+
+    print("\nfloor                      req/s ratio  cpu ratio  floor")
+    below = []
+    for floor in FLOORS:
+        top, bottom = summary[floor.case][floor.server], summary[floor.case][floor.reference]
+        value, cpu = ratio(top, bottom), cpu_ratio(top, bottom)
+        ok = value >= floor.minimum
+        if not ok:
+            below.append(floor)
+        label = f"{floor.case}: {floor.server} / {floor.reference}"
+        print(f"{label:<26} {value:11.2f} {cpu if cpu is not None else float('nan'):10.2f}  "
+              f">= {floor.minimum:<4g} {'ok' if ok else 'BELOW'}")
+    for problem in problems:
+        print(f"FAILED: {problem}")
+    print("every floor holds" if not below and not problems else
+          f"{len(below)} floor(s) missed, {len(problems)} failure(s)")
+    return 1 if below or problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
