@@ -1,31 +1,32 @@
 """External webhook handlers for IBM watsonx Assistant: pre-message, post-message and log.
 
 `create_app()` is the application factory gunicorn and `flask --app handlers` call. It reads and
-validates every setting once, builds the shared services (auth verifiers, language detector,
-translator, session memory, event store) before gunicorn forks, and registers one blueprint per
-webhook.
+validates every setting once, builds the services of the webhooks it serves (`WEBHOOKS`: auth
+verifiers, language detector, translator, session memory, event store) before gunicorn forks, and
+registers one blueprint per webhook. A webhook that is not served costs nothing: its module is
+not imported and its services are not built (a pre-message-only app creates no database).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any, Mapping, Sequence
 
-from flask import Flask, Response, request
+from flask import Flask
 
-from . import cli, health, logs, postmessage, premessage, requestlog
+from . import cli, health, requestlog
 from .auth import build_verifier
-from .content import ContentStore
-from .envelope import compact_json
-from .language import build_detector
 from .pipeline import Services, Step
-from .session import build_session_memory, build_shared_redis
 from .settings import Settings, SettingsError, load_settings
-from .store import EventStore, default_url
-from .translation import build_translator
 
 __all__ = ["create_app", "Settings", "SettingsError"]
 log = logging.getLogger(__name__)
+
+# Each webhook's module (its blueprint `bp`) and the name of its list of steps.
+WEBHOOK_MODULES = {"premessage": ("premessage", "PREMESSAGE_STEPS"),
+                   "postmessage": ("postmessage", "POSTMESSAGE_STEPS"),
+                   "log": ("logs", "LOG_STEPS")}
 
 
 def create_app(config: Mapping[str, Any] | None = None,
@@ -38,23 +39,25 @@ def create_app(config: Mapping[str, Any] | None = None,
     """
     settings = load_settings(config)
     requestlog.configure_logging(settings.log_level)
+    unknown = set(steps or {}) - set(WEBHOOK_MODULES)
+    if unknown:
+        raise ValueError(f"create_app(steps=...): no webhook named {', '.join(sorted(unknown))}")
+    not_served = set(steps or {}) - set(settings.webhooks)
+    if not_served:
+        raise ValueError(f"create_app(steps=...): {', '.join(sorted(not_served))} is not served "
+                         f"(WEBHOOKS={','.join(settings.webhooks)})")
+
     app = Flask(__name__, instance_relative_config=True)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.config["WEBHOOK_SETTINGS"] = settings
-
-    app.extensions["webhooks"] = build_services(app, settings)
-
-    defaults = {"premessage": premessage.PREMESSAGE_STEPS,
-                "postmessage": postmessage.POSTMESSAGE_STEPS, "log": logs.LOG_STEPS}
-    unknown = set(steps or {}) - set(defaults)
-    if unknown:
-        raise ValueError(f"create_app(steps=...): no webhook named {', '.join(sorted(unknown))}")
-    app.extensions["webhooks"].steps = {
-        name: list((steps or {}).get(name, default)) for name, default in defaults.items()}
+    services = app.extensions["webhooks"] = build_services(app, settings)
     requestlog.init_app(app)
-    app.after_request(options_as_json)
-    for module in (premessage, postmessage, logs, health):
+    for name in settings.webhooks:
+        module_name, steps_name = WEBHOOK_MODULES[name]
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        services.steps[name] = list((steps or {}).get(name, getattr(module, steps_name)))
         app.register_blueprint(module.bp)
+    app.register_blueprint(health.bp)
     cli.init_app(app)
 
     if settings.open_webhooks:
@@ -64,24 +67,33 @@ def create_app(config: Mapping[str, Any] | None = None,
     return app
 
 
-def options_as_json(response: Response) -> Response:
-    """Flask answers OPTIONS itself with an empty text/html body; every answer of the kit is JSON."""
-    if request.method == "OPTIONS" and response.status_code == 200 and not response.is_json:
-        response.set_data(compact_json({"allow": sorted(response.allow)}))
-        response.content_type = "application/json"
-    return response
-
-
 def build_services(app: Flask, settings: Settings) -> Services:
-    """Everything loaded once per process, before gunicorn forks its workers."""
+    """What the served webhooks use, loaded once per process, before gunicorn forks its workers.
+
+    Imports are local so that a webhook not served never loads its libraries (SQLAlchemy for the
+    log store, the detectors' profiles for pre-message).
+    """
+    served = settings.webhooks
     services = Services(settings=settings)
-    services.verifiers = {name: build_verifier(auth) for name, auth in settings.auth.items()}
-    services.store = EventStore.open(settings.database_url or default_url(app.instance_path),
-                                     retention_days=settings.log_retention_days,
-                                     timeout=settings.database_timeout)
-    services.content = ContentStore.load(settings.content_dir)
-    redis = build_shared_redis(settings)
-    services.sessions = build_session_memory(settings, redis)
-    services.translator = build_translator(settings, redis)
-    services.detector = build_detector(settings)
+    services.verifiers = {name: build_verifier(settings.auth_for(name)) for name in served}
+    if "log" in served:
+        from .store import EventStore, default_url
+
+        services.store = EventStore.open(settings.database_url or default_url(app.instance_path),
+                                         retention_days=settings.log_retention_days)
+    if "premessage" in served or "postmessage" in served:
+        from .session import build_session_memory, build_shared_redis
+        from .translation import build_translator
+
+        redis = build_shared_redis(settings)
+        services.sessions = build_session_memory(settings, redis)
+        services.translator = build_translator(settings, redis)
+    if "premessage" in served:
+        from .language import build_detector
+
+        services.detector = build_detector(settings)
+    if "postmessage" in served:
+        from .content import ContentStore
+
+        services.content = ContentStore.load(settings.content_dir)
     return services

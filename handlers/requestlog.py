@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from .envelope import WebhookError, error_response, make_encoder
+from .envelope import WebhookError, compact_json, error_response, make_encoder
 
 log = logging.getLogger("handlers.request")
 
@@ -210,8 +210,17 @@ def started_at(environ: dict[str, Any]) -> float:
     return environ.get(STARTED) or time.monotonic()
 
 
+def options_as_json(response: Response) -> Response:
+    """Flask answers OPTIONS itself with an empty text/html body; every answer of the kit is JSON."""
+    if request.method == "OPTIONS" and response.status_code == 200 and not response.is_json:
+        response.set_data(compact_json({"allow": sorted(response.allow)}))
+        response.content_type = "application/json"
+    return response
+
+
 def init_app(app: Flask) -> None:
     app.wsgi_app = _Clock(app.wsgi_app)  # type: ignore[method-assign]
+    app.after_request(options_as_json)
 
     @app.after_request
     def log_request(response: Response) -> Response:

@@ -14,6 +14,9 @@ from typing import Any, Callable, Mapping
 
 AUTH_METHODS = ("none", "basic", "bearer", "apikey", "jwt", "oauth2")
 WEBHOOKS = ("premessage", "postmessage", "log")
+# What `WEBHOOKS` may name: the path's last part (/webhooks/logs), or the kit's own name "log".
+WEBHOOK_NAMES = {"premessage": "premessage", "postmessage": "postmessage", "logs": "log",
+                 "log": "log"}
 # The prefix that overrides the shared WEBHOOK_* auth settings for one webhook.
 WEBHOOK_PREFIXES = {"premessage": "PREMESSAGE_", "postmessage": "POSTMESSAGE_", "log": "LOG_"}
 # The deep-translator providers the kit drives (yandex's v1.5 API and papago's openapi endpoint
@@ -59,6 +62,8 @@ class Settings:
     """The kit's whole configuration. Frozen: it is built once and shared by every request."""
 
     # HTTP contract
+    # The webhooks this app serves: only their services are built and their modules imported.
+    webhooks: tuple[str, ...] = WEBHOOKS
     max_content_length: int = 8 * 1024 * 1024
     log_level: str = "INFO"
     auth: Mapping[str, AuthSettings] = field(default_factory=dict)
@@ -112,7 +117,7 @@ class Settings:
 
     @property
     def open_webhooks(self) -> list[str]:
-        return [name for name, auth in self.auth.items() if auth.method == "none"]
+        return [name for name in self.webhooks if self.auth[name].method == "none"]
 
 
 # --- parsing helpers -------------------------------------------------------------------------
@@ -180,6 +185,18 @@ def _codes(source: Mapping[str, Any], name: str, default: tuple[str, ...]) -> tu
         if not (2 <= len(code) <= 3 and code.isascii() and code.isalpha()):
             raise SettingsError(f"{name}: {code!r} is not an ISO 639-1 code (e.g. es, zh)")
     return codes
+
+
+def _webhooks(source: Mapping[str, Any]) -> tuple[str, ...]:
+    raw = _text(source, "WEBHOOKS")
+    if raw is None:
+        return WEBHOOKS
+    names = [name.strip().lower() for name in raw.split(",") if name.strip()]
+    unknown = [name for name in names if name not in WEBHOOK_NAMES]
+    if unknown or not names:
+        raise SettingsError(f"WEBHOOKS={raw!r}: name some of premessage, postmessage, logs")
+    served = {WEBHOOK_NAMES[name] for name in names}
+    return tuple(name for name in WEBHOOKS if name in served)
 
 
 def _auth(source: Mapping[str, Any], webhook: str) -> AuthSettings:
@@ -300,6 +317,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         raise SettingsError(f"LOG_LEVEL={log_level!r} is not a logging level")
 
     settings = Settings(
+        webhooks=_webhooks(source),
         max_content_length=_number(source, "MAX_CONTENT_LENGTH", 8 * 1024 * 1024, cast=int),
         log_level=log_level,
         auth={webhook: _auth(source, webhook) for webhook in WEBHOOKS},
