@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import json
 import logging
@@ -146,13 +147,13 @@ class SignedJwtAuth:
         self.secrets = [s for s in (settings.secret, settings.previous_secret) if s]
         self.algorithms = list(settings.algorithms)
         self.options = _decode_options(settings)
-        self._verified: dict[str, float] = {}   # token -> when it stops being accepted
+        self._verified: dict[bytes, float] = {}   # token's sha256 -> when it stops being accepted
 
     def verify(self, request: Request) -> None:
         token = _token_from(request)
         if not token:
             raise _refuse("a signed JWT is required in Authorization", self.challenge)
-        if time.time() < self._verified.get(token, float("-inf")):
+        if time.time() < self._verified.get(_token_key(token), float("-inf")):
             return
         failure: Exception | None = None
         for secret in self.secrets:
@@ -174,8 +175,14 @@ class SignedJwtAuth:
         if len(self._verified) >= self.VERIFIED_TOKENS:
             self._verified.clear()   # a flood of distinct tokens: start over, stay bounded
         # As PyJWT reads it: expired once int(exp) <= now - leeway.
-        self._verified[token] = int(claims["exp"]) + self.settings.leeway \
+        self._verified[_token_key(token)] = int(claims["exp"]) + self.settings.leeway \
             if "exp" in claims else float("inf")
+
+
+def _token_key(token: str) -> bytes:
+    """A remembered token's key: its sha256, so the memory is bounded by the number of tokens,
+    not their size, and only the exact token still hits."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 class JwksCache:

@@ -15,13 +15,14 @@ This module also holds the two small pieces of shared-state plumbing the transla
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
 import time
 from collections import OrderedDict
 from typing import Any, Callable, Generic, Hashable, TypeVar
+
+from .envelope import MAX_SESSION_ID_CHARS, digest, has_lone_surrogate
 
 log = logging.getLogger(__name__)
 
@@ -137,12 +138,18 @@ class SessionMemory:
     def backend(self) -> str:
         return "redis" if self.redis is not None else "memory"
 
+    @staticmethod
+    def _local_key(session_id: str) -> str:
+        """Session ids are the assistant's UUIDs; anything odd (very long, or not encodable as
+        UTF-8, which Redis keys must be) is replaced by its digest, so an entry's size is
+        bounded whatever the id."""
+        if len(session_id) > MAX_SESSION_ID_CHARS or has_lone_surrogate(session_id):
+            return "sha256:" + digest(session_id)
+        return session_id
+
     def _key(self, session_id: str) -> str:
-        # Session ids are the assistant's UUIDs; anything odd (very long) is hashed into a key.
-        if len(session_id) > 128:
-            session_id = hashlib.sha256(session_id.encode()).hexdigest()
         assert self.redis is not None
-        return self.redis.key("session", session_id)
+        return self.redis.key("session", self._local_key(session_id))
 
     def get(self, session_id: str | None) -> dict[str, Any]:
         """The session's values, {} when unknown, expired or when there is no session id."""
@@ -153,18 +160,19 @@ class SessionMemory:
             raw = self.redis.run(lambda client: client.hgetall(key), None)
             if raw is not None:
                 return _decode_fields(raw)
-        return dict(self.local.get(session_id) or {})
+        return dict(self.local.get(self._local_key(session_id)) or {})
 
     def update(self, session_id: str | None, values: dict[str, Any]) -> None:
         """Merge `values` into the session and give it a fresh `SESSION_TTL`."""
         if not session_id or not isinstance(session_id, str) or not values:
             return
-        merged = dict(self.local.get(session_id) or {})
+        local_key = self._local_key(session_id)
+        merged = dict(self.local.get(local_key) or {})
         merged.update(values)
-        self.local.set(session_id, merged)
+        self.local.set(local_key, merged)
         if self.redis is not None:
             key = self._key(session_id)
-            fields = {name: json.dumps(value, ensure_ascii=False) for name, value in values.items()}
+            fields = {name: _json_text(value) for name, value in values.items()}
             ttl = max(1, int(self.ttl))
 
             def write(client: Any) -> None:
@@ -174,6 +182,13 @@ class SessionMemory:
                 pipe.execute()
 
             self.redis.run(write, None)
+
+
+def _json_text(value: Any) -> str:
+    """`value` as JSON for Redis: non-ASCII as is, unless it holds a lone surrogate (from a
+    payload's escape), which UTF-8 cannot carry; then escaped."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if not has_lone_surrogate(text) else json.dumps(value)
 
 
 def _decode_fields(raw: dict[str, str]) -> dict[str, Any]:

@@ -430,7 +430,8 @@ class TranslationMemory:
 class TranslationCache:
     """Translations by (provider, source, target, text): in-process LRU+TTL, then Redis if set.
 
-    Redis keys are a hash of the four parts (the text never appears in a key); values are the
+    Keys, in process and in Redis, are a hash of the four parts (the text never appears in a key,
+    and an entry costs the translation's size, not the text's twice); values are the
     translations, with the same TTL.
     """
 
@@ -439,17 +440,21 @@ class TranslationCache:
         self.ttl = ttl
         self.redis = redis
 
+    @staticmethod
+    def _digest(provider: str, source: str, target: str, text: str) -> str:
+        parts = f"{provider}\0{source}\0{target}\0{text}"
+        return hashlib.sha256(parts.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
     def _redis_key(self, provider: str, source: str, target: str, text: str) -> str:
-        digest = hashlib.sha256(f"{provider}\0{source}\0{target}\0{text}".encode()).hexdigest()
         assert self.redis is not None
-        return self.redis.key("tr", digest[:40])
+        return self.redis.key("tr", self._digest(provider, source, target, text))
 
     def get_many(self, provider: str, source: str, target: str,
                  texts: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
         missing = []
         for text in texts:
-            hit = self.local.get((provider, source, target, text))
+            hit = self.local.get(self._digest(provider, source, target, text))
             if hit is None:
                 missing.append(text)
             else:
@@ -460,11 +465,11 @@ class TranslationCache:
             for text, value in zip(missing, values):
                 if value is not None:
                     found[text] = value
-                    self.local.set((provider, source, target, text), value)
+                    self.local.set(self._digest(provider, source, target, text), value)
         return found
 
     def put(self, provider: str, source: str, target: str, text: str, translation: str) -> None:
-        self.local.set((provider, source, target, text), translation)
+        self.local.set(self._digest(provider, source, target, text), translation)
         if self.redis is not None:
             key = self._redis_key(provider, source, target, text)
             ttl = max(1, int(self.ttl))
