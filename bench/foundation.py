@@ -41,11 +41,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.harness import Load, compare  # noqa: E402
+from bench.logs import LOG_SECRET, log_token  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures"
 TARGET = 0.8
 PASS_THROUGH_APP = 'handlers:create_app(steps={"premessage": [], "postmessage": [], "log": []})'
-LOG_SECRET = "bench-log-webhook-secret"
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -64,12 +64,6 @@ def _fresh_log_ids(node: Any, counter: list[int]) -> None:
     elif isinstance(node, list):
         for item in node:
             _fresh_log_ids(item, counter)
-
-
-def log_token() -> str:
-    import jwt
-
-    return jwt.encode({"sub": "watsonx-assistant-bench"}, LOG_SECRET, algorithm="HS256")
 
 
 def log_loads(auth: str) -> list[Load]:

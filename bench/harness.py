@@ -236,6 +236,34 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+@contextlib.contextmanager
+def libre_process(delay_ms: float = 0.0, start_timeout: float = 30.0) -> Iterator[str]:
+    """The stand-in LibreTranslate server (tests/libre_server.py) in a process of its own, so it
+    shares no GIL with the script that measures; yields its URL. `delay_ms` delays each answer."""
+    import re
+
+    process = subprocess.Popen([sys.executable, "-m", "tests.libre_server", "--delay-ms",
+                                str(delay_ms)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        timer = threading.Timer(start_timeout, process.kill)  # a silent server ends readline
+        timer.start()
+        try:
+            line = process.stdout.readline() if process.stdout else ""
+        finally:
+            timer.cancel()
+        match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+        if not match:
+            raise RuntimeError(f"the libre server did not start: {line!r}")
+        yield match.group(1)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 # --- what to send -----------------------------------------------------------------------------
 
 def _encode(body: Any) -> bytes:

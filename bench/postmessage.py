@@ -23,24 +23,21 @@ Exit status 1 when a target is missed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import math
 import pathlib
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Iterator
+from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.harness import Load, bench_lock, compare, serve  # noqa: E402
+from bench.harness import Load, bench_lock, compare, libre_process, serve  # noqa: E402
 from tests.libre_server import LibreServer, translate  # noqa: E402
 
 DELAY_MS = 50.0
@@ -183,23 +180,6 @@ def latency(requests: int) -> bool:
           f"p95 {warm_p95:.2f} ms, max {max(warm):.2f} ms; provider calls {warm_calls}  "
           f"{'ok' if warm_ok else 'MISSED'} (target p95 <= {WARM_TARGET_MS:.0f} ms, 0 calls)")
     return cold_ok and warm_ok
-
-
-@contextlib.contextmanager
-def libre_process() -> Iterator[str]:
-    """The stand-in server in its own process (it must not share a GIL with the load generator's
-    parent while the kit is measured); yields its URL."""
-    process = subprocess.Popen([sys.executable, "-m", "tests.libre_server"], cwd=REPO,
-                               stdout=subprocess.PIPE, text=True)
-    try:
-        line = process.stdout.readline() if process.stdout else ""
-        match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
-        if not match:
-            raise RuntimeError(f"the libre server did not start: {line!r}")
-        yield match.group(1)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def throughput(duration: float | None, rounds: int | None) -> bool:

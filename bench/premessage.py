@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import json
 import pathlib
 import re
@@ -31,13 +30,14 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.harness import Load, compare, probe, run_load, serve  # noqa: E402
+from bench.harness import (Load, compare, libre_process, probe, run_load,  # noqa: E402
+                           serve)
 
 THROUGHPUT_TARGET = 0.35
 P99_TARGET_MS = 80.0
@@ -73,29 +73,13 @@ def body(text: str) -> dict[str, Any]:
     return event
 
 
-@contextlib.contextmanager
-def libre_server(delay_ms: float) -> Iterator[str]:
-    """The stand-in LibreTranslate server in its own process; yields its URL."""
-    process = subprocess.Popen([sys.executable, "-m", "tests.libre_server", "--delay-ms",
-                                str(delay_ms)], cwd=REPO, stdout=subprocess.PIPE, text=True)
-    try:
-        line = process.stdout.readline() if process.stdout else ""
-        match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
-        if not match:
-            raise RuntimeError(f"the libre server did not start: {line!r}")
-        yield match.group(1)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 def kit_env(url: str, detector: str, db: str) -> dict[str, str]:
     return {"TRANSLATOR": "libre", "TRANSLATOR_URL": url, "LANGUAGE_DETECTOR": detector,
             "DATABASE_URL": f"sqlite:///{db}", "LOG_LEVEL": "WARNING"}
 
 
 def throughput(detector: str, duration: float, rounds: int) -> bool:
-    with tempfile.TemporaryDirectory() as tmp, libre_server(0) as url:
+    with tempfile.TemporaryDirectory() as tmp, libre_process(0) as url:
         rows = compare([Load("/webhooks/premessage", template=[body(t) for t in ENGLISH],
                              name=f"premessage, English, {detector}"),
                         Load("/webhooks/premessage",
@@ -133,7 +117,7 @@ def latency(detector: str, duration: float, connections: int, rounds: int,
           f"gunicorn ({settings})")
     p99s = []
     for number in range(1, rounds + 1):
-        with tempfile.TemporaryDirectory() as tmp, libre_server(50) as libre, \
+        with tempfile.TemporaryDirectory() as tmp, libre_process(50) as libre, \
                 serve(env={**kit_env(libre, detector, f"{tmp}/events.sqlite3"), **tuned}) as url:
             status, answer = probe(url, load)
             payload = json.loads(answer)["payload"]
