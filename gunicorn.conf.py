@@ -47,7 +47,7 @@ preload_app = True
 # The kit writes one JSON line per request itself; gunicorn's access log would repeat it.
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = os.environ.get("APP_LOG_LEVEL", "info").lower()
 # Forward the scheme/host set by the platform's TLS-terminating router.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 

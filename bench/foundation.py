@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {
             "WEBHOOK_AUTH": "none",
             "DATABASE_URL": f"sqlite:///{folder}/events.sqlite3",
-            "LOG_LEVEL": "INFO",  # the production default: one JSON line per request
+            "APP_LOG_LEVEL": "INFO",  # the production default: one JSON line per request
         }
         jwt_env = {**env, "LOG_AUTH": "jwt", "LOG_SECRET": LOG_SECRET}
         print(describe_code(jwt_env))

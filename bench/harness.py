@@ -8,7 +8,7 @@ Three pieces, usable alone or together (run scripts from the repository root, un
 127.0.0.1 port, waits for `GET /healthz`, yields the base URL (`"http://127.0.0.1:PORT"`) and
 stops the server (SIGTERM, then SIGKILL of its process group after 40 s). `env` is laid over the
 environment with the kit's own variables removed (so your shell cannot change a benchmark): pass
-the kit's settings and gunicorn's (`WEB_CONCURRENCY`, `GUNICORN_THREADS`, `LOG_LEVEL`, ...).
+the kit's settings and gunicorn's (`WEB_CONCURRENCY`, `GUNICORN_THREADS`, `APP_LOG_LEVEL`, ...).
 `extra_args` go after `-c gunicorn.conf.py` and so override it (e.g. `["--workers", "2"]`).
 The server's stderr (the kit's JSON request lines) goes to `log_path` or a temporary file. The
 URL is a str that also carries `.pid` (the gunicorn master) and `.log_path`.
@@ -47,6 +47,15 @@ req/s, `.rounds` the raw results). Example (see bench/foundation.py):
     rows = compare([Load("/webhooks/premessage", body=payload, name="premessage")],
                    env={"DATABASE_URL": "sqlite:////tmp/x.sqlite3"}, duration=8, rounds=3)
     ok = all(row.ratio >= 0.8 for row in rows)
+
+For other line-ups than app versus echo (bench/floors.py: kit, echo and a plain app in one
+run), `compare`'s parts: `check_answers(servers, load)` (one 2xx from each server or
+RuntimeError), `measure_rounds(servers, load, ...)` (warm-up, then rounds measuring the servers
+in turn; each server's Results), `summarise`, and `RESULT_HEAD`/`result_cells(result)` for the
+table's columns. `knobs(duration, rounds, connections)` resolves the BENCH_* defaults below;
+`machine()` is the line to print first (date, cores, CPU, Python, generator, commit), so the
+output can go to bench/RESULTS.md as it is; `libre_process(delay_ms)` runs the stand-in
+LibreTranslate server (tests/libre_server.py) in its own process and yields its URL.
 
 Only one benchmark runs at a time: `compare` holds /tmp/bench.lock (`bench_lock()`), unless a
 parent already does (`flock /tmp/bench.lock python bench/x.py`, or bench/run_all.py).
@@ -89,7 +98,8 @@ PLACEHOLDER = "{{N}}"
 KIT_PREFIXES = ("WEBHOOK_", "PREMESSAGE_", "POSTMESSAGE_", "LOG_", "TRANSLAT", "LANGUAGE",
                 "DATABASE_URL", "REDIS_", "CONTENT_DIR", "SKILL_TYPE", "ASSISTANT_LANGUAGE",
                 "SUPPORTED_LANGUAGES", "UNSUPPORTED_", "MAX_CONTENT_LENGTH", "OFFERED_OPTIONS",
-                "SESSION_", "BREAKER_", "WEB_CONCURRENCY", "GUNICORN_", "PORT")
+                "SESSION_", "BREAKER_", "WEB_CONCURRENCY", "GUNICORN_", "PORT", "APP_LOG_LEVEL",
+                "WEBHOOKS", "REQUEST_READ_TIMEOUT")
 
 
 # --- the server -------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def kit_env(url: str) -> dict[str, str]:
     """The kit's settings for these benchmarks: the store at `url`, the log webhook's JWT as the
     assistant sends it, and a request line per request as in production."""
     return {"WEBHOOK_AUTH": "none", "LOG_AUTH": "jwt", "LOG_SECRET": LOG_SECRET,
-            "DATABASE_URL": url, "LOG_LEVEL": "INFO"}
+            "DATABASE_URL": url, "APP_LOG_LEVEL": "INFO"}
 
 
 def app_storing_nothing(wait: float = 0.0) -> Any:
@@ -228,7 +228,7 @@ def kill_test(backend: str, url: str, total: int, senders: int = 8) -> bool:
     lock = threading.Lock()
     body = json.loads(FIXTURE.read_text())
     token = log_token()
-    env = {**kit_env(url), "WEB_CONCURRENCY": "2", "LOG_LEVEL": "WARNING"}
+    env = {**kit_env(url), "WEB_CONCURRENCY": "2", "APP_LOG_LEVEL": "WARNING"}
     killed: list[int] = []
     started = time.monotonic()
     with serve("handlers:create_app()", env) as base:

@@ -89,7 +89,7 @@ def reply(strings: list[str], session_id: str = "bench-session") -> dict[str, An
 
 def kit_env(translator_url: str, db: str) -> dict[str, str]:
     return {"WEBHOOK_AUTH": "none", "TRANSLATOR": "libre", "TRANSLATOR_URL": translator_url,
-            "DATABASE_URL": f"sqlite:///{db}", "LOG_LEVEL": "INFO"}
+            "DATABASE_URL": f"sqlite:///{db}", "APP_LOG_LEVEL": "INFO"}
 
 
 def check_translated(answer: dict[str, Any], strings: list[str]) -> None:

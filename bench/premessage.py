@@ -75,7 +75,7 @@ def body(text: str) -> dict[str, Any]:
 
 def kit_env(url: str, detector: str, db: str) -> dict[str, str]:
     return {"TRANSLATOR": "libre", "TRANSLATOR_URL": url, "LANGUAGE_DETECTOR": detector,
-            "DATABASE_URL": f"sqlite:///{db}", "LOG_LEVEL": "WARNING"}
+            "DATABASE_URL": f"sqlite:///{db}", "APP_LOG_LEVEL": "WARNING"}
 
 
 def throughput(detector: str, duration: float, rounds: int) -> bool:

@@ -312,9 +312,13 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
 
-    log_level = (_text(source, "LOG_LEVEL", "INFO") or "INFO").upper()
+    if "LOG_LEVEL" in source and "APP_LOG_LEVEL" not in source:
+        # LOG_ settings are the log webhook's (LOG_AUTH, LOG_REDACT): one meaning per prefix.
+        raise SettingsError("LOG_LEVEL was renamed APP_LOG_LEVEL (settings starting with LOG_ "
+                            "configure the log webhook)")
+    log_level = (_text(source, "APP_LOG_LEVEL", "INFO") or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise SettingsError(f"LOG_LEVEL={log_level!r} is not a logging level")
+        raise SettingsError(f"APP_LOG_LEVEL={log_level!r} is not a logging level")
 
     settings = Settings(
         webhooks=_webhooks(source),

@@ -106,7 +106,7 @@ def gunicorn(env: dict[str, str], workers: int = 2,
     clean = {key: value for key, value in os.environ.items()
              if not key.startswith(("WEBHOOK_", "LOG_", "DATABASE_URL"))}
     clean.update({"PORT": str(port), "WEB_CONCURRENCY": str(workers),
-                  "GUNICORN_THREADS": str(threads), "LOG_LEVEL": "WARNING"}, **env)
+                  "GUNICORN_THREADS": str(threads), "APP_LOG_LEVEL": "WARNING"}, **env)
     log = open(os.devnull, "w")
     master = subprocess.Popen(
         [str(GUNICORN), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",

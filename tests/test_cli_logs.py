@@ -220,7 +220,7 @@ def test_the_command_runs_as_users_run_it_with_a_progress_bar_on_a_terminal(
     target = tmp_path / "out.jsonl"
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("WEBHOOK_", "LOG_", "DATABASE_URL"))}
-    env.update(DATABASE_URL=store_url, LOG_LEVEL="ERROR")
+    env.update(DATABASE_URL=store_url, APP_LOG_LEVEL="ERROR")
     flask = [str(pathlib.Path(sys.executable).with_name("flask")), "--app", "handlers", "logs"]
     # stderr on a pseudo-terminal, as in an interactive shell
     leader, follower = pty.openpty()

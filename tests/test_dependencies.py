@@ -106,7 +106,7 @@ def test_python_version_file_matches_the_image():
 def kit_env(tmp_path: pathlib.Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("WEBHOOK_", "LOG_", "DATABASE_URL", "REDIS_", "TRANSLAT"))}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path}/events.sqlite3", LOG_LEVEL="ERROR")
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path}/events.sqlite3", APP_LOG_LEVEL="ERROR")
     return env
 
 

@@ -47,7 +47,8 @@ from handlers.settings import load_settings
     ({"LOG_RETENTION_DAYS": "forever"}, "LOG_RETENTION_DAYS"),
     ({"DATABASE_URL": "events.db"}, "DATABASE_URL"),
     ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
-    ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
+    ({"APP_LOG_LEVEL": "chatty"}, "APP_LOG_LEVEL"),
+    ({"LOG_LEVEL": "DEBUG"}, "APP_LOG_LEVEL"),
     ({"CONTENT_DIR": "/nonexistent/content"}, "CONTENT_DIR"),
     ({"TRANSLATION_MEMORY": "/nonexistent/memory"}, "TRANSLATION_MEMORY"),
 ])
