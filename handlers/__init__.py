@@ -80,7 +80,8 @@ def build_services(app: Flask, settings: Settings) -> Services:
         from .store import EventStore, default_url
 
         services.store = EventStore.open(settings.database_url or default_url(app.instance_path),
-                                         retention_days=settings.log_retention_days)
+                                         retention_days=settings.log_retention_days,
+                                         timeout=settings.database_timeout)
     if "premessage" in served or "postmessage" in served:
         from .session import build_session_memory, build_shared_redis
         from .translation import build_translator
