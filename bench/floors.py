@@ -4,8 +4,9 @@
     .venv/bin/python bench/floors.py --duration 1 --rounds 1       # smoke: proves it runs
 
 Three gunicorns with the project's gunicorn.conf.py and the same environment: the kit
-(`handlers:create_app()`, every webhook, its default settings plus a translator and a SQLite
-store), the bare Flask echo (bench/echo_app.py) and the plain log webhook
+(`handlers:create_app()`, every webhook, its default settings plus a translator, a SQLite
+store, the log webhook's signed JWT and a request line per request at INFO, as in production;
+the settings are the other scripts' `kit_env`s merged), the bare Flask echo (bench/echo_app.py) and the plain log webhook
 (bench/plain_log_app.py: the log template, one commit per request). The loads are the other
 scripts' own, imported, not written again:
 
