@@ -326,9 +326,11 @@ class Watchdog:
     The server's statement and lock timeouts end slow statements, and `tcp_user_timeout`
     notices a dead network; neither helps when the server process is frozen while its host
     still acknowledges our packets (a stopped process, a host stalled on storage, a proxy or
-    NAT on the path that accepts and forwards nothing): libpq then waits forever. At the deadline the watchdog shuts the connection's socket down, the blocked
-    call fails at once with a disconnect error, and the webhook answers 503. One thread per
-    process, started on first use (so it exists in each gunicorn worker, not the master).
+    NAT on the path that accepts and forwards nothing): libpq then waits forever. At the
+    deadline (the request's, see EventStore._within) the watchdog shuts the connection's
+    socket down, the blocked call fails at once with a disconnect error, and the webhook
+    answers 503. One thread per process, started on first use (so it exists in each gunicorn
+    worker, not the master); it looks every WATCHDOG_PERIOD seconds.
     """
 
     def __init__(self, period: float = WATCHDOG_PERIOD) -> None:

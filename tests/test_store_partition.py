@@ -64,15 +64,16 @@ def wave(url: str, count: int, senders: int = 8) -> list[tuple[str, int, str | N
     """`count` log requests from `senders` threads at once: (log_id, status, error, seconds)."""
     results: list[tuple[str, int, str | None, float]] = []
     lock = threading.Lock()
-    ids = iter([str(uuid.uuid4()) for _ in range(count)])
+    ids = [str(uuid.uuid4()) for _ in range(count)]
 
-    def sender() -> None:
-        for log_id in ids:     # shared iterator: each id is sent once (next() is atomic enough
-            outcome = (log_id, *timed_post(url, log_id))   # under the GIL for a list iterator)
+    def sender(mine: list[str]) -> None:
+        for log_id in mine:
+            outcome = (log_id, *timed_post(url, log_id))
             with lock:
                 results.append(outcome)
 
-    threads = [threading.Thread(target=sender) for _ in range(senders)]
+    threads = [threading.Thread(target=sender, args=(ids[index::senders],))
+               for index in range(senders)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -282,3 +283,18 @@ def test_readyz_writes_nothing_it_keeps_and_is_200_on_a_healthy_store(client: An
         assert client.get("/readyz").get_json() == {"status": "ok", "store": "sqlite"}
     store = client.application.extensions["webhooks"].store
     assert store.count() == 0
+
+
+# --- the setting -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["0", "-1", "30", "soon"])
+def test_database_timeout_must_be_a_positive_number_below_30_s(value: str) -> None:
+    from handlers.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="DATABASE_TIMEOUT"):
+        load_settings({"DATABASE_TIMEOUT": value}, environ={})
+
+
+def test_database_timeout_is_the_store_budget(make_app: Any) -> None:
+    assert make_app().extensions["webhooks"].store.timeout == 1.5
+    assert make_app(DATABASE_TIMEOUT="0.8").extensions["webhooks"].store.timeout == 0.8
