@@ -104,7 +104,7 @@ def gunicorn(env: dict[str, str], workers: int = 2,
     """The kit under real gunicorn (the project's config), on a free port; yields (url, master)."""
     port = free_port()
     clean = {key: value for key, value in os.environ.items()
-             if not key.startswith(("WEBHOOK_", "LOG_", "DATABASE_URL"))}
+             if not key.startswith(("WEBHOOK_", "LOG_", "DATABASE_"))}
     clean.update({"PORT": str(port), "WEB_CONCURRENCY": str(workers),
                   "GUNICORN_THREADS": str(threads), "APP_LOG_LEVEL": "WARNING"}, **env)
     log = open(os.devnull, "w")
