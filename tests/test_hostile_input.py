@@ -263,6 +263,23 @@ def test_a_lone_surrogate_goes_through_all_three_webhooks_and_the_session_memory
         assert sessions.redis.errors == 0 and sessions.redis.available
 
 
+def test_text_over_the_caps_passes_through_untranslated(make_app: Callable[..., Any],
+                                                         libre_server: Any) -> None:
+    app = make_app(WEBHOOK_AUTH="none", TRANSLATOR="libre", TRANSLATOR_URL=libre_server.url)
+    client = app.test_client()
+    long_input = "Hola, necesito ayuda con mi pedido. " * 100   # 3,600 characters
+    answer = client.post("/webhooks/premessage",
+                         data=json.dumps(premessage_body(long_input, "s-long")))
+    assert answer.status_code == 200
+    assert answer.get_json()["payload"]["input"]["text"] == long_input
+    long_reply = "Your order ships tomorrow. " * 200                 # 5,400 characters
+    answer = client.post("/webhooks/postmessage", data=json.dumps(postmessage_body(
+        [long_reply, "Thank you"], "s-long", "es")))
+    assert answer.status_code == 200
+    assert answer.get_json()["payload"]["output"]["generic"][0]["text"] == long_reply
+    assert libre_server.texts() == ["Thank you"]
+
+
 def test_a_session_id_of_64_kib_is_remembered_under_a_bounded_key(make_app: Callable[..., Any]
                                                                    ) -> None:
     app = make_app(WEBHOOK_AUTH="none")
