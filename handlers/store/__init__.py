@@ -1,0 +1,22 @@
+"""The log webhook's event store, on SQLAlchemy Core (SQLite by default, PostgreSQL when
+DATABASE_URL says so). Imported only when the log webhook is served.
+
+Where things are:
+
+| module | holds |
+|---|---|
+| schema.py | the table, the row (`LogEvent`), URLs, the engine and its options |
+| event_store.py | `EventStore`: add (durable, idempotent), readiness, retention purge |
+| commit.py | group commit and SQLite's writer lock across processes |
+| deadlines.py | the request's budget, the PostgreSQL watchdog, bounded connects |
+| reports.py | count, export and stats for `flask logs ...` |
+"""
+
+from .commit import GroupCommitter
+from .event_store import PROBE_EVENT, PURGE_BATCH, EventStore
+from .schema import (COLUMNS, MAX_ID_LENGTH, SCHEMA_VERSION, LogEvent, StoreUnavailable,
+                     default_url, events, normalize_url, safe_url, schema_version, utcnow)
+
+__all__ = ["COLUMNS", "MAX_ID_LENGTH", "PROBE_EVENT", "PURGE_BATCH", "SCHEMA_VERSION",
+           "EventStore", "GroupCommitter", "LogEvent", "StoreUnavailable", "default_url",
+           "events", "normalize_url", "safe_url", "schema_version", "utcnow"]

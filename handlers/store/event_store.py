@@ -1,0 +1,475 @@
+"""The event store: every event stored once, durably, within the request's budget.
+
+Losing or duplicating events is the failure that matters, so:
+
+- A row is acknowledged only after its transaction committed. SQLite runs in WAL mode with
+  `synchronous=FULL` (the WAL is fsynced at every commit: a crash or a power cut keeps it);
+  PostgreSQL commits durably by default.
+- Every event has an idempotency key, unique together with the event name; inserts are
+  `INSERT ... ON CONFLICT DO NOTHING`, so a duplicate sent to two workers or two instances at
+  the same moment is stored once, without a check-then-insert race.
+- A database that is down, stuck or silently cut off answers within one budget
+  (`DATABASE_TIMEOUT`, 1.5 s by default) with `StoreUnavailable`, which the webhook turns into
+  a 503 (see deadlines.py). A 503 means "not acknowledged": the row may or may not have been
+  committed (a write cut at the deadline may still commit on the server); the assistant's
+  resend is harmless, since inserts are idempotent on the event's key.
+- Readiness (`check_writable`, /readyz) is the ability to write: a recent failed write, or a
+  probe that inserts an event-sized row and rolls it back, says 503.
+- Concurrent inserts of one process are grouped into one transaction (commit.py).
+- `LOG_RETENTION_DAYS` purges old events at most once an hour, from a background thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import operator
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any, Sequence
+
+from sqlalchemy import DateTime, event, func, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import (DataError, DBAPIError, IntegrityError, InterfaceError,
+                            OperationalError, SQLAlchemyError)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from ..settings import SettingsError
+from .commit import GROUP_COMMIT_DEFAULT, GroupCommitter, WriterLock
+from .deadlines import Budget, Guard
+from .reports import EventReports
+from .schema import (DEFAULT_TIMEOUT, INSERT_COLUMNS, SCHEMA_VERSION, STARTUP_TIMEOUT, LogEvent,
+                     StoreUnavailable, build_engine, events, metadata, normalize_url, safe_url,
+                     schema_version, utcnow)
+
+log = logging.getLogger("handlers.store")
+
+# For this long after a write failed, /readyz says 503 without probing (unless a write
+# succeeds meanwhile); afterwards a probe decides, so an instance taken out of rotation by its
+# own failing readiness comes back once the database does.
+RECENT_FAILURE = 3.0
+# The readiness probe's row: about one event's size, so that a full disk (or SQLite's page
+# limit) refuses it as it refuses events. It is rolled back, never committed: it leaves no row
+# and no freed page behind (a later probe would fit in a freed page although no event could),
+# and costs no fsync.
+PROBE_EVENT = "readiness_probe"
+PROBE_SIZE = 4096
+PURGE_INTERVAL = 3600.0
+PURGE_BATCH = 1000
+
+
+@functools.lru_cache(maxsize=None)
+def insert_ignoring_duplicates(rows: int, dialect: str) -> str:
+    """One statement inserting `rows` rows, skipping those whose (event, idempotency_key) is
+    already stored: generated from the table above, for the driver's own parameter style.
+
+    The one statement of the kit not built with SQLAlchemy's expression language, because it
+    runs for every event and was measured: `sqlite.insert(...).on_conflict_do_nothing()` is
+    compiled again on every execution (SQLAlchemy 2.0 does not cache the dialect-specific
+    insert constructs), about 0.35 ms of CPU per request, more than the insert itself; a
+    cached text() statement still cost three times the driver's own execute. One multi-row
+    statement per batch is also one round trip to PostgreSQL, not one per row.
+
+    PostgreSQL: numbered parameters (`$1`, `$2`, ...) for psycopg's RawCursor, and RETURNING
+    the keys it inserted (one round trip). psycopg parses a `%s` query with a regular
+    expression on every execution once it has more than 50 parameters (a batch of three
+    rows), about 20 us of CPU per row; a raw query is sent as it is, and prepared on the
+    server after a few uses. SQLite: `?`, no RETURNING: without it the statement runs in a
+    single step, so the write lock is taken and released (after the commit) inside SQLite;
+    which rows were new is read from the row count (see `EventStore._write_once`).
+    """
+    width = len(INSERT_COLUMNS)
+    if dialect == "postgresql":
+        values = ", ".join("(" + ", ".join(f"${row * width + column + 1}"
+                                           for column in range(width)) + ")"
+                           for row in range(rows))
+        returning = " RETURNING event, idempotency_key"
+    else:
+        values = ", ".join(["(" + ", ".join(["?"] * width) + ")"] * rows)
+        returning = ""
+    return (f"INSERT INTO {events.name} ({', '.join(INSERT_COLUMNS)}) VALUES {values} "
+            f"ON CONFLICT (event, idempotency_key) DO NOTHING{returning}")
+
+
+
+class EventStore(EventReports):
+    """The log events table and everything done with it: insert, readiness, purge; export and
+    stats come from EventReports."""
+
+    def __init__(self, url: str, *, retention_days: int | None = None,
+                 group_commit: bool | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.url = normalize_url(url)
+        self.engine: Engine = build_engine(self.url, timeout)
+        self.retention_days = retention_days
+        self.timeout = timeout
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+        self._purge_lock = threading.Lock()
+        self._last_purge = float("-inf")
+        if group_commit is None:
+            group_commit = GROUP_COMMIT_DEFAULT.get(self.dialect, True)
+        self.budget = Budget(timeout, guard_connections=self.dialect == "postgresql")
+        # When the latest write failed for a store-wide reason (None: it succeeded).
+        self._failed_at: float | None = None
+        self._probe_lock = threading.Lock()
+        if self.dialect == "postgresql":
+            event.listen(self.engine, "do_connect", self.budget.connect)
+        # psycopg's cursor for queries with $n parameters, sent as they are (PostgreSQL only;
+        # imported here so a SQLite deployment never loads the driver).
+        self._raw_cursor: Any = None
+        if self.dialect == "postgresql":
+            from psycopg import RawCursor
+
+            self._raw_cursor = RawCursor
+        dialect = self.engine.dialect
+        # SQLAlchemy's own conversions for the driver (datetimes to text on SQLite, ...), the
+        # datetime one replaced by the same format from C (it was 2% of a request's CPU).
+        self._values_of = operator.attrgetter(*INSERT_COLUMNS)
+        converters = {
+            index: _sqlite_datetime if self.dialect == "sqlite"
+            and isinstance(events.c[name].type, DateTime)
+            else events.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for index, name in enumerate(INSERT_COLUMNS)}
+        self._converters = [(index, convert) for index, convert in converters.items() if convert]
+        database = self.engine.url.database
+        self.writer_lock = WriterLock(database + "-writer.lock", timeout) \
+            if self.dialect == "sqlite" and database and database != ":memory:" \
+            and not database.startswith("file:") else None
+        self.committer = GroupCommitter(self._write, wait=timeout,
+                                        gate=self._writer) if group_commit else None
+
+    @classmethod
+    def open(cls, url: str, **options: Any) -> "EventStore":
+        """Build the store and create its schema now (at start-up). A database that does not
+        answer yet is not fatal: /readyz says so, and the schema is created on first use."""
+        store = cls(url, **options)
+        try:
+            with store.budget.within(max(store.timeout, STARTUP_TIMEOUT)):
+                store.create_schema()
+        except StoreUnavailable as exc:
+            log.warning("log store %s unreachable at start-up (%s); the schema will be created "
+                        "when it answers", safe_url(store.url), exc)
+        finally:
+            store.engine.dispose()   # the master keeps no connection across the fork
+        return store
+
+    # --- schema ----------------------------------------------------------------------------
+
+    def create_schema(self) -> int:
+        """Create the tables if missing and record the schema version; returns the version.
+
+        Safe when several processes start at once: IF NOT EXISTS everywhere, and on
+        PostgreSQL an advisory lock serialises concurrent creators.
+        """
+        try:
+            with self.engine.begin() as connection, \
+                    self.budget.guard(connection.connection.dbapi_connection):
+                if self.dialect == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(581771505)"))
+                for table in metadata.sorted_tables:
+                    connection.execute(CreateTable(table, if_not_exists=True))
+                    for index in table.indexes:
+                        connection.execute(CreateIndex(index, if_not_exists=True))
+                found = connection.execute(select(func.max(schema_version.c.version))).scalar()
+                if found is None:
+                    connection.execute(schema_version.insert().values(
+                        version=SCHEMA_VERSION, applied_at=utcnow()))
+                    found = SCHEMA_VERSION
+                elif found > SCHEMA_VERSION:
+                    raise SettingsError(
+                        f"the log store's schema is version {found}, newer than this kit "
+                        f"({SCHEMA_VERSION}); upgrade the kit")
+        except (OperationalError, InterfaceError, PoolTimeout) as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+        self._schema_ready = True
+        return int(found)
+
+    def schema_version(self) -> int | None:
+        with self._connect() as connection:
+            return connection.execute(select(func.max(schema_version.c.version))).scalar()
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if not self._schema_ready:
+                self.create_schema()
+
+    # --- health ----------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raises when the database does not answer within the budget (a read: `SELECT 1`)."""
+        with self.budget.within():
+            for attempt in (1, 2):
+                try:
+                    with self.engine.connect() as connection, \
+                            self.budget.guard(connection.connection.dbapi_connection):
+                        connection.execute(text("SELECT 1"))
+                    return
+                except DBAPIError as exc:
+                    if attempt == 1 and _is_disconnect(exc):
+                        continue   # a pooled connection the server dropped; try a fresh one
+                    raise
+
+    def check_writable(self) -> None:
+        """Raise StoreUnavailable unless an event could be written now (what /readyz says).
+
+        A write that failed in the last RECENT_FAILURE seconds (and none succeeded since)
+        answers at once, without touching the database; otherwise a probe inserts a row of
+        about an event's size (SQLite's write lock, new pages, a PostgreSQL heap extension and
+        its locks, as an event would) and rolls it back, within the budget. It cannot see a
+        failure that only the commit meets (a WAL that cannot grow): the failed writes do.
+        Probes of one process run one at a time, so a burst of checks against a dead database
+        holds one connection attempt, not one each.
+        """
+        failed = self._failed_at
+        if failed is not None and time.monotonic() - failed < RECENT_FAILURE:
+            raise StoreUnavailable("the latest write failed")
+        with self.budget.within() as deadline:
+            if not self._probe_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise StoreUnavailable("another readiness probe is still waiting")
+            try:
+                self._ensure_schema()
+                self._probe()
+            finally:
+                self._probe_lock.release()
+        self._failed_at = None
+
+    def _probe(self) -> None:
+        key = f"{PROBE_EVENT}-{uuid.uuid4().hex}"
+        row = LogEvent(event=PROBE_EVENT, idempotency_key=key, raw=" " * PROBE_SIZE).row()
+        try:
+            with self._writer(), self.engine.connect() as connection:
+                with self.budget.guard(connection.connection.dbapi_connection) as guard:
+                    try:
+                        with connection.begin() as transaction:
+                            connection.execute(events.insert().values(**row))
+                            transaction.rollback()
+                    except SQLAlchemyError:
+                        if guard is not None and guard.fired:
+                            connection.invalidate()   # its socket was shut down
+                        raise
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def add(self, item: LogEvent) -> bool:
+        """Store one event durably; True if it is new, False if its key was already stored.
+
+        Returns only after the commit. Raises `StoreUnavailable` if the row may not be kept.
+        """
+        with self.budget.within() as deadline:
+            self._ensure_schema()
+            if self.committer is not None:
+                stored = self.committer.submit(item, deadline)
+            else:
+                stored = _outcome(self._write([item])[0])
+        self._maybe_purge()
+        return stored
+
+    def add_many(self, items: Sequence[LogEvent]) -> list[bool]:
+        """Store several events in one transaction (tests, imports)."""
+        with self.budget.within():
+            self._ensure_schema()
+            return [_outcome(result) for result in self._write(list(items))]
+
+    def _write(self, items: list[LogEvent]) -> list[bool | StoreUnavailable]:
+        """Insert `items` in one transaction: per item True (new), False (duplicate), or the
+        StoreUnavailable that kept it out. Raises StoreUnavailable when none was stored. The
+        outcome is what `check_writable` reports until the next write or probe."""
+        try:
+            results = self._write_attempts(items)
+        except StoreUnavailable:
+            self._failed_at = time.monotonic()
+            raise
+        self._failed_at = None
+        return results
+
+    def _write_attempts(self, items: list[LogEvent]) -> list[bool | StoreUnavailable]:
+        try:
+            try:
+                return list(self._write_once(items))
+            except DBAPIError as exc:
+                if not _is_disconnect(exc):
+                    raise
+                # The server dropped a pooled connection (restart, failover). Inserts ignore
+                # conflicts, so writing the batch again on a fresh connection is safe.
+                return list(self._write_once(items))
+        except SQLAlchemyError as exc:
+            if len(items) > 1 and _row_specific(exc):
+                # One bad row must not sink its neighbours: write each on its own, so only
+                # the caller whose row cannot be stored is told so.
+                return [self._write_one(item) for item in items]
+            log.warning("log store write failed: %s", type(exc).__name__)
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    def _write_once(self, items: list[LogEvent]) -> list[bool]:
+        """One statement, so one transaction and one commit, for `items`, on a pooled
+        connection of the engine used at the driver's level (see `insert_ignoring_duplicates`
+        for why). Driver errors are raised as SQLAlchemy's, and a dropped connection is
+        invalidated, exactly as SQLAlchemy itself would do."""
+        params: list[Any] = []
+        for item in items:
+            values = list(self._values_of(item))
+            for index, convert in self._converters:
+                values[index] = convert(values[index])
+            params += values
+        sql = insert_ignoring_duplicates(len(items), self.dialect)
+        try:
+            connection = self.engine.raw_connection()
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(None, None, exc, self.engine.dialect.loaded_dbapi.Error,
+                                      hide_parameters=True, connection_invalidated=False,
+                                      dialect=self.engine.dialect) from exc
+        dbapi_connection = connection.dbapi_connection
+        cursor = None
+        guard: Guard | None = None
+        try:
+            with self.budget.guard(dbapi_connection) as guard:
+                if self.dialect == "sqlite":
+                    cursor = dbapi_connection.cursor()
+                    # The connection is in autocommit: the statement is its own transaction,
+                    # committed (and fsynced) before execute returns.
+                    with self._writer():
+                        cursor.execute(sql, params)
+                    inserted = self._inserted_sqlite(cursor, items)
+                else:
+                    cursor = self._raw_cursor(dbapi_connection)
+                    # One statement is one transaction: in autocommit it is a single round
+                    # trip (psycopg would otherwise send BEGIN and COMMIT on their own).
+                    dbapi_connection.autocommit = True
+                    try:
+                        cursor.execute(sql, params)
+                        inserted = {tuple(row) for row in cursor.fetchall()}
+                    finally:
+                        with contextlib.suppress(Exception):
+                            dbapi_connection.autocommit = False
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            lost = self.engine.dialect.is_disconnect(exc, dbapi_connection, cursor)
+            if lost:
+                connection.invalidate(exc)
+            raise DBAPIError.instance(sql, None, exc, self.engine.dialect.loaded_dbapi.Error,
+                                      hide_parameters=True, connection_invalidated=lost,
+                                      dialect=self.engine.dialect) from exc
+        except StoreUnavailable:
+            if guard is not None and guard.fired:
+                connection.invalidate()     # the watchdog shut its socket down
+            raise
+        finally:
+            if cursor is not None:
+                with contextlib.suppress(Exception):
+                    cursor.close()
+            connection.close()   # back to the pool, which rolls back anything left open
+        results = []
+        for item in items:
+            key = (item.event, item.idempotency_key)
+            results.append(key in inserted)
+            inserted.discard(key)    # the same key twice in one batch: the second is a duplicate
+        return results
+
+    @staticmethod
+    def _inserted_sqlite(cursor: Any, items: list[LogEvent]) -> set[tuple[str, str]]:
+        """The (event, key) pairs the insert just run on `cursor` stored.
+
+        Usually all of them (the row count says so). Otherwise they are looked up: SQLite gives
+        each new row the largest id + 1 and the statement held the write lock, so the rows it
+        stored have the ids up to `lastrowid`, `rowcount` of them; an older row with one of
+        the keys has a smaller id.
+        """
+        stored, last = cursor.rowcount, cursor.lastrowid
+        if stored == len(items):
+            return {(item.event, item.idempotency_key) for item in items}
+        if stored <= 0:
+            return set()
+        inserted: set[tuple[str, str]] = set()
+        for name in {item.event for item in items}:
+            keys = list({item.idempotency_key for item in items if item.event == name})
+            cursor.execute(
+                f"SELECT id, idempotency_key FROM {events.name} WHERE event = ? AND "
+                f"idempotency_key IN ({', '.join(['?'] * len(keys))})", [name, *keys])
+            inserted.update((name, key) for row_id, key in cursor.fetchall()
+                            if row_id > last - stored)
+        return inserted
+
+    def _writer(self) -> Any:
+        """SQLite's writer lock (see WriterLock), waited on within this thread's deadline."""
+        if self.writer_lock is None:
+            return contextlib.nullcontext()
+        return self.writer_lock.hold(self.budget.remaining())
+
+    def _write_one(self, item: LogEvent) -> bool | StoreUnavailable:
+        try:
+            return self._write_once([item])[0]
+        except SQLAlchemyError as exc:
+            log.warning("log store write failed: %s", type(exc).__name__)
+            return StoreUnavailable(type(exc).__name__)
+
+    # --- retention -------------------------------------------------------------------------
+
+    def purge(self, older_than_days: float, *, now: datetime | None = None) -> int:
+        """Delete events received more than `older_than_days` ago; returns how many.
+
+        Deletes in batches of PURGE_BATCH rows, one short transaction each, so inserts (which
+        need SQLite's single write lock) are never held up for long.
+        """
+        self._ensure_schema()
+        cutoff = (now or utcnow()) - timedelta(days=older_than_days)
+        doomed = select(events.c.id).where(events.c.received_at < cutoff).limit(PURGE_BATCH)
+        total = 0
+        try:
+            while True:
+                with self._writer(), self.engine.begin() as connection:
+                    deleted = connection.execute(
+                        events.delete().where(events.c.id.in_(doomed.scalar_subquery()))).rowcount
+                total += deleted
+                if deleted < PURGE_BATCH:
+                    return total
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    def _maybe_purge(self) -> None:
+        """Run the retention purge in the background if it has not run for an hour."""
+        if not self.retention_days or time.monotonic() - self._last_purge < PURGE_INTERVAL:
+            return
+        if not self._purge_lock.acquire(blocking=False):
+            return
+        self._last_purge = time.monotonic()
+        threading.Thread(target=self._purge_in_background, name="log-retention",
+                         daemon=True).start()
+
+    def _purge_in_background(self) -> None:
+        try:
+            deleted = self.purge(self.retention_days or 0)
+            if deleted:
+                log.info("retention purge", extra={"fields": {
+                    "deleted": deleted, "older_than_days": self.retention_days}})
+        except Exception as exc:
+            log.warning("retention purge failed: %s", type(exc).__name__)
+        finally:
+            self._purge_lock.release()
+
+
+def _outcome(result: bool | StoreUnavailable) -> bool:
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    """SQLAlchemy's storage format for DateTime on SQLite ("2024-05-01 09:30:00.000000")."""
+    return None if value is None else value.isoformat(" ", "microseconds")
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _row_specific(exc: SQLAlchemyError) -> bool:
+    """An error one row's data can cause (not the database being away)."""
+    return isinstance(exc, (DataError, IntegrityError)) or not isinstance(exc, DBAPIError)
