@@ -83,7 +83,8 @@ def build_services(app: Flask, settings: Settings) -> Services:
                                          retention_days=settings.log_retention_days,
                                          timeout=settings.database_timeout)
     if "premessage" in served or "postmessage" in served:
-        from .session import build_session_memory, build_shared_redis
+        from .cache import build_shared_redis
+        from .session import build_session_memory
         from .translation import build_translator
 
         redis = build_shared_redis(settings)

@@ -36,7 +36,7 @@ from collections import Counter
 from concurrent.futures import Future, wait
 from typing import Any, Callable, Iterable, Sequence
 
-from .session import SharedRedis, TTLCache
+from .cache import SharedRedis, TTLCache
 
 log = logging.getLogger(__name__)
 

@@ -93,11 +93,11 @@ def premessage(client, text: str, session: str) -> dict:
 def test_self_signed_tls_redis_works_with_cert_reqs_none(make_app, tls_redis, caplog):
     settings = {"REDIS_URL": tls_redis, "REDIS_PREFIX": "tls-test:", "REDIS_SSL_CERT_REQS": "none"}
     one, other = make_app(**settings), make_app(**settings)
-    with caplog.at_level(logging.WARNING, logger="handlers.session"):
+    with caplog.at_level(logging.WARNING, logger="handlers.cache"):
         premessage(one.test_client(), "Hola, necesito ayuda con mi pedido", "s-tls")
         # Another instance reads the language through the TLS Redis: not process memory.
         assert other.extensions["webhooks"].sessions.get("s-tls")["language"] == "es"
-    assert not [r for r in caplog.records if r.name == "handlers.session"]
+    assert not [r for r in caplog.records if r.name == "handlers.cache"]
     client = one.extensions["webhooks"].sessions.redis.client
     assert client.connection_pool.connection_kwargs["ssl_cert_reqs"] == "none"
     assert client.hgetall("tls-test:session:s-tls")
@@ -108,11 +108,11 @@ def test_self_signed_tls_redis_works_with_cert_reqs_none(make_app, tls_redis, ca
 def test_self_signed_tls_redis_is_refused_by_default(make_app, tls_redis, caplog):
     app = make_app(REDIS_URL=tls_redis, REDIS_PREFIX="tls-test:")
     sessions = app.extensions["webhooks"].sessions
-    with caplog.at_level(logging.WARNING, logger="handlers.session"):
+    with caplog.at_level(logging.WARNING, logger="handlers.cache"):
         premessage(app.test_client(), "Hola, necesito ayuda con mi pedido", "s-strict")
         # Falls back to this process's memory: the turn still works.
         assert sessions.get("s-strict")["language"] == "es"
-    warnings = [r.getMessage() for r in caplog.records if r.name == "handlers.session"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "handlers.cache"]
     assert len(warnings) == 1 and "redis unavailable" in warnings[0]
     assert tls_redis not in caplog.text
     assert sessions.redis.errors >= 1

@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from handlers.session import SessionMemory, SharedRedis, TTLCache
+from handlers.cache import SharedRedis, TTLCache
+from handlers.session import SessionMemory
 
 
 class Clock:
@@ -108,12 +109,12 @@ def test_redis_memory_via_the_app_settings(make_app, redis_url, redis_prefix):
 def test_redis_down_falls_back_to_process_memory_and_logs_once(caplog):
     redis = SharedRedis(f"redis://127.0.0.1:{unused_port()}/0", "x:")
     memory = SessionMemory(10, 60, redis)
-    with caplog.at_level(logging.WARNING, logger="handlers.session"):
+    with caplog.at_level(logging.WARNING, logger="handlers.cache"):
         memory.update("s1", {"language": "es"})
         assert memory.get("s1") == {"language": "es"}
         memory.update("s1", {"offered": ["a"]})
         assert memory.get("s1") == {"language": "es", "offered": ["a"]}
-    warnings = [r for r in caplog.records if r.name == "handlers.session"]
+    warnings = [r for r in caplog.records if r.name == "handlers.cache"]
     assert len(warnings) == 1
     assert "redis unavailable (ConnectionError)" in warnings[0].getMessage()
     assert not redis.available  # in its back-off: the next calls do not even try
