@@ -1,0 +1,193 @@
+"""`Translator`: the translation memory, then the cache, then the provider on the bounded pool
+under one deadline and behind the circuit breaker (see the package's docstring)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future, wait
+from typing import Any, Sequence
+
+from ..cache import SharedRedis
+from ..settings import Settings
+from .memory import TranslationCache, TranslationMemory
+from .providers import Provider, TranslationError, build_provider, failure_reason
+from .resilience import Call, CallPool, CircuitBreaker
+
+log = logging.getLogger("handlers.translation")
+
+class Translator:
+    """The one translation interface both webhooks use; always present, TRANSLATOR=none too."""
+
+    def __init__(self, provider: Provider | None, *, memory: TranslationMemory | None = None,
+                 cache: TranslationCache | None = None, concurrency: int = 8,
+                 breaker_failures: int = 5, breaker_cooldown: float = 30.0) -> None:
+        self.provider = provider
+        self.name = provider.name if provider is not None else "none"
+        self.memory = memory or TranslationMemory()
+        self.cache = cache or TranslationCache(0, 1.0)
+        self.pool = CallPool(concurrency)
+        self.breaker = CircuitBreaker(self.name, breaker_failures, breaker_cooldown)
+        self._stats: Counter[str] = Counter()
+        self._stats_lock = threading.Lock()
+
+    def _count(self, **counts: int) -> None:
+        with self._stats_lock:
+            self._stats.update(counts)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since start (per process): calls, failures, timeouts, cache and memory hits."""
+        with self._stats_lock:
+            stats: dict[str, Any] = dict(self._stats)
+        stats.update(provider=self.name, breaker=self.breaker.state, stuck_threads=self.pool.stuck)
+        return stats
+
+    def can_translate(self, language: str) -> bool:
+        """Whether the provider has a code for this language (memory and cache aside)."""
+        return self.provider is not None and self.provider.code_for(language) is not None
+
+    def translate(self, text: str, source: str, target: str, timeout: float) -> str | None:
+        """One string; None when it was not translated (the caller keeps the original)."""
+        return self.translate_many([text], source, target, timeout).get(text)
+
+    def translate_many(self, texts: Sequence[str], source: str, target: str,
+                       timeout: float) -> dict[str, str]:
+        """Translate distinct strings under one deadline; answer only those translated in time.
+
+        Memory first, then the cache, then the provider (concurrently, on the shared pool). A string
+        that fails or misses the deadline is absent; one log line says how many and why.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        if not source or not target or source == target:
+            return {}
+        wanted = [t for t in dict.fromkeys(texts) if isinstance(t, str) and t.strip()]
+        if not wanted:
+            return {}
+        result = self.memory.lookup(wanted, source, target)
+        if result:
+            self._count(memory_hits=len(result))
+        todo = [t for t in wanted if t not in result]
+        if todo:
+            cached = self.cache.get_many(self.name, source, target, todo)
+            if cached:
+                self._count(cache_hits=len(cached))
+                result.update(cached)
+                todo = [t for t in todo if t not in cached]
+        if todo:
+            failures = self._call_provider(todo, source, target, deadline, result)
+            if failures:
+                # While the circuit is open every request would say so; the breaker said it once.
+                level = logging.DEBUG if set(failures) == {"circuit_open"} else logging.WARNING
+                log.log(level, "translation %s->%s via %s: %d of %d strings left untranslated (%s)",
+                        source, target, self.name, sum(failures.values()), len(wanted),
+                        ", ".join(f"{why}={n}" for why, n in sorted(failures.items())))
+        return result
+
+    def _call_provider(self, texts: list[str], source: str, target: str, deadline: float,
+                       result: dict[str, str]) -> Counter[str]:
+        """Fan the provider calls out on the pool; fill `result`; return the failure reasons."""
+        failures: Counter[str] = Counter()
+        provider = self.provider
+        if provider is None:
+            return failures  # TRANSLATOR=none: memory and cache only, and that is no failure
+        src, tgt = provider.code_for(source), provider.code_for(target)
+        if src is None or tgt is None:
+            failures["unsupported_language"] += len(texts)
+            return failures
+        calls: dict[Future, Call] = {}
+        for text in texts:
+            if self.pool.jammed:
+                failures["all_threads_stuck"] += 1
+                continue
+            allowed, probe = self.breaker.allow()
+            if not allowed:
+                failures["circuit_open"] += 1
+                continue
+            call = Call(text, deadline, probe)
+            calls[self.pool.submit(self._run, provider, call, source, target, src, tgt)] = call
+        if not calls:
+            return failures
+        done, pending = wait(calls, timeout=max(0.0, deadline - time.monotonic()))
+        for future in done:
+            try:
+                result[calls[future].text] = future.result()
+            except Exception as exc:
+                failures[failure_reason(exc)] += 1
+        for future in pending:
+            call = calls[future]
+            if future.cancel():  # never started: the deadline passed while it queued
+                failures["deadline_in_queue"] += 1
+                if call.probe:
+                    self.breaker.release_probe()
+                continue
+            with call.lock:
+                if call.finished:  # finished between wait() and here
+                    late = True
+                else:
+                    call.abandoned, late = True, False
+            if late:
+                try:
+                    result[call.text] = future.result()
+                except Exception as exc:
+                    failures[failure_reason(exc)] += 1
+                continue
+            failures["timeout"] += 1
+            self._count(timeouts=1)
+            self.pool.hold(+1)
+            self.breaker.failure()
+        return failures
+
+    def _run(self, provider: Provider, call: Call, source: str, target: str,
+             src: str, tgt: str) -> str:
+        """On a pool thread: one provider call, its breaker outcome, and caching its answer."""
+        if time.monotonic() >= call.deadline:
+            if call.probe:
+                self.breaker.release_probe()
+            raise TranslationError("deadline_in_queue")
+        self._count(calls=1)
+        error: BaseException | None = None
+        translation = None
+        try:
+            translation = provider.translate(call.text, src, tgt)
+        except BaseException as exc:  # deep-translator's exceptions share no base class
+            error = exc
+        with call.lock:
+            call.finished = True
+            abandoned = call.abandoned
+        if abandoned:
+            self.pool.hold(-1)  # its requester already counted the timeout against the breaker
+        elif error is None:
+            self.breaker.success()
+        else:
+            self._count(failures=1)
+            self.breaker.failure()
+        if error is not None:
+            raise error
+        assert translation is not None
+        self.cache.put(self.name, source, target, call.text, translation)
+        return translation
+
+
+def build_translator(settings: Settings, redis: SharedRedis | None = None) -> Translator:
+    """The app's translator, built once before the fork; nothing here calls the provider."""
+    provider = build_provider(settings)
+    translator = Translator(
+        provider,
+        memory=TranslationMemory.load(settings.translation_memory),
+        cache=TranslationCache(settings.translation_cache_size, settings.translation_cache_ttl,
+                               redis),
+        concurrency=settings.translation_concurrency,
+        breaker_failures=settings.breaker_failures,
+        breaker_cooldown=settings.breaker_cooldown,
+    )
+    if provider is not None:
+        missing = [code for code in settings.supported_languages
+                   if code != settings.assistant_language and not translator.can_translate(code)]
+        if missing:
+            log.warning("TRANSLATOR=%s has no code for %s: messages in these languages reach the "
+                        "assistant untranslated (translation memory aside); narrow "
+                        "SUPPORTED_LANGUAGES to answer them with UNSUPPORTED_LANGUAGE_REPLY",
+                        provider.name, ", ".join(missing))
+    return translator
