@@ -14,8 +14,9 @@ Run the kit with these steps added:
     flask --app "examples.custom_step:create_app()" run
     gunicorn -c gunicorn.conf.py "examples.custom_step:create_app()"
 
-Each step is a plain function `step(payload, turn)` that opens with its condition; `create_app`
-below is the kit's factory with the step lists extended. That is all there is to it.
+Each step is a plain function `step(turn)` that opens with its condition and changes
+`turn.payload` in place; `create_app` below is the kit's factory with the step lists extended.
+That is all there is to it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from handlers import create_app as create_kit_app
 from handlers.pipeline import Turn
 from handlers.postmessage import POSTMESSAGE_STEPS
 from handlers.premessage import PREMESSAGE_STEPS
+from handlers.redact import luhn_valid
 
 # Both patterns start a match only where a run of their characters starts (the lookbehinds) and
 # repeat a bounded number of times, so a 200 KB word costs one pass, not one pass per letter.
@@ -38,28 +40,24 @@ PLACEHOLDER = re.compile(r"\{\{(email|card)_(\d+)\}\}")
 MEMORY_KEY = "masked_personal_data"
 
 
-def luhn_valid(number: str) -> bool:
+def is_card_number(number: str) -> bool:
     """Card numbers carry a Luhn check digit; other long digit runs (orders, phones) do not."""
-    digits = [int(d) for d in number if d.isdigit()]
-    total = 0
-    for position, digit in enumerate(reversed(digits)):
-        if position % 2:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return 13 <= len(digits) <= 19 and total % 10 == 0
+    digits = "".join(d for d in number if d.isdigit())
+    return 13 <= len(digits) <= 19 and luhn_valid(digits)
 
 
-def mask_personal_data(payload: dict[str, Any], turn: Turn) -> Response | None:
+def mask_personal_data(turn: Turn) -> Response | None:
     """Replace e-mail addresses and card numbers in the customer's message by placeholders."""
-    message = payload.get("input")
+    message = turn.payload.get("input")
     text = message.get("text") if isinstance(message, dict) else None
-    if not isinstance(text, str) or not text or not turn.session_id:
+    sessions = turn.services.sessions
+    if not isinstance(text, str) or not text or not turn.session_id or sessions is None:
         return None
     originals: dict[str, str] = {}
 
     def hide(kind: str) -> Any:
         def replace(match: re.Match[str]) -> str:
-            if kind == "card" and not luhn_valid(match.group(0)):
+            if kind == "card" and not is_card_number(match.group(0)):
                 return match.group(0)
             name = f"{kind}_{sum(1 for k in originals if k.startswith(kind)) + 1}"
             originals[name] = match.group(0)
@@ -70,17 +68,15 @@ def mask_personal_data(payload: dict[str, Any], turn: Turn) -> Response | None:
     if not originals:
         return None
     message["text"] = masked
-    turn.services.sessions.update(turn.session_id, {MEMORY_KEY: originals})
+    sessions.update(turn.session_id, {MEMORY_KEY: originals})
     turn.notes["masked"] = len(originals)
     return None
 
 
-def restore_personal_data(payload: dict[str, Any], turn: Turn) -> Response | None:
+def restore_personal_data(turn: Turn) -> Response | None:
     """Put the customer's own e-mail addresses and card numbers back where the reply uses them."""
-    if not turn.session_id:
-        return None
-    originals = turn.services.sessions.get(turn.session_id).get(MEMORY_KEY)
-    output = payload.get("output")
+    originals = turn.session_record().get(MEMORY_KEY)
+    output = turn.payload.get("output")
     if not originals or not isinstance(output, dict):
         return None
 

@@ -35,7 +35,8 @@ def create_app(config: Mapping[str, Any] | None = None,
 
     `config` overrides environment variables of the same names (tests use it). `steps` replaces a
     webhook's list of steps ("premessage", "postmessage", "log") for this app only, e.g.
-    `{"premessage": [my_step, *PREMESSAGE_STEPS]}` (see examples/custom_step.py).
+    `{"premessage": [my_step, *PREMESSAGE_STEPS]}` where `def my_step(turn: Turn) -> Response |
+    None` reads and changes `turn.payload` (see handlers/pipeline.py and examples/custom_step.py).
     """
     settings = load_settings(config)
     requestlog.configure_logging(settings.log_level)

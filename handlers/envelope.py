@@ -43,31 +43,11 @@ class WebhookError(Exception):
         self.headers = headers or {}
 
 
-def make_encoder(separators: tuple[str, str] = (",", ":"),
-                 default: Callable[[Any], Any] | None = None) -> Callable[[Any], str]:
-    """`json.dumps(obj, ensure_ascii=False, separators=..., default=...)`, same output, minus
-    building an encoder on every call (json.dumps does, whenever it is given options): every
-    request encodes its answer and its log line, so the encoder is made once.
-
-    The C encoder is built without the cycle check: what it encodes comes from JSON or from our
-    own dicts, and a cycle would still end in an error (RecursionError instead of ValueError).
-    """
-    encoder = json.JSONEncoder(ensure_ascii=False, separators=separators, default=default)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # no C accelerator (another Python): the plain encoder, still made once
-        return encoder.encode
-    c_encode = make(None, encoder.default, json.encoder.encode_basestring, None, separators[1],
-                    separators[0], False, False, True)
-
-    def encode(obj: Any) -> str:
-        if isinstance(obj, str):
-            return encoder.encode(obj)
-        return "".join(c_encode(obj, 0))
-
-    return encode
-
-
-compact_json = make_encoder()
+# One encoder made once (json.dumps with options builds a new one on every call) for every
+# answer: compact, non-ASCII written as is. `compact_json(obj)` is `json.dumps(obj,
+# ensure_ascii=False, separators=(",", ":"))`.
+compact_json: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False,
+                                                      separators=(",", ":")).encode
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

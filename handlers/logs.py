@@ -10,8 +10,9 @@ The steps, in order:
 3. `store_event`          inserts the row (a duplicate key stores nothing) and returns only once
                           it is committed; 503 `store_unavailable` if it could not be
 
-The raw copy is the body as received (`g.log_raw`); a step of yours that changes the event
-(`g.log_body`) must set `g.log_raw = None`, as redaction does, so the changed event is written.
+The raw copy is the body as received (`turn.log_raw`); a step of yours that changes the event
+(`turn.log_body`) must set `turn.log_raw = None`, as redaction does, so the changed event is
+written.
 
 IBM documents no retries for this webhook: a 503 tells whoever reads the assistant's logs that
 the event was not kept, and a 2xx is never sent for an event that is not on disk.
@@ -25,7 +26,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import Blueprint, Response, g
+from flask import Blueprint, Response
 
 from .auth import protect
 from .context import read_variable
@@ -172,25 +173,26 @@ def call_columns(payload: dict[str, Any]) -> dict[str, Any]:
 
 # --- the steps ----------------------------------------------------------------------------
 
-def extract_fields(payload: dict[str, Any], turn: Turn) -> Response | None:
+def extract_fields(turn: Turn) -> Response | None:
     """Build the row: the columns analysts query, the key that makes resends harmless, and
-    the event exactly as received."""
+    the event exactly as received. Every event gets one: this step has no condition."""
+    payload = turn.payload
     if turn.event == "message_logged":
         columns = message_columns(payload, turn.settings.language_variable)
     else:
         columns = call_columns(payload)
-    g.log_event = LogEvent(event=turn.event, idempotency_key=idempotency_key(turn.event, payload),
-                           raw="", received_at=utcnow(), **columns)
-    g.log_body = turn.body
-    g.log_raw = received_text(turn.received)
+    turn.log_event = LogEvent(event=turn.event, idempotency_key=idempotency_key(turn.event, payload),
+                              raw="", received_at=utcnow(), **columns)
+    turn.log_body = turn.body
+    turn.log_raw = received_text(turn.received)
     return None
 
 
-def redact_personal_data(payload: dict[str, Any], turn: Turn) -> Response | None:
+def redact_personal_data(turn: Turn) -> Response | None:
     """Mask personal data in the columns and the raw copy before anything touches the disk."""
-    if not turn.settings.log_redact:
+    item = turn.log_event
+    if not turn.settings.log_redact or item is None:
         return None
-    item: LogEvent = g.log_event
     masked = 0
     for name in TEXT_COLUMNS:
         value = getattr(item, name)
@@ -198,26 +200,28 @@ def redact_personal_data(payload: dict[str, Any], turn: Turn) -> Response | None
             value, count = redact_text(value)
             setattr(item, name, value)
             masked += count
-    g.log_body, count = redact_json(g.log_body)
+    turn.log_body, count = redact_json(turn.log_body)
     if count:
-        g.log_raw = None     # the text received holds what was just masked
+        turn.log_raw = None     # the text received holds what was just masked
     turn.notes["redacted"] = masked + count
     return None
 
 
-def store_event(payload: dict[str, Any], turn: Turn) -> Response | None:
+def store_event(turn: Turn) -> Response | None:
     """Commit the row; answer 503 if it may not be kept, so nobody takes it as stored."""
-    item: LogEvent = g.log_event
-    item.raw = g.log_raw or raw_json(g.log_body)
+    item, store = turn.log_event, turn.services.store
+    if item is None or store is None:  # a list without extract_fields: never answer "kept"
+        raise RuntimeError("store_event runs after extract_fields, with the log store built")
+    item.raw = turn.log_raw or raw_json(turn.log_body)
     try:
-        stored = turn.services.store.add(item)
+        stored = store.add(item)
     except StoreUnavailable as exc:
         turn.notes["store_error"] = str(exc)[:64]
-        g.error = "store_unavailable"
+        turn.notes["error"] = "store_unavailable"
         return json_response({"error": "store_unavailable",
                               "detail": "the log store did not accept the event; it was not kept"},
                              503, headers={"Retry-After": "5"})
-    turn.notes["stored"] = "new" if stored else "duplicate"
+    turn.stored = turn.notes["stored"] = "new" if stored else "duplicate"
     return None
 
 
@@ -251,6 +255,5 @@ LOG_STEPS: list[Step] = [extract_fields, redact_personal_data, store_event]
 @bp.post("/webhooks/logs")
 def logs() -> Response:
     turn = start_turn("log", ACCEPTED_EVENTS)
-    steps = turn.services.steps.get("log", LOG_STEPS)
-    return run_steps(steps, turn.payload, turn) or json_response(
-        {"accepted": True, "duplicate": turn.notes.get("stored") == "duplicate"})
+    return run_steps(turn.services.steps["log"], turn) or json_response(
+        {"accepted": True, "duplicate": turn.stored == "duplicate"})

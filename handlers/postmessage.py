@@ -21,12 +21,13 @@ import logging
 import re
 from typing import Any
 
-from flask import Blueprint, Response, g
+from flask import Blueprint, Response
 
 from . import fields
 from .auth import protect
 from .context import read_variable, write_variable
 from .envelope import payload_reply
+from .language import normalise_code
 from .pipeline import Step, Turn, run_steps, start_turn
 
 bp = Blueprint("postmessage", __name__)
@@ -34,44 +35,27 @@ protect(bp, "postmessage")
 ACCEPTED_EVENTS = ("message_processed",)
 log = logging.getLogger(__name__)
 
-LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(?:-[a-z0-9]{2,8})*$")
 CONTENT_PLACEHOLDER = re.compile(r"^\s*\{\{\s*content\s*:\s*([^{}\s]+)\s*\}\}\s*$")
 
 
 # --- what the steps share -----------------------------------------------------------------------
 
-def session_language(payload: dict[str, Any], turn: Turn) -> str | None:
-    """The customer's language: the context variable the pre-message step wrote, else the session
-    memory by session id, else None (leave the reply alone). Worked out once per turn."""
-    if "language_from" in turn.notes:
+def session_language(turn: Turn) -> str | None:
+    """The customer's language (among LANGUAGES): the context variable the pre-message step
+    wrote, else the session memory by session id, else None (leave the reply alone). Worked out
+    once per turn."""
+    if turn.language_from is not None:
         return turn.language
-    source, language = "unknown", None
-    variable = read_variable(payload, turn.settings.language_variable, turn.settings.skill_type)
-    if _language_code(variable):
-        source, language = "context", _language_code(variable)
-    else:
-        remembered = _language_code(session_record(turn).get("language"))
-        if remembered:
-            source, language = "session", remembered
+    settings = turn.settings
+    variable = read_variable(turn.payload, settings.language_variable, settings.skill_type)
+    language = normalise_code(variable, settings.languages)
+    turn.language_from = "context"
+    if language is None:
+        language = normalise_code(turn.session_record().get("language"), settings.languages)
+        turn.language_from = "session" if language else "unknown"
     turn.language = language
-    turn.notes["language_from"] = source
+    turn.notes["language_from"] = turn.language_from
     return language
-
-
-def session_record(turn: Turn) -> dict[str, Any]:
-    """What the session memory holds for this session ({} without one); read once per request."""
-    if "postmessage_session" not in g:
-        sessions = turn.services.sessions
-        g.postmessage_session = (sessions.get(turn.session_id)
-                                 if turn.session_id and sessions is not None else {})
-    return g.postmessage_session
-
-
-def _language_code(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return None
-    code = value.strip().lower().replace("_", "-")
-    return code if LANGUAGE_CODE.match(code) else None
 
 
 def is_assistant_language(language: str, turn: Turn) -> bool:
@@ -84,14 +68,6 @@ def _generic(payload: dict[str, Any]) -> list[Any] | None:
     output = payload.get("output")
     generic = output.get("generic") if isinstance(output, dict) else None
     return generic if isinstance(generic, list) else None
-
-
-def _localized() -> set[int]:
-    """Items this turn put in the customer's language already (by identity), for the translator
-    step to leave alone. Request-scoped, like the turn."""
-    if "localized_items" not in g:
-        g.localized_items = set()
-    return g.localized_items
 
 
 def content_key_of(item: Any) -> str | None:
@@ -110,16 +86,16 @@ def content_key_of(item: Any) -> str | None:
 
 # --- the steps ----------------------------------------------------------------------------------
 
-def resolve_content_keys(payload: dict[str, Any], turn: Turn) -> Response | None:
+def resolve_content_keys(turn: Turn) -> Response | None:
     """Replace items that name a content key by the store's content for it, in the customer's
     language when the store has that, else in the assistant's (translated by the next step)."""
     store = turn.services.content
-    generic = _generic(payload)
+    generic = _generic(turn.payload)
     if store is None or not len(store) or not generic:
         return None
     if not any(content_key_of(item) for item in generic):
         return None
-    language = session_language(payload, turn)
+    language = session_language(turn)
     assistant = turn.settings.assistant_language
     found = missing = 0
     resolved: list[Any] = []
@@ -138,7 +114,7 @@ def resolve_content_keys(payload: dict[str, Any], turn: Turn) -> Response | None
         written_in, items = hit
         if not is_assistant_language(written_in, turn):
             # Written in the customer's language: no machine translation for these items.
-            _localized().update(id(new) for new in items)
+            turn.localized_items.update(id(new) for new in items)
         resolved.extend(items)
     generic[:] = resolved
     turn.notes["content_keys"] = found
@@ -147,19 +123,19 @@ def resolve_content_keys(payload: dict[str, Any], turn: Turn) -> Response | None
     return None
 
 
-def translate_reply(payload: dict[str, Any], turn: Turn) -> Response | None:
+def translate_reply(turn: Turn) -> Response | None:
     """Translate every string of the reply a person reads into the customer's language.
 
     Distinct strings go to the translator once, together, under what is left of
     TRANSLATION_TIMEOUT; each string not translated in time stays as the assistant wrote it."""
-    output = payload.get("output")
+    output = turn.payload.get("output")
     translator = turn.services.translator
     if not isinstance(output, dict) or translator is None:
         return None
-    language = session_language(payload, turn)
+    language = session_language(turn)
     if not language or is_assistant_language(language, turn):
         return None
-    localized = _localized()
+    localized = turn.localized_items
     slots = fields.find_output_texts(output, skip=lambda item: id(item) in localized)
     wanted = fields.wanted(slots)
     if not wanted:
@@ -178,19 +154,20 @@ def translate_reply(payload: dict[str, Any], turn: Turn) -> Response | None:
     return None
 
 
-def remember_offered_options(payload: dict[str, Any], turn: Turn) -> Response | None:
+def remember_offered_options(turn: Turn) -> Response | None:
     """Record the values a click on this reply sends back (bounded by OFFERED_OPTIONS_MAX), in
     the session memory and the context, so the pre-message step passes a click through and keeps
     the customer's language. Only for a customer in another language than the assistant's: a click
     in the assistant's own language needs no recognising."""
+    payload = turn.payload
     generic = _generic(payload)
-    language = session_language(payload, turn)
+    language = session_language(turn)
     if generic is None or not language or is_assistant_language(language, turn):
         return None
     settings = turn.settings
     values = fields.offered_values(generic, settings.offered_options_max)
     in_context = read_variable(payload, settings.offered_options_variable, settings.skill_type)
-    if not values and not in_context and not session_record(turn).get("offered"):
+    if not values and not in_context and not turn.session_record().get("offered"):
         return None  # nothing offered now, and nothing left over from an earlier reply
     if turn.session_id and turn.services.sessions is not None:
         turn.services.sessions.update(turn.session_id, {"offered": values})
@@ -206,5 +183,4 @@ POSTMESSAGE_STEPS: list[Step] = [resolve_content_keys, translate_reply, remember
 @bp.post("/webhooks/postmessage")
 def postmessage() -> Response:
     turn = start_turn("postmessage", ACCEPTED_EVENTS)
-    steps = turn.services.steps.get("postmessage", POSTMESSAGE_STEPS)
-    return run_steps(steps, turn.payload, turn) or payload_reply(turn.payload)
+    return run_steps(turn.services.steps["postmessage"], turn) or payload_reply(turn.payload)

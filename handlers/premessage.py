@@ -3,29 +3,32 @@
 Reference behaviour: work out the customer's language and hand the assistant the message in its
 own language. The steps below run in order; each opens with the condition under which it acts:
 
-1. `skip_untranslatable`  no text, not a text message, longer than the assistant takes, not
+1. `mark_untranslatable`  no text, not a text message, longer than the assistant takes, not
                           Unicode text (a lone surrogate), no letters, or a value the assistant
-                          just offered (a click): nothing to detect or translate
+                          just offered (a click): marks the turn skipped, nothing to detect or
+                          translate
 2. `detect_language`      the conversation-aware language of this turn
 3. `reply_if_unsupported` a language not in SUPPORTED_LANGUAGES: answer at once (skip processing)
 4. `translate_input`      into ASSISTANT_LANGUAGE, failing open
 5. `remember_language`    into the context (the payload's skill) and the session memory
 
-Steps talk to each other through `turn.language` and `turn.notes` (codes only, which the request's
-log line shows) and never keep the text anywhere else.
+Steps tell each other what they found through the Turn's typed fields (`turn.skipped`,
+`turn.language`, `turn.translated`, ...); `turn.notes` only feeds the request's log line (codes,
+never text).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, g
+from flask import Blueprint, Response
 
 from .auth import protect
 from .context import locale_language, read_variable, skill_variables, write_variable
 from .envelope import has_lone_surrogate, payload_reply, skip_processing
 from .language import ENDONYMS, choose_language, has_letters, normalise_code
 from .pipeline import Step, Turn, run_steps, start_turn
+from .settings import Settings
 
 bp = Blueprint("premessage", __name__)
 protect(bp, "premessage")
@@ -42,22 +45,15 @@ def input_text(payload: dict[str, Any]) -> str | None:
     return text if isinstance(text, str) else None
 
 
-def session_record(turn: Turn) -> dict[str, Any]:
-    """What the session memory holds for this session; read at most once per request."""
-    if "session_record" not in g:
-        g.session_record = turn.services.sessions.get(turn.session_id) if turn.session_id else {}
-    return g.session_record
+def variable(turn: Turn, name: str) -> Any:
+    return read_variable(turn.payload, name, turn.settings.skill_type)
 
 
-def variable(payload: dict[str, Any], turn: Turn, name: str) -> Any:
-    return read_variable(payload, name, turn.settings.skill_type)
-
-
-def offered_values(payload: dict[str, Any], turn: Turn) -> set[str]:
+def offered_values(turn: Turn) -> set[str]:
     """The option/suggestion values the last reply showed (post-message wrote them)."""
     values: set[str] = set()
-    for source in (variable(payload, turn, turn.settings.offered_options_variable),
-                   session_record(turn).get("offered")):
+    for source in (variable(turn, turn.settings.offered_options_variable),
+                   turn.session_record().get("offered")):
         for value in source if isinstance(source, list) else ():
             if isinstance(value, dict):  # an option value as the assistant sends it back
                 input_ = value.get("input")
@@ -67,8 +63,9 @@ def offered_values(payload: dict[str, Any], turn: Turn) -> set[str]:
     return values
 
 
-def skip_reason(payload: dict[str, Any], turn: Turn) -> str | None:
+def skip_reason(turn: Turn) -> str | None:
     """Why this message must be left alone, or None when it is a message to work on."""
+    payload = turn.payload
     text = input_text(payload)
     if text is None or not text.strip():
         return "no_text"
@@ -80,44 +77,53 @@ def skip_reason(payload: dict[str, Any], turn: Turn) -> str | None:
         return "not_unicode"  # valid JSON, but not text a detector or translator can read
     if not has_letters(text):
         return "no_letters"  # digits, emoji, punctuation, a URL or an e-mail address
-    if text.strip() in offered_values(payload, turn):
+    if text.strip() in offered_values(turn):
         return "offered_value"  # a click: the value comes back in the assistant's language
     return None
 
 
-def skip_untranslatable(payload: dict[str, Any], turn: Turn) -> Response | None:
-    """Leave alone what must not be translated; the later steps then keep the session language."""
-    reason = skip_reason(payload, turn)
+def mark_untranslatable(turn: Turn) -> Response | None:
+    """Only labels: `turn.skipped` says why the message is left alone, and the later steps then
+    detect and translate nothing (the session keeps its language)."""
+    reason = skip_reason(turn)
     if reason is None:
         return None
-    turn.notes["skipped"] = reason
+    turn.skipped = turn.notes["skipped"] = reason
     return None
 
 
-def detect_language(payload: dict[str, Any], turn: Turn) -> Response | None:
-    """The turn's language: an explicit choice, else the conversation-aware policy."""
+def known_languages(turn: Turn) -> tuple[str | None, str | None, str | None]:
+    """What the conversation already says about the language: (an explicit choice, the
+    session's language from the context or the session memory, the locale's hint)."""
     settings = turn.settings
     languages = settings.languages
-    chosen = normalise_code(variable(payload, turn, settings.chosen_language_variable), languages)
-    session = (normalise_code(variable(payload, turn, settings.language_variable), languages)
-               or normalise_code(session_record(turn).get("language"), languages))
-    hint = normalise_code(locale_language(payload), languages)
+    chosen = normalise_code(variable(turn, settings.chosen_language_variable), languages)
+    session = (normalise_code(variable(turn, settings.language_variable), languages)
+               or normalise_code(turn.session_record().get("language"), languages))
+    hint = normalise_code(locale_language(turn.payload), languages)
+    return chosen, session, hint
+
+
+def detect_language(turn: Turn) -> Response | None:
+    """The turn's language: an explicit choice, else the conversation-aware policy."""
+    chosen, session, hint = known_languages(turn)
+    if turn.skipped and not (chosen or session or hint):
+        return None  # nothing said, nothing known: leave the language unset
+    settings = turn.settings
     detection = None
-    if not turn.notes.get("skipped"):
-        detection = turn.services.detector.detect(input_text(payload) or "")
+    if not turn.skipped and turn.services.detector is not None:
+        detection = turn.services.detector.detect(input_text(turn.payload) or "")
         turn.notes["detected"] = detection.language
         turn.notes["confidence"] = detection.confidence
-    if turn.notes.get("skipped") and not (chosen or session or hint):
-        return None  # nothing said, nothing known: leave the language unset
-    turn.language, origin = choose_language(
+    turn.language, turn.language_from = choose_language(
         detection, chosen=chosen, session=session, hint=hint,
         min_confidence=settings.language_min_confidence, default=settings.assistant_language)
     turn.notes["language"] = turn.language
-    turn.notes["language_from"] = origin
+    turn.notes["language_from"] = turn.language_from
     return None
 
 
-def unsupported_reply(settings: Any) -> str:
+def unsupported_reply(settings: Settings) -> str:
     """UNSUPPORTED_LANGUAGE_REPLY, else a default naming the supported languages in their own
     words, so the customer finds theirs."""
     if settings.unsupported_language_reply:
@@ -126,26 +132,31 @@ def unsupported_reply(settings: Any) -> str:
     return "Sorry, I can only help in: " + ", ".join(names) + "."
 
 
-def reply_if_unsupported(payload: dict[str, Any], turn: Turn) -> Response | None:
+def reply_if_unsupported(turn: Turn) -> Response | None:
     """A language the assistant does not serve: answer directly, the assistant skips the turn."""
     if turn.language is None or turn.language in turn.settings.supported_languages:
         return None
     turn.notes["unsupported"] = True
-    user_id = payload.get("user_id") if isinstance(payload.get("user_id"), str) else None
-    return skip_processing(unsupported_reply(turn.settings), user_id=user_id)
+    user_id = turn.payload.get("user_id")
+    return skip_processing(unsupported_reply(turn.settings),
+                           user_id=user_id if isinstance(user_id, str) else None)
 
 
-def translate_input(payload: dict[str, Any], turn: Turn) -> Response | None:
+def translate_input(turn: Turn) -> Response | None:
     """Hand the assistant the message in its own language; on any failure, the original goes on."""
     settings = turn.settings
-    if turn.notes.get("skipped") or turn.language in (None, settings.assistant_language):
+    translator = turn.services.translator
+    if turn.skipped or turn.language in (None, settings.assistant_language) or translator is None:
         return None
+    payload = turn.payload
     text = input_text(payload) or ""
-    translated = turn.services.translator.translate(
-        text, turn.language, settings.assistant_language, max(0.0, turn.seconds_left()))
-    turn.notes["translated"] = translated is not None
+    translated = translator.translate(text, turn.language, settings.assistant_language,
+                                      max(0.0, turn.seconds_left()))
+    turn.translated = translated is not None
+    turn.notes["translated"] = turn.translated
     if translated is None:
-        if turn.services.translator.provider is not None:  # TRANSLATOR=none is no failure
+        if translator.provider is not None:  # TRANSLATOR=none is no failure
+            turn.translation_failed = True
             turn.notes["translation_failed"] = True
             write_variable(payload, settings.translation_failed_variable, True, settings.skill_type)
         return None
@@ -154,28 +165,28 @@ def translate_input(payload: dict[str, Any], turn: Turn) -> Response | None:
     return None
 
 
-def remember_language(payload: dict[str, Any], turn: Turn) -> Response | None:
+def remember_language(turn: Turn) -> Response | None:
     """Keep the session language in the context and the session memory; drop stale variables."""
     settings = turn.settings
     if turn.language is None:
         return None
-    write_variable(payload, settings.language_variable, turn.language, settings.skill_type)
-    variables = skill_variables(payload, settings.skill_type) or {}
-    if not turn.notes.get("translated"):
+    write_variable(turn.payload, settings.language_variable, turn.language, settings.skill_type)
+    variables = skill_variables(turn.payload, settings.skill_type) or {}
+    if not turn.translated:
         variables.pop(settings.original_input_variable, None)  # last turn's words, not this one's
-    if not turn.notes.get("translation_failed"):
+    if not turn.translation_failed:
         variables.pop(settings.translation_failed_variable, None)
-    if turn.session_id:  # every turn, so the session's TTL runs from its last message
+    if turn.session_id and turn.services.sessions is not None:
+        # every turn, so the session's TTL runs from its last message
         turn.services.sessions.update(turn.session_id, {"language": turn.language})
     return None
 
 
-PREMESSAGE_STEPS: list[Step] = [skip_untranslatable, detect_language, reply_if_unsupported,
+PREMESSAGE_STEPS: list[Step] = [mark_untranslatable, detect_language, reply_if_unsupported,
                                 translate_input, remember_language]
 
 
 @bp.post("/webhooks/premessage")
 def premessage() -> Response:
     turn = start_turn("premessage", ACCEPTED_EVENTS)
-    steps = turn.services.steps.get("premessage", PREMESSAGE_STEPS)
-    return run_steps(steps, turn.payload, turn) or payload_reply(turn.payload)
+    return run_steps(turn.services.steps["premessage"], turn) or payload_reply(turn.payload)

@@ -8,6 +8,7 @@ line names the exception's type and where it was raised, not its message (which 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from .envelope import WebhookError, compact_json, error_response, make_encoder
+from .envelope import WebhookError, compact_json, error_response
 
 log = logging.getLogger("handlers.request")
 
@@ -28,7 +29,8 @@ log = logging.getLogger("handlers.request")
 class JsonFormatter(logging.Formatter):
     """Log records as one JSON object per line; extra fields come from `record.fields`."""
 
-    _encode = staticmethod(make_encoder((", ", ": "), default=str))
+    _encode = staticmethod(json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "),
+                                            default=str).encode)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

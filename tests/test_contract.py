@@ -149,8 +149,8 @@ def test_unknown_path_is_404_json(client):
 
 
 def test_unexpected_exception_is_500_without_trace_or_payload(make_app, caplog):
-    def explode(payload, turn):
-        raise RuntimeError(f"boom with {payload['input']['text']}")
+    def explode(turn):
+        raise RuntimeError(f"boom with {turn.payload['input']['text']}")
 
     app = make_app(steps={"premessage": [explode, *PREMESSAGE_STEPS]})
     body = fixture("pre_message_request.message_received.json")
@@ -181,7 +181,7 @@ def test_skip_processing_helper_answers_unwrapped_with_header():
 
 
 def test_a_step_can_answer_directly_with_skip_processing(make_app):
-    def closed_for_maintenance(payload, turn):
+    def closed_for_maintenance(turn):
         return skip_processing("We are down for maintenance.")
 
     app = make_app(steps={"premessage": [closed_for_maintenance, *PREMESSAGE_STEPS]})
