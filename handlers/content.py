@@ -23,6 +23,7 @@ import pathlib
 import re
 from typing import Any, Iterable
 
+from .language import language_tag
 from .settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -76,10 +77,10 @@ class ContentStore:
 def _with_bases(languages: Iterable[str | None]) -> list[str]:
     tried: list[str] = []
     for language in languages:
-        if not language:
+        tag = language_tag(language)
+        if tag is None:
             continue
-        language = language.lower().replace("_", "-")
-        for code in (language, language.split("-")[0]):
+        for code in (tag, tag.split("-")[0]):
             if code not in tried:
                 tried.append(code)
     return tried
@@ -100,8 +101,8 @@ def _language_files(root: pathlib.Path) -> list[tuple[str, pathlib.Path]]:
 
 
 def _language_of(name: str, path: pathlib.Path) -> str:
-    code = name.lower().replace("_", "-")
-    if not LANGUAGE_CODE.match(code):
+    code = language_tag(name)
+    if code is None or not LANGUAGE_CODE.match(code):
         raise SettingsError(f"CONTENT_DIR: {path} is not named after a language code "
                             "(expected e.g. en.json, es.json, pt-br.json or a folder es/)")
     return code

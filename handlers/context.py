@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .language import language_tag
+
 SKILLS = {
     "actions": ("actions skill", "skill_variables"),
     "dialog": ("main skill", "user_defined"),
@@ -70,7 +72,7 @@ def global_system(payload: dict[str, Any]) -> dict[str, Any]:
 
 def locale_language(payload: dict[str, Any]) -> str | None:
     """The language part of `context.global.system.locale` ("es-ES" -> "es"), a start-of-session hint."""
-    locale = global_system(payload).get("locale")
-    if isinstance(locale, str) and locale.strip():
-        return locale.strip().replace("_", "-").split("-")[0].lower() or None
-    return None
+    tag = language_tag(global_system(payload).get("locale"))
+    if tag is None:
+        return None
+    return tag.split("-")[0] or None

@@ -8,10 +8,10 @@ markedly better on one- and two-word messages, and much bigger). Both are built 
 gunicorn forks, and only know the candidate languages: restricting candidates is the biggest
 accuracy and speed lever there is.
 
-Before any statistics, the script decides when it can: kana is Japanese, Hangul is Korean, Han
-without kana is Chinese, Arabic letters are Arabic when Arabic is the only candidate written
-that way, and so on. Only scripts shared by several candidates (Latin, mostly) reach the detector,
-and then only with the candidates written in that script.
+Before any statistics, the script decides when it can (`handlers.scripts`): kana is Japanese,
+Hangul is Korean, Han without kana is Chinese, Arabic letters are Arabic when Arabic is the only
+candidate written that way, and so on. Only scripts shared by several candidates (Latin, mostly)
+reach the detector, and then only with the candidates written in that script.
 
 A single message is weak evidence ("ok", "no", "merci"). `choose_language` is the conversation-
 aware policy: an explicit choice wins; otherwise the session keeps its language unless a confident
@@ -27,52 +27,16 @@ import pathlib
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
+from .scripts import (MAX_SCAN_CHARS, SCRIPT_LANGUAGES, dominant_script, has_letters,
+                      letters_by_script, scripts_of_language)
+
+# has_letters is the scripts module's, and part of this module's interface.
+__all__ = ["ENDONYMS", "Detection", "Detector", "LangdetectDetector", "LinguaDetector",
+           "build_detector", "choose_language", "enough_letters", "has_letters", "language_tag",
+           "normalise_code"]
 log = logging.getLogger(__name__)
-
-# Languages by the script they are written in (ISO 639-1). Anything alphabetic not listed is Latin.
-SCRIPT_LANGUAGES: dict[str, tuple[str, ...]] = {
-    "kana": ("ja",),
-    "hangul": ("ko",),
-    "han": ("zh", "ja"),           # Han alone: Chinese first; Japanese text nearly always has kana
-    "cyrillic": ("ru", "uk", "bg", "sr", "mk", "be", "kk", "ky", "mn", "tg"),
-    "greek": ("el",),
-    "arabic": ("ar", "fa", "ur", "ps", "ku", "sd", "ug"),
-    "hebrew": ("he", "yi"),
-    "devanagari": ("hi", "mr", "ne", "sa"),
-    "bengali": ("bn", "as"),
-    "gurmukhi": ("pa",),
-    "gujarati": ("gu",),
-    "tamil": ("ta",),
-    "telugu": ("te",),
-    "kannada": ("kn",),
-    "malayalam": ("ml",),
-    "thai": ("th",),
-    "lao": ("lo",),
-    "khmer": ("km",),
-    "myanmar": ("my",),
-    "georgian": ("ka",),
-    "armenian": ("hy",),
-    "ethiopic": ("am", "ti"),
-    "sinhala": ("si",),
-}
-# (first code point, last code point, script) for the blocks that matter; sorted.
-_BLOCKS = sorted([
-    (0x0370, 0x03FF, "greek"), (0x0400, 0x052F, "cyrillic"), (0x0530, 0x058F, "armenian"),
-    (0x0590, 0x05FF, "hebrew"), (0x0600, 0x06FF, "arabic"), (0x0750, 0x077F, "arabic"),
-    (0x0900, 0x097F, "devanagari"), (0x0980, 0x09FF, "bengali"), (0x0A00, 0x0A7F, "gurmukhi"),
-    (0x0A80, 0x0AFF, "gujarati"), (0x0B80, 0x0BFF, "tamil"), (0x0C00, 0x0C7F, "telugu"),
-    (0x0C80, 0x0CFF, "kannada"), (0x0D00, 0x0D7F, "malayalam"), (0x0D80, 0x0DFF, "sinhala"),
-    (0x0E00, 0x0E7F, "thai"), (0x0E80, 0x0EFF, "lao"), (0x1000, 0x109F, "myanmar"),
-    (0x10A0, 0x10FF, "georgian"), (0x1100, 0x11FF, "hangul"), (0x1200, 0x139F, "ethiopic"),
-    (0x1780, 0x17FF, "khmer"), (0x3040, 0x309F, "kana"), (0x30A0, 0x30FF, "kana"),
-    (0x3130, 0x318F, "hangul"), (0x31F0, 0x31FF, "kana"), (0x3400, 0x4DBF, "han"),
-    (0x4E00, 0x9FFF, "han"), (0xA960, 0xA97F, "hangul"), (0xAC00, 0xD7AF, "hangul"),
-    (0xF900, 0xFAFF, "han"), (0xFB50, 0xFDFF, "arabic"), (0xFE70, 0xFEFF, "arabic"),
-    (0xFF66, 0xFF9F, "kana"), (0x20000, 0x2FA1F, "han"),
-])
-_BLOCK_STARTS = [block[0] for block in _BLOCKS]
 
 # Letters a message needs before it may move a session to another language. Latin letters are
 # weak evidence whatever the session's language ("merci" is five letters and proves nothing; "OK"
@@ -98,9 +62,6 @@ ENDONYMS = {
 
 # Detection needs a few hundred characters at most; a long message is cut before the statistics.
 MAX_DETECT_CHARS = 600
-# No pattern or count here looks past this many characters (the assistant's own limit for a
-# message): a longer text is judged by its beginning.
-MAX_SCAN_CHARS = 2048
 
 # The fast path for the assistant's own language (most of an English assistant's traffic is
 # English): grammatical words of the language that no default candidate uses or borrows, so plain
@@ -124,71 +85,6 @@ FAST_PATH_WORDS: dict[str, frozenset[str]] = {
 FAST_PATH_MIN_WORDS = 2      # at least this many marker words...
 FAST_PATH_MIN_SHARE = 0.15   # ...making up at least this share of the words
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
-
-
-def script_of_char(ch: str) -> str | None:
-    """The script of one letter (None for anything that is not a letter)."""
-    code = ord(ch)
-    if code < 0x80:
-        return "latin" if ch.isalpha() else None
-    if not ch.isalpha():
-        return None
-    if code < 0x0370:
-        return "latin"
-    low, high = 0, len(_BLOCK_STARTS) - 1
-    while low <= high:  # binary search of the block table
-        mid = (low + high) // 2
-        if _BLOCK_STARTS[mid] <= code:
-            low = mid + 1
-        else:
-            high = mid - 1
-    if high >= 0 and code <= _BLOCKS[high][1]:
-        return _BLOCKS[high][2]
-    return "latin" if code < 0x2000 or 0x1E00 <= code <= 0x1EFF else "other"
-
-
-# The e-mail address is tried only where a run of its characters starts (bounded), so a long
-# word is read once, not once per letter.
-_URL_OR_MAIL = re.compile(r"(?:https?://|www\.)\S+"
-                          r"|(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}\.[\w.-]+", re.IGNORECASE)
-
-
-def letters_by_script(text: str) -> dict[str, int]:
-    """How many letters of each script the text has (in its first MAX_SCAN_CHARS), ignoring URLs
-    and e-mail addresses."""
-    counts: dict[str, int] = {}
-    text = text[:MAX_SCAN_CHARS]
-    if "@" in text or "://" in text or "www." in text.lower():
-        text = _URL_OR_MAIL.sub(" ", text)
-    for ch in text:
-        script = script_of_char(ch)
-        if script is not None:
-            counts[script] = counts.get(script, 0) + 1
-    return counts
-
-
-def has_letters(text: str) -> bool:
-    """Whether the text has a letter outside URLs and e-mail addresses (digits, emoji, punctuation
-    and a bare link have none: there is nothing to detect or translate). Only the first
-    MAX_SCAN_CHARS characters are looked at."""
-    text = text[:MAX_SCAN_CHARS]
-    if "@" in text or "://" in text or "www." in text.lower():
-        text = _URL_OR_MAIL.sub(" ", text)
-    return any(ch.isalpha() for ch in text)
-
-
-def dominant_script(counts: Mapping[str, int]) -> str:
-    """The script of most letters; kana anywhere makes Han text Japanese."""
-    if not counts:
-        return "none"
-    if counts.get("kana") and counts["kana"] + counts.get("han", 0) >= max(counts.values()):
-        return "kana"
-    return max(counts, key=counts.__getitem__)
-
-
-def scripts_of_language(language: str) -> set[str]:
-    scripts = {script for script, langs in SCRIPT_LANGUAGES.items() if language in langs}
-    return scripts or {"latin"}
 
 
 @dataclass(frozen=True)
@@ -444,11 +340,20 @@ def enough_letters(detection: Detection, current: str) -> bool:
     return detection.letters >= need
 
 
-def normalise_code(value: Any, languages: Iterable[str]) -> str | None:
-    """"es", "ES", "es-MX", "es_MX" → "es" when among `languages`; anything else → None."""
+def language_tag(value: Any) -> str | None:
+    """" es_MX " → "es-mx": the one spelling in which the kit compares language codes, wherever
+    they come from (a context variable, a locale, a file name); None for anything but a non-blank
+    string. Whether the code is one the kit knows is the caller's question."""
     if not isinstance(value, str) or not value.strip():
         return None
-    code = value.strip().replace("_", "-").lower()
+    return value.strip().replace("_", "-").lower()
+
+
+def normalise_code(value: Any, languages: Iterable[str]) -> str | None:
+    """"es", "ES", "es-MX", "es_MX" → "es" when among `languages`; anything else → None."""
+    code = language_tag(value)
+    if code is None:
+        return None
     langs = tuple(languages)
     if code in langs:
         return code

@@ -27,7 +27,7 @@ import pytest
 
 from bench.harness import serve
 from conftest import fixture
-from handlers import fields, language, redact
+from handlers import fields, language, masking, redact, scripts
 from handlers.envelope import MAX_JSON_DEPTH
 from logs_support import message_body
 
@@ -66,8 +66,8 @@ def _patterns() -> list[tuple[str, re.Pattern[str]]]:
     from examples import custom_step
 
     found = [(f"redact PATTERNS[{i}] {p.label}", p.regex) for i, p in enumerate(redact.PATTERNS)]
-    found += [("redact EMAIL", redact.EMAIL), ("fields PROTECTED", fields.PROTECTED),
-              ("fields TOKEN", fields.TOKEN), ("language _URL_OR_MAIL", language._URL_OR_MAIL),
+    found += [("redact EMAIL", redact.EMAIL), ("masking PROTECTED", masking.PROTECTED),
+              ("masking TOKEN", masking.TOKEN), ("scripts _URL_OR_MAIL", scripts._URL_OR_MAIL),
               ("custom_step EMAIL", custom_step.EMAIL), ("custom_step CARD", custom_step.CARD)]
     return found
 
@@ -96,7 +96,7 @@ def test_the_public_functions_read_hostile_text_in_linear_time() -> None:
 # --- the caps: text beyond them passes through untouched -----------------------------------------
 
 def test_a_reply_string_over_the_cap_is_neither_scanned_nor_translated() -> None:
-    text = "Visit https://example.com " * (fields.MAX_TEXT_CHARS // 10)
+    text = "Visit https://example.com " * (masking.MAX_TEXT_CHARS // 10)
     masked = fields.mask(text)
     assert masked.text == text and not masked.spans and not masked.translatable
     assert fields.mask(text[:200]).spans  # the same text, short enough: protected as before

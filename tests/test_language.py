@@ -7,8 +7,10 @@ import threading
 
 import pytest
 
+from handlers.context import locale_language
 from handlers.language import (Detection, LangdetectDetector, LinguaDetector, build_detector,
-                               choose_language, enough_letters, has_letters, normalise_code)
+                               choose_language, enough_letters, has_letters, language_tag,
+                               normalise_code)
 from handlers.settings import DEFAULT_LANGUAGES, load_settings
 
 
@@ -243,6 +245,23 @@ def test_enough_letters_thresholds():
 ])
 def test_normalise_code(value, expected):
     assert normalise_code(value, DEFAULT_LANGUAGES) == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("es", "es"), (" es_MX ", "es-mx"), ("zh-Hans", "zh-hans"), ("", None), ("  ", None),
+    (None, None), (3, None),
+])
+def test_language_tag_is_the_one_spelling_of_a_code(value, expected):
+    assert language_tag(value) == expected
+
+
+@pytest.mark.parametrize("locale, expected", [
+    ("es-ES", "es"), ("pt_BR", "pt"), (" FR ", "fr"), ("es_ES.UTF-8", "es"), ("-es", None),
+    ("", None), (None, None), (7, None),
+])
+def test_the_locale_hint_is_the_language_part_of_the_locale(locale, expected):
+    payload = {"context": {"global": {"system": {"locale": locale}}}}
+    assert locale_language(payload) == expected
 
 
 SENTENCES = ["¿Dónde está mi pedido? Lo pedí hace dos semanas", "Je voudrais annuler ma commande",
