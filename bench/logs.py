@@ -2,7 +2,7 @@
 
     flock /tmp/bench.lock .venv/bin/python bench/logs.py [--duration 8 --rounds 3]
         [--backends sqlite,postgresql] [--no-group-commit-ab] [--no-ceilings]
-        [--kill-events 4000] [--no-kill]
+        [--kill-events 4000] [--no-kill] [--core-ab]
 
 1. Throughput. `POST /webhooks/logs` with IBM's message_logged example, a fresh `log_id` per
    request (every request is a new row: no duplicate shortcut), signed JWT as the assistant
@@ -10,7 +10,9 @@
    synchronous=FULL; PostgreSQL's default synchronous_commit=on). Against the echo under the
    same gunicorn settings. Target: >= 0.5 of the echo's req/s, on SQLite and on PostgreSQL.
    With the A/B (default), each backend is measured with the group committer (the default) and
-   without it (`app_without_group_commit()`), which is how its default was chosen.
+   without it (`app_without_group_commit()`), which is how its default was chosen. With
+   `--core-ab`, also with the store's plain SQLAlchemy Core insert instead of its raw one
+   (`app_with_core_inserts()`): the raw path stays only while it gains at least 10 %.
    After each run the rows are counted: at least as many as the 2xx answers, or it fails.
 2. The ceilings (information, no target; `--no-ceilings` skips them). The same load on the
    kit with its store writing nothing (`app_storing_nothing()`): once answering at once, the
@@ -64,6 +66,18 @@ def app_without_group_commit() -> Any:
 
     app = create_app()
     app.extensions["webhooks"].store.committer = None
+    return app
+
+
+def app_with_core_inserts() -> Any:
+    """The kit as shipped, except that its store inserts with SQLAlchemy Core instead of the
+    driver's raw statement (raw_insert.py): the plain path, which the raw one must beat by 10 %
+    to stay (issue 12 part 5); gunicorn app spec `bench.logs:app_with_core_inserts()`."""
+    from handlers import create_app
+
+    app = create_app()
+    store = app.extensions["webhooks"].store
+    store._insert = store._insert_core
     return app
 
 
@@ -158,6 +172,8 @@ def throughput(backend: str, url: str, args: argparse.Namespace) -> list[Any]:
     variants = [("handlers:create_app()", "group commit")]
     if args.group_commit_ab:
         variants.append(("bench.logs:app_without_group_commit()", "one commit per request"))
+    if args.core_ab:
+        variants.append(("bench.logs:app_with_core_inserts()", "group commit, Core inserts"))
     rows = []
     for app, label in variants:
         clear(url)
@@ -311,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--no-group-commit-ab", dest="group_commit_ab", action="store_false",
                         help="measure only the shipped configuration")
+    parser.add_argument("--core-ab", action="store_true",
+                        help="also measure the store's plain SQLAlchemy Core insert, the "
+                             "reference of its raw one (issue 12 part 5)")
     parser.add_argument("--kill-events", type=int, default=4000)
     parser.add_argument("--no-kill", dest="kill", action="store_false")
     parser.add_argument("--no-throughput", dest="throughput", action="store_false")

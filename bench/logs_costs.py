@@ -3,7 +3,7 @@ gunicorn, so the figures hold still on a shared machine where req/s over HTTP mo
 from run to run. It backs the diagnosis in issue 5's notes (the README's section on the store).
 
     flock /tmp/bench.lock .venv/bin/python bench/logs_costs.py [--threads 16] [--seconds 5]
-        [--database-url URL]
+        [--database-url URL] [--variants kit,core insert,kit,core insert]
 
 N threads call the WSGI app directly with IBM's message_logged example (a fresh `log_id` per
 request, the assistant's JWT, as bench/logs.py sends), each variant in a fresh process:
@@ -13,6 +13,9 @@ request, the assistant's JWT, as bench/logs.py sends), each variant in a fresh p
     wait 0.3 ms   the same, but each request waits 0.3 ms instead (as long as a commit with its
                   fsync takes here): what a durable write costs before any database work
     kit           the kit as shipped (SQLite in a temporary folder unless --database-url)
+    core insert   the kit with its store's plain SQLAlchemy Core insert instead of the raw
+                  one it ships (`bench.logs:app_with_core_inserts()`): issue 12 part 5's
+                  "raw path against the plain path, in one run"
 
 and prints req/s, the process's CPU time per request (user + system) and its context switches
 per request. "kit" minus "wait" is the write's own work; "wait" minus "no write" is what making
@@ -41,9 +44,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.harness import bench_lock, server_env  # noqa: E402
-from bench.logs import WAIT, app_storing_nothing, kit_env, message_load  # noqa: E402
+from bench.logs import (WAIT, app_storing_nothing, app_with_core_inserts, kit_env,  # noqa: E402
+                        message_load)
 
-VARIANTS = ("echo", "no write", "wait 0.3 ms", "kit")
+VARIANTS = ("echo", "no write", "wait 0.3 ms", "kit", "core insert")
 
 
 def build_app(variant: str, database_url: str) -> Any:
@@ -57,6 +61,8 @@ def build_app(variant: str, database_url: str) -> Any:
         return app_storing_nothing()
     if variant == "wait 0.3 ms":
         return app_storing_nothing(WAIT)
+    if variant == "core insert":
+        return app_with_core_inserts()
     from handlers import create_app
 
     return create_app()
@@ -125,15 +131,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--database-url", help="the kit's store (default: SQLite in a temporary "
                                                "folder)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma list of variants to run in this order (default: all)")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.variant:      # the child: one variant, one JSON line
         print(json.dumps(measure(args.variant, args.threads, args.seconds, args.database_url)))
         return 0
+    chosen = [name.strip() for name in args.variants.split(",")]
+    unknown = sorted(set(chosen) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
     rows = []
     with bench_lock(), tempfile.TemporaryDirectory() as folder:
-        for variant in VARIANTS:
-            url = args.database_url or f"sqlite:///{folder}/{variant.replace(' ', '-')}.sqlite3"
+        # a variant may be named twice (kit,core insert,kit,core insert): interleaved rounds
+        for number, variant in enumerate(chosen):
+            url = args.database_url or \
+                f"sqlite:///{folder}/{number}-{variant.replace(' ', '-')}.sqlite3"
             child = subprocess.run(
                 [sys.executable, __file__, "--variant", variant, "--threads", str(args.threads),
                  "--seconds", str(args.seconds), "--database-url", url],

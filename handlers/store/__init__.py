@@ -7,6 +7,7 @@ Where things are:
 |---|---|
 | schema.py | the table, the row (`LogEvent`), URLs, the engine and its options |
 | event_store.py | `EventStore`: add (durable, idempotent), readiness, retention purge |
+| raw_insert.py | the insert of every event, at the driver's level (kept by measurement) |
 | commit.py | group commit and SQLite's writer lock across processes |
 | deadlines.py | the request's budget, the PostgreSQL watchdog, bounded connects |
 | reports.py | count, export and stats for `flask logs ...` |

@@ -22,16 +22,15 @@ Losing or duplicating events is the failure that matters, so:
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-import operator
 import threading
 import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any, Sequence
 
-from sqlalchemy import DateTime, event, func, select, text
+from sqlalchemy import event, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import (DataError, DBAPIError, IntegrityError, InterfaceError,
                             OperationalError, SQLAlchemyError)
@@ -40,11 +39,12 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from ..settings import SettingsError
 from .commit import GROUP_COMMIT_DEFAULT, GroupCommitter, WriterLock
-from .deadlines import Budget, Guard
+from .deadlines import Budget
+from .raw_insert import insert_raw
 from .reports import EventReports
-from .schema import (DEFAULT_TIMEOUT, INSERT_COLUMNS, SCHEMA_VERSION, STARTUP_TIMEOUT, LogEvent,
-                     StoreUnavailable, build_engine, events, metadata, normalize_url, safe_url,
-                     schema_version, utcnow)
+from .schema import (DEFAULT_TIMEOUT, SCHEMA_VERSION, STARTUP_TIMEOUT, LogEvent, StoreUnavailable,
+                     build_engine, events, metadata, normalize_url, safe_url, schema_version,
+                     utcnow)
 
 log = logging.getLogger("handlers.store")
 
@@ -62,38 +62,15 @@ PURGE_INTERVAL = 3600.0
 PURGE_BATCH = 1000
 
 
-@functools.lru_cache(maxsize=None)
-def insert_ignoring_duplicates(rows: int, dialect: str) -> str:
-    """One statement inserting `rows` rows, skipping those whose (event, idempotency_key) is
-    already stored: generated from the table above, for the driver's own parameter style.
-
-    The one statement of the kit not built with SQLAlchemy's expression language, because it
-    runs for every event and was measured: `sqlite.insert(...).on_conflict_do_nothing()` is
-    compiled again on every execution (SQLAlchemy 2.0 does not cache the dialect-specific
-    insert constructs), about 0.35 ms of CPU per request, more than the insert itself; a
-    cached text() statement still cost three times the driver's own execute. One multi-row
-    statement per batch is also one round trip to PostgreSQL, not one per row.
-
-    PostgreSQL: numbered parameters (`$1`, `$2`, ...) for psycopg's RawCursor, and RETURNING
-    the keys it inserted (one round trip). psycopg parses a `%s` query with a regular
-    expression on every execution once it has more than 50 parameters (a batch of three
-    rows), about 20 us of CPU per row; a raw query is sent as it is, and prepared on the
-    server after a few uses. SQLite: `?`, no RETURNING: without it the statement runs in a
-    single step, so the write lock is taken and released (after the commit) inside SQLite;
-    which rows were new is read from the row count (see `EventStore._write_once`).
-    """
-    width = len(INSERT_COLUMNS)
-    if dialect == "postgresql":
-        values = ", ".join("(" + ", ".join(f"${row * width + column + 1}"
-                                           for column in range(width)) + ")"
-                           for row in range(rows))
-        returning = " RETURNING event, idempotency_key"
-    else:
-        values = ", ".join(["(" + ", ".join(["?"] * width) + ")"] * rows)
-        returning = ""
-    return (f"INSERT INTO {events.name} ({', '.join(INSERT_COLUMNS)}) VALUES {values} "
-            f"ON CONFLICT (event, idempotency_key) DO NOTHING{returning}")
-
+def insert_ignoring_duplicates_core(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (event, idempotency_key) DO NOTHING RETURNING event, key: a
+    duplicate sent to two workers at once is stored once, with no check-then-insert race, and
+    each caller learns whether its row was new. Executed with a list of rows (one statement
+    per batch: SQLAlchemy's "insertmanyvalues")."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(events).on_conflict_do_nothing(
+        index_elements=[events.c.event, events.c.idempotency_key]).returning(
+        events.c.event, events.c.idempotency_key)
 
 
 class EventStore(EventReports):
@@ -118,23 +95,13 @@ class EventStore(EventReports):
         self._probe_lock = threading.Lock()
         if self.dialect == "postgresql":
             event.listen(self.engine, "do_connect", self.budget.connect)
-        # psycopg's cursor for queries with $n parameters, sent as they are (PostgreSQL only;
-        # imported here so a SQLite deployment never loads the driver).
-        self._raw_cursor: Any = None
-        if self.dialect == "postgresql":
-            from psycopg import RawCursor
-
-            self._raw_cursor = RawCursor
-        dialect = self.engine.dialect
-        # SQLAlchemy's own conversions for the driver (datetimes to text on SQLite, ...), the
-        # datetime one replaced by the same format from C (it was 2% of a request's CPU).
-        self._values_of = operator.attrgetter(*INSERT_COLUMNS)
-        converters = {
-            index: _sqlite_datetime if self.dialect == "sqlite"
-            and isinstance(events.c[name].type, DateTime)
-            else events.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for index, name in enumerate(INSERT_COLUMNS)}
-        self._converters = [(index, convert) for index, convert in converters.items() if convert]
+        self._insert_statement = insert_ignoring_duplicates_core(self.dialect)
+        # PostgreSQL: autocommit, each INSERT its own transaction (see `_insert_core`).
+        self._write_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT") \
+            if self.dialect == "postgresql" else self.engine
+        # Measured: the raw insert (raw_insert.py) serves more requests than Core on both
+        # backends; `_insert_core` is the plain path the benchmarks compare it with.
+        self._insert = self._insert_raw
         database = self.engine.url.database
         self.writer_lock = WriterLock(database + "-writer.lock", timeout) \
             if self.dialect == "sqlite" and database and database != ":memory:" \
@@ -309,62 +276,8 @@ class EventStore(EventReports):
             raise StoreUnavailable(type(exc).__name__) from exc
 
     def _write_once(self, items: list[LogEvent]) -> list[bool]:
-        """One statement, so one transaction and one commit, for `items`, on a pooled
-        connection of the engine used at the driver's level (see `insert_ignoring_duplicates`
-        for why). Driver errors are raised as SQLAlchemy's, and a dropped connection is
-        invalidated, exactly as SQLAlchemy itself would do."""
-        params: list[Any] = []
-        for item in items:
-            values = list(self._values_of(item))
-            for index, convert in self._converters:
-                values[index] = convert(values[index])
-            params += values
-        sql = insert_ignoring_duplicates(len(items), self.dialect)
-        try:
-            connection = self.engine.raw_connection()
-        except self.engine.dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(None, None, exc, self.engine.dialect.loaded_dbapi.Error,
-                                      hide_parameters=True, connection_invalidated=False,
-                                      dialect=self.engine.dialect) from exc
-        dbapi_connection = connection.dbapi_connection
-        cursor = None
-        guard: Guard | None = None
-        try:
-            with self.budget.guard(dbapi_connection) as guard:
-                if self.dialect == "sqlite":
-                    cursor = dbapi_connection.cursor()
-                    # The connection is in autocommit: the statement is its own transaction,
-                    # committed (and fsynced) before execute returns.
-                    with self._writer():
-                        cursor.execute(sql, params)
-                    inserted = self._inserted_sqlite(cursor, items)
-                else:
-                    cursor = self._raw_cursor(dbapi_connection)
-                    # One statement is one transaction: in autocommit it is a single round
-                    # trip (psycopg would otherwise send BEGIN and COMMIT on their own).
-                    dbapi_connection.autocommit = True
-                    try:
-                        cursor.execute(sql, params)
-                        inserted = {tuple(row) for row in cursor.fetchall()}
-                    finally:
-                        with contextlib.suppress(Exception):
-                            dbapi_connection.autocommit = False
-        except self.engine.dialect.loaded_dbapi.Error as exc:
-            lost = self.engine.dialect.is_disconnect(exc, dbapi_connection, cursor)
-            if lost:
-                connection.invalidate(exc)
-            raise DBAPIError.instance(sql, None, exc, self.engine.dialect.loaded_dbapi.Error,
-                                      hide_parameters=True, connection_invalidated=lost,
-                                      dialect=self.engine.dialect) from exc
-        except StoreUnavailable:
-            if guard is not None and guard.fired:
-                connection.invalidate()     # the watchdog shut its socket down
-            raise
-        finally:
-            if cursor is not None:
-                with contextlib.suppress(Exception):
-                    cursor.close()
-            connection.close()   # back to the pool, which rolls back anything left open
+        """One transaction, so one commit, for `items`; per item whether it is a new row."""
+        inserted = self._insert(items)
         results = []
         for item in items:
             key = (item.event, item.idempotency_key)
@@ -372,29 +285,30 @@ class EventStore(EventReports):
             inserted.discard(key)    # the same key twice in one batch: the second is a duplicate
         return results
 
-    @staticmethod
-    def _inserted_sqlite(cursor: Any, items: list[LogEvent]) -> set[tuple[str, str]]:
-        """The (event, key) pairs the insert just run on `cursor` stored.
+    def _insert_raw(self, items: list[LogEvent]) -> set[tuple[str, str]]:
+        """The insert as shipped: the driver's own, measured faster (see raw_insert.py)."""
+        return insert_raw(self.engine, items, self.budget.guard, self._writer)
 
-        Usually all of them (the row count says so). Otherwise they are looked up: SQLite gives
-        each new row the largest id + 1 and the statement held the write lock, so the rows it
-        stored have the ids up to `lastrowid`, `rowcount` of them; an older row with one of
-        the keys has a smaller id.
+    def _insert_core(self, items: list[LogEvent]) -> set[tuple[str, str]]:
+        """The plain path, in SQLAlchemy Core, kept as the benchmarks' reference for the raw
+        one (bench/logs.py --core-ab): insert `items` in one transaction; the (event, key)
+        pairs it stored (RETURNING).
+
+        On PostgreSQL the connection is in autocommit: the one INSERT is its own transaction,
+        one round trip (no BEGIN and COMMIT of their own). On SQLite the transaction is held
+        under the writer lock, so processes take turns without SQLite's sleeping busy handler.
         """
-        stored, last = cursor.rowcount, cursor.lastrowid
-        if stored == len(items):
-            return {(item.event, item.idempotency_key) for item in items}
-        if stored <= 0:
-            return set()
-        inserted: set[tuple[str, str]] = set()
-        for name in {item.event for item in items}:
-            keys = list({item.idempotency_key for item in items if item.event == name})
-            cursor.execute(
-                f"SELECT id, idempotency_key FROM {events.name} WHERE event = ? AND "
-                f"idempotency_key IN ({', '.join(['?'] * len(keys))})", [name, *keys])
-            inserted.update((name, key) for row_id, key in cursor.fetchall()
-                            if row_id > last - stored)
-        return inserted
+        with self._write_engine.connect() as connection, \
+                self.budget.guard(connection.connection.dbapi_connection) as guard:
+            try:
+                with self._writer(), connection.begin():
+                    rows = connection.execute(self._insert_statement,
+                                              [item.row() for item in items])
+                    return {(row.event, row.idempotency_key) for row in rows}
+            except SQLAlchemyError:
+                if guard is not None and guard.fired:
+                    connection.invalidate()     # the watchdog shut its socket down
+                raise
 
     def _writer(self) -> Any:
         """SQLite's writer lock (see WriterLock), waited on within this thread's deadline."""
@@ -459,11 +373,6 @@ def _outcome(result: bool | StoreUnavailable) -> bool:
         raise result
     return result
 
-
-
-def _sqlite_datetime(value: datetime | None) -> str | None:
-    """SQLAlchemy's storage format for DateTime on SQLite ("2024-05-01 09:30:00.000000")."""
-    return None if value is None else value.isoformat(" ", "microseconds")
 
 
 def _is_disconnect(exc: BaseException) -> bool:

@@ -144,7 +144,8 @@ def build_engine(url: str, timeout: float) -> Engine:
     if backend not in ("sqlite", "postgresql"):
         raise SettingsError(f"DATABASE_URL uses {backend!r}; the kit supports sqlite and "
                             "postgresql (postgresql+psycopg://user:password@host/db)")
-    options: dict[str, Any] = {"pool_recycle": 1800}
+    # hide_parameters: a failed statement's message never carries an event's text.
+    options: dict[str, Any] = {"pool_recycle": 1800, "hide_parameters": True}
     if backend != "sqlite" or _sqlite_file(parsed):
         # A file or a server gets a QueuePool, whose checkout wait is bounded. In-memory
         # SQLite gets SQLAlchemy's SingletonThreadPool (one connection per thread, nothing to
