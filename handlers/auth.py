@@ -43,6 +43,11 @@ def _refuse(detail: str, challenge: str | None = None) -> WebhookError:
 
 
 class NoAuth:
+    """Method "none": every caller is accepted (create_app warns about it at start)."""
+
+    def __init__(self, settings: AuthSettings) -> None:
+        self.settings = settings
+
     def verify(self, request: Request) -> None:
         return None
 
@@ -275,8 +280,7 @@ VERIFIERS: dict[str, type] = {
 
 
 def build_verifier(settings: AuthSettings) -> Verifier:
-    if settings.method == "none":
-        return NoAuth()
+    """The verifier of `settings.method`, built once per webhook in create_app."""
     return VERIFIERS[settings.method](settings)
 
 

@@ -105,6 +105,8 @@ class Detector:
 
     def __init__(self, languages: Iterable[str], fast_language: str | None = None) -> None:
         self.languages = tuple(languages)
+        # Candidates the statistical model has no data for: detected by their script only.
+        self.unknown: list[str] = []
         # The assistant's language, when it has a fast path and is a candidate.
         self.fast_language = fast_language if fast_language in FAST_PATH_WORDS and \
             fast_language in self.languages else None
@@ -320,10 +322,9 @@ def build_detector(settings: Any) -> Detector:
     with _build_lock:  # lingua and langdetect loads are not meant to race
         cls = LinguaDetector if settings.language_detector == "lingua" else LangdetectDetector
         detector: Detector = cls(settings.languages, settings.assistant_language)
-    unknown: list[str] = getattr(detector, "unknown", [])
-    if unknown:
+    if detector.unknown:
         log.warning("LANGUAGE_DETECTOR=%s has no model for %s: these are detected by their script "
-                    "only", detector.name, ", ".join(unknown))
+                    "only", detector.name, ", ".join(detector.unknown))
     return detector
 
 

@@ -9,7 +9,7 @@ answering 500 to the assistant later. Nothing else in the kit reads `os.environ`
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, Mapping
 
 AUTH_METHODS = ("none", "basic", "bearer", "apikey", "jwt", "oauth2")
@@ -120,6 +120,16 @@ class Settings:
         return [name for name in self.webhooks if self.auth[name].method == "none"]
 
 
+def _defaults(cls: type) -> dict[str, Any]:
+    """A dataclass's field defaults by field name: each default is written once, on the class,
+    and `load_settings` reads it from here."""
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+
+DEFAULTS = _defaults(Settings)
+AUTH_DEFAULTS = _defaults(AuthSettings)
+
+
 # --- parsing helpers -------------------------------------------------------------------------
 
 def _text(source: Mapping[str, Any], name: str, default: str | None = None) -> str | None:
@@ -190,7 +200,7 @@ def _codes(source: Mapping[str, Any], name: str, default: tuple[str, ...]) -> tu
 def _webhooks(source: Mapping[str, Any]) -> tuple[str, ...]:
     raw = _text(source, "WEBHOOKS")
     if raw is None:
-        return WEBHOOKS
+        return DEFAULTS["webhooks"]
     names = [name.strip().lower() for name in raw.split(",") if name.strip()]
     unknown = [name for name in names if name not in WEBHOOK_NAMES]
     if unknown or not names:
@@ -210,7 +220,7 @@ def _auth(source: Mapping[str, Any], webhook: str) -> AuthSettings:
         return "WEBHOOK_" + key, _text(source, "WEBHOOK_" + key)
 
     method_name, method = pick("AUTH")
-    method = (method or "none").lower()
+    method = (method or AUTH_DEFAULTS["method"]).lower()
     if method not in AUTH_METHODS:
         raise SettingsError(f"{method_name}={method!r} is not one of: {', '.join(AUTH_METHODS)}")
     secret_name, secret = pick("SECRET")
@@ -243,20 +253,22 @@ def _auth(source: Mapping[str, Any], webhook: str) -> AuthSettings:
         # The assistant refuses longer secrets, so a longer one here can never match.
         raise SettingsError(f"{secret_name} is longer than the assistant's limit of 1024 characters")
 
-    default_algs = ASYMMETRIC_ALGORITHMS if method == "oauth2" else ("HS256",)
+    default_algs = ASYMMETRIC_ALGORITHMS if method == "oauth2" else AUTH_DEFAULTS["algorithms"]
     algorithms = tuple(a.strip() for a in (algs or "").split(",") if a.strip()) or default_algs
     allowed = ASYMMETRIC_ALGORITHMS if method == "oauth2" else ("HS256", "HS384", "HS512")
     for alg in algorithms:
         if alg not in allowed:
             raise SettingsError(f"{alg_name}: {alg!r} is not allowed with {method}; "
                                 f"use some of {', '.join(allowed)}")
-    leeway = _number({leeway_name: leeway_raw}, leeway_name, 30.0, positive=False, minimum=0)
+    leeway = _number({leeway_name: leeway_raw}, leeway_name, AUTH_DEFAULTS["leeway"],
+                     positive=False, minimum=0)
     if header is not None and not header.replace("-", "").replace("_", "").isalnum():
         raise SettingsError(f"{prefix}API_KEY_HEADER / WEBHOOK_API_KEY_HEADER={header!r} "
                             "is not a valid header name")
     return AuthSettings(webhook=webhook, method=method, secret=secret, previous_secret=previous,
                         username=username, password=password,
-                        api_key_header=header or "X-API-Key", api_key=api_key,
+                        api_key_header=header or AUTH_DEFAULTS["api_key_header"],
+                        api_key=api_key,
                         jwks_url=jwks_url, issuer=issuer, audience=audience,
                         algorithms=algorithms, leeway=leeway)
 
@@ -267,9 +279,9 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     source: dict[str, Any] = dict(os.environ if environ is None else environ)
     source.update(overrides or {})
 
-    detector = _choice(source, "LANGUAGE_DETECTOR", DETECTORS, "langdetect")
-    languages = _codes(source, "LANGUAGES", DEFAULT_LANGUAGES)
-    assistant_codes = _codes(source, "ASSISTANT_LANGUAGE", ("en",))
+    detector = _choice(source, "LANGUAGE_DETECTOR", DETECTORS, DEFAULTS["language_detector"])
+    languages = _codes(source, "LANGUAGES", DEFAULTS["languages"])
+    assistant_codes = _codes(source, "ASSISTANT_LANGUAGE", (DEFAULTS["assistant_language"],))
     if len(assistant_codes) > 1:
         raise SettingsError("ASSISTANT_LANGUAGE names one language, the assistant's")
     assistant_language = assistant_codes[0]
@@ -286,7 +298,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     if min_confidence > 1:
         raise SettingsError(f"LANGUAGE_MIN_CONFIDENCE={min_confidence} must be between 0 and 1")
 
-    translator = _choice(source, "TRANSLATOR", TRANSLATORS, "none")
+    translator = _choice(source, "TRANSLATOR", TRANSLATORS, DEFAULTS["translator"])
     translator_url = _text(source, "TRANSLATOR_URL")
     translator_key = _text(source, "TRANSLATOR_API_KEY")
     if translator in ("deepl", "microsoft") and not translator_key:
@@ -294,17 +306,17 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     if translator == "libre" and not translator_url:
         raise SettingsError("TRANSLATOR_URL (your LibreTranslate server) is required with "
                             "TRANSLATOR=libre")
-    timeout = _number(source, "TRANSLATION_TIMEOUT", 3.0)
+    timeout = _number(source, "TRANSLATION_TIMEOUT", DEFAULTS["translation_timeout"])
     if timeout >= 30:
         raise SettingsError(f"TRANSLATION_TIMEOUT={timeout} must stay below the assistant's "
                             "longest webhook timeout (30 s)")
 
-    retention = _number(source, "LOG_RETENTION_DAYS", None, cast=int)
+    retention = _number(source, "LOG_RETENTION_DAYS", DEFAULTS["log_retention_days"], cast=int)
     database_url = _text(source, "DATABASE_URL")
     if database_url and "://" not in database_url:
         raise SettingsError(f"DATABASE_URL is not a database URL (expected e.g. "
                             "postgresql+psycopg://user@host/db or sqlite:///path)")
-    database_timeout = _number(source, "DATABASE_TIMEOUT", 1.5)
+    database_timeout = _number(source, "DATABASE_TIMEOUT", DEFAULTS["database_timeout"])
     if database_timeout >= 30:
         raise SettingsError(f"DATABASE_TIMEOUT={database_timeout} must stay below the "
                             "assistant's longest webhook timeout (30 s)")
@@ -316,13 +328,14 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         # LOG_ settings are the log webhook's (LOG_AUTH, LOG_REDACT): one meaning per prefix.
         raise SettingsError("LOG_LEVEL was renamed APP_LOG_LEVEL (settings starting with LOG_ "
                             "configure the log webhook)")
-    log_level = (_text(source, "APP_LOG_LEVEL", "INFO") or "INFO").upper()
+    log_level = (_text(source, "APP_LOG_LEVEL") or DEFAULTS["log_level"]).upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise SettingsError(f"APP_LOG_LEVEL={log_level!r} is not a logging level")
 
     settings = Settings(
         webhooks=_webhooks(source),
-        max_content_length=_number(source, "MAX_CONTENT_LENGTH", 8 * 1024 * 1024, cast=int),
+        max_content_length=_number(source, "MAX_CONTENT_LENGTH", DEFAULTS["max_content_length"],
+                                   cast=int),
         log_level=log_level,
         auth={webhook: _auth(source, webhook) for webhook in WEBHOOKS},
         assistant_language=assistant_language,
@@ -330,37 +343,47 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         supported_languages=supported,
         language_detector=detector,
         language_min_confidence=min_confidence,
-        unsupported_language_reply=_text(source, "UNSUPPORTED_LANGUAGE_REPLY", "") or "",
-        skill_type=_choice(source, "SKILL_TYPE", SKILL_TYPES, "actions"),
-        language_variable=_text(source, "LANGUAGE_VARIABLE", "customer_language"),
-        original_input_variable=_text(source, "ORIGINAL_INPUT_VARIABLE", "original_input"),
-        chosen_language_variable=_text(source, "CHOSEN_LANGUAGE_VARIABLE", "chosen_language"),
+        unsupported_language_reply=(_text(source, "UNSUPPORTED_LANGUAGE_REPLY")
+                                    or DEFAULTS["unsupported_language_reply"]),
+        skill_type=_choice(source, "SKILL_TYPE", SKILL_TYPES, DEFAULTS["skill_type"]),
+        language_variable=_text(source, "LANGUAGE_VARIABLE", DEFAULTS["language_variable"]),
+        original_input_variable=_text(source, "ORIGINAL_INPUT_VARIABLE",
+                                      DEFAULTS["original_input_variable"]),
+        chosen_language_variable=_text(source, "CHOSEN_LANGUAGE_VARIABLE",
+                                       DEFAULTS["chosen_language_variable"]),
         translation_failed_variable=_text(source, "TRANSLATION_FAILED_VARIABLE",
-                                          "translation_failed"),
-        offered_options_variable=_text(source, "OFFERED_OPTIONS_VARIABLE", "offered_options"),
+                                          DEFAULTS["translation_failed_variable"]),
+        offered_options_variable=_text(source, "OFFERED_OPTIONS_VARIABLE",
+                                       DEFAULTS["offered_options_variable"]),
         translator=translator,
         translator_url=translator_url,
         translator_api_key=translator_key,
         translator_region=_text(source, "TRANSLATOR_REGION"),
         translation_timeout=timeout,
-        translation_cache_size=_number(source, "TRANSLATION_CACHE_SIZE", 10_000, cast=int,
+        translation_cache_size=_number(source, "TRANSLATION_CACHE_SIZE",
+                                       DEFAULTS["translation_cache_size"], cast=int,
                                        positive=False, minimum=0),
-        translation_cache_ttl=_number(source, "TRANSLATION_CACHE_TTL", 24 * 3600.0),
+        translation_cache_ttl=_number(source, "TRANSLATION_CACHE_TTL",
+                                      DEFAULTS["translation_cache_ttl"]),
         translation_memory=_text(source, "TRANSLATION_MEMORY"),
-        translation_concurrency=_number(source, "TRANSLATION_CONCURRENCY", 16, cast=int),
-        breaker_failures=_number(source, "BREAKER_FAILURES", 5, cast=int),
-        breaker_cooldown=_number(source, "BREAKER_COOLDOWN", 30.0),
+        translation_concurrency=_number(source, "TRANSLATION_CONCURRENCY",
+                                        DEFAULTS["translation_concurrency"], cast=int),
+        breaker_failures=_number(source, "BREAKER_FAILURES", DEFAULTS["breaker_failures"],
+                                 cast=int),
+        breaker_cooldown=_number(source, "BREAKER_COOLDOWN", DEFAULTS["breaker_cooldown"]),
         redis_url=redis_url,
-        redis_prefix=_text(source, "REDIS_PREFIX", "wxa:") or "wxa:",
+        redis_prefix=_text(source, "REDIS_PREFIX") or DEFAULTS["redis_prefix"],
         redis_ssl_cert_reqs=_choice(source, "REDIS_SSL_CERT_REQS", REDIS_SSL_CERT_REQS,
-                                    "required"),
-        session_ttl=_number(source, "SESSION_TTL", 24 * 3600.0),
-        session_memory_size=_number(source, "SESSION_MEMORY_SIZE", 100_000, cast=int),
+                                    DEFAULTS["redis_ssl_cert_reqs"]),
+        session_ttl=_number(source, "SESSION_TTL", DEFAULTS["session_ttl"]),
+        session_memory_size=_number(source, "SESSION_MEMORY_SIZE", DEFAULTS["session_memory_size"],
+                                    cast=int),
         content_dir=_text(source, "CONTENT_DIR"),
-        offered_options_max=_number(source, "OFFERED_OPTIONS_MAX", 50, cast=int),
+        offered_options_max=_number(source, "OFFERED_OPTIONS_MAX", DEFAULTS["offered_options_max"],
+                                    cast=int),
         database_url=database_url,
         database_timeout=database_timeout,
-        log_redact=_flag(source, "LOG_REDACT", False),
+        log_redact=_flag(source, "LOG_REDACT", DEFAULTS["log_redact"]),
         log_retention_days=retention,
     )
     for name, folder in (("TRANSLATION_MEMORY", settings.translation_memory),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from handlers import SettingsError, create_app
-from handlers.settings import load_settings
+from handlers.settings import AuthSettings, Settings, load_settings
 
 
 @pytest.mark.parametrize("config, names", [
@@ -87,6 +89,18 @@ def test_defaults():
     assert "en" in settings.languages and len(settings.languages) == 16
     assert settings.supported_languages == settings.languages
     assert settings.translator == "none"
+
+
+def test_unset_settings_take_the_dataclass_defaults():
+    """Each default is written once, on `Settings` / `AuthSettings`; load_settings reads it."""
+    settings = load_settings(environ={})
+    for f in dataclasses.fields(Settings):
+        if f.default is not dataclasses.MISSING:
+            assert getattr(settings, f.name) == f.default, f.name
+    for auth in settings.auth.values():
+        for f in dataclasses.fields(AuthSettings):
+            if f.default is not dataclasses.MISSING:
+                assert getattr(auth, f.name) == f.default, f.name
 
 
 def test_per_webhook_values_fall_back_to_shared_ones():

@@ -40,36 +40,32 @@ def failure_reason(exc: BaseException) -> str:
     """A short code for a failed provider call. Never the exception's message: it may quote text."""
     if isinstance(exc, TranslationError):
         return exc.reason
-    name = type(exc).__name__
-    try:
-        from deep_translator import exceptions as dt
-        import requests
+    from deep_translator import exceptions as dt
+    import requests
 
-        if isinstance(exc, dt.ServerException):
-            codes = {v: k for k, v in dt.ServerException.errors.items()}
-            status = codes.get(exc.args[0] if exc.args else None)
-            return f"http_{status}" if status else "server_error"
-        if isinstance(exc, dt.TooManyRequests):
-            return "http_429"
-        if isinstance(exc, (dt.AuthorizationException, dt.ApiKeyException)):
-            return "unauthorized"
-        if isinstance(exc, (dt.LanguageNotSupportedException, dt.InvalidSourceOrTargetLanguage)):
-            return "unsupported_language"
-        if isinstance(exc, (dt.NotValidLength, dt.NotValidPayload)):
-            return "text_rejected"
-        if isinstance(exc, (dt.TranslationNotFound, dt.ElementNotFoundInGetRequest)):
-            return "no_translation"
-        if isinstance(exc, dt.RequestError):
-            return "request_failed"
-        if isinstance(exc, requests.exceptions.Timeout):
-            return "timeout"
-        if isinstance(exc, requests.exceptions.ConnectionError):
-            return "connection_failed"
-        if isinstance(exc, (ValueError, KeyError, TypeError, AttributeError)):
-            return "invalid_answer"  # not the JSON the provider documents
-    except ImportError:  # pragma: no cover - deep-translator is a runtime requirement
-        pass
-    return f"error_{name}"
+    if isinstance(exc, dt.ServerException):
+        codes = {v: k for k, v in dt.ServerException.errors.items()}
+        status = codes.get(exc.args[0] if exc.args else None)
+        return f"http_{status}" if status else "server_error"
+    if isinstance(exc, dt.TooManyRequests):
+        return "http_429"
+    if isinstance(exc, (dt.AuthorizationException, dt.ApiKeyException)):
+        return "unauthorized"
+    if isinstance(exc, (dt.LanguageNotSupportedException, dt.InvalidSourceOrTargetLanguage)):
+        return "unsupported_language"
+    if isinstance(exc, (dt.NotValidLength, dt.NotValidPayload)):
+        return "text_rejected"
+    if isinstance(exc, (dt.TranslationNotFound, dt.ElementNotFoundInGetRequest)):
+        return "no_translation"
+    if isinstance(exc, dt.RequestError):
+        return "request_failed"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timeout"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "connection_failed"
+    if isinstance(exc, (ValueError, KeyError, TypeError, AttributeError)):
+        return "invalid_answer"  # not the JSON the provider documents
+    return f"error_{type(exc).__name__}"
 
 
 class Provider:

@@ -21,13 +21,13 @@ log = logging.getLogger("handlers.translation")
 class Translator:
     """The one translation interface both webhooks use; always present, TRANSLATOR=none too."""
 
-    def __init__(self, provider: Provider | None, *, memory: TranslationMemory | None = None,
-                 cache: TranslationCache | None = None, concurrency: int = 8,
-                 breaker_failures: int = 5, breaker_cooldown: float = 30.0) -> None:
+    def __init__(self, provider: Provider | None, *, memory: TranslationMemory,
+                 cache: TranslationCache, concurrency: int, breaker_failures: int,
+                 breaker_cooldown: float) -> None:
         self.provider = provider
         self.name = provider.name if provider is not None else "none"
-        self.memory = memory or TranslationMemory()
-        self.cache = cache or TranslationCache(0, 1.0)
+        self.memory = memory
+        self.cache = cache
         self.pool = CallPool(concurrency)
         self.breaker = CircuitBreaker(self.name, breaker_failures, breaker_cooldown)
         self._stats: Counter[str] = Counter()
