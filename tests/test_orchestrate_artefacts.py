@@ -32,6 +32,7 @@ RESULTS = {"pre": [FIXTURES / "orchestrate_pre_invoke_result.translated.json",
            "post": [FIXTURES / "orchestrate_post_invoke_result.translated.json"]}
 PATHS = {"pre": "/plugins/agent-pre-invoke", "post": "/plugins/agent-post-invoke"}
 HOOKS = {"pre": "agent_pre_invoke", "post": "agent_post_invoke"}
+NO_VALIDATOR = "openapi-spec-validator (requirements-test.txt) is not installed"
 # The OpenAPI document's component for each ADK model (same names, so drift shows by name).
 MODELS = ("AgentPreInvokePayload", "AgentPostInvokePayload", "PluginContext", "GlobalContext",
           "HttpHeaderPayload", "Message", "TextContent", "PluginViolation")
@@ -49,7 +50,8 @@ def adk_report() -> dict[str, Any]:
     from ibm_watsonx_orchestrate_core.types.tools import types as plug
     from pydantic import ValidationError
 
-    # What `orchestrate tools import -k openapi -f FILE` calls (tools_controller.import_openapi_tool).
+    # What `orchestrate tools import -k openapi -f FILE` calls (tools_controller's
+    # import_openapi_tool), on a local file: no network.
     tools = asyncio.run(create_openapi_json_tools_from_uri(str(OPENAPI)))
     report: dict[str, Any] = {"tools": [], "requests": {}, "results": {}, "refused": {}}
     for tool in tools:
@@ -69,9 +71,10 @@ def adk_report() -> dict[str, Any]:
     result_models = {"pre": plug.AgentPreInvokeResult, "post": plug.AgentPostInvokeResult}
     for phase, path in REQUESTS.items():
         body = load(path)
-        report["requests"][phase] = {
-            "payload": payload_models[phase].model_validate(body["payload"]).model_dump(mode="json"),
-            "context": plug.PluginContext.model_validate(body["context"]).model_dump(mode="json")}
+        payload = payload_models[phase].model_validate(body["payload"])
+        context = plug.PluginContext.model_validate(body["context"])
+        report["requests"][phase] = {"payload": payload.model_dump(mode="json"),
+                                     "context": context.model_dump(mode="json")}
     for phase, paths in RESULTS.items():
         for path in paths:
             # The kit leaves out null members of its results (it never sends "violation": null).
@@ -89,15 +92,16 @@ def adk_report() -> dict[str, Any]:
             report["refused"][name] = False
         except ValidationError:
             report["refused"][name] = True
-    report["fields"] = {name: sorted(getattr(plug, name).model_fields) for name in MODELS}
+    report["fields"] = {name: sorted(getattr(plug, name).model_fields)
+                        for name in MODELS}
     return report
 
 
 @pytest.fixture(scope="module")
 def adk(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if importlib.util.find_spec("ibm_watsonx_orchestrate") is None:
-        pytest.skip("the watsonx Orchestrate ADK (ibm-watsonx-orchestrate, in requirements-test.txt) "
-                    "is not installed")
+        pytest.skip("the watsonx Orchestrate ADK (ibm-watsonx-orchestrate, in "
+                    "requirements-test.txt) is not installed")
     home = tmp_path_factory.mktemp("adk-home")
     env = {key: value for key, value in os.environ.items()
            if key.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
@@ -119,8 +123,7 @@ def openapi() -> dict[str, Any]:
 
 
 def test_openapi_document_is_valid(openapi: dict[str, Any]) -> None:
-    validator = pytest.importorskip("openapi_spec_validator",
-                                    reason="openapi-spec-validator (requirements-test.txt) is not installed")
+    validator = pytest.importorskip("openapi_spec_validator", reason=NO_VALIDATOR)
     validator.validate(openapi)
     assert openapi["openapi"].startswith("3.0.")     # IBM: "The OpenAPI version must be 3.0"
 
@@ -207,8 +210,7 @@ def test_openapi_schemas_list_the_adk_model_fields(adk: dict[str, Any],
 def test_fixtures_match_the_openapi_schemas(openapi: dict[str, Any]) -> None:
     """The bodies and results IBM's models accept also pass the document's own schemas, so what
     Orchestrate is told to send is what it sends."""
-    schema_validator = pytest.importorskip(
-        "openapi_schema_validator", reason="openapi-spec-validator (requirements-test.txt) is not installed")
+    schema_validator = pytest.importorskip("openapi_schema_validator", reason=NO_VALIDATOR)
 
     def check(ref: str, instance: Any) -> None:
         schema = {"$ref": f"#/components/schemas/{ref}", "components": openapi["components"]}
