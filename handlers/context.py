@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .language import language_tag
-
 SKILLS = {
     "actions": ("actions skill", "skill_variables"),
     "dialog": ("main skill", "user_defined"),
@@ -71,8 +69,7 @@ def global_system(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def locale_language(payload: dict[str, Any]) -> str | None:
-    """The language part of `context.global.system.locale` ("es-ES" -> "es"), a start-of-session hint."""
-    tag = language_tag(global_system(payload).get("locale"))
-    if tag is None:
-        return None
-    return tag.split("-")[0] or None
+    """`context.global.system.locale` as given ("es-ES"), a start-of-session hint, or None;
+    `language.normalise_code` reads the language out of it."""
+    locale = global_system(payload).get("locale")
+    return locale if isinstance(locale, str) and locale.strip() else None

@@ -84,3 +84,28 @@ def test_a_logs_only_app_serves_only_the_log_webhook(tmp_path):
 def test_steps_for_a_webhook_not_served_are_refused():
     with pytest.raises(ValueError, match="not served"):
         create_app({"WEBHOOKS": "premessage"}, steps={"log": []})
+
+
+@pytest.mark.parametrize("webhooks, not_imported", [
+    ("logs", ["handlers.translation", "handlers.session", "handlers.cache", "handlers.language",
+              "handlers.content", "handlers.fields", "langdetect", "deep_translator"]),
+    ("premessage", ["handlers.content", "handlers.fields", "handlers.masking"]),
+    ("postmessage", ["langdetect", "lingua"]),
+])
+def test_an_app_imports_only_what_its_webhooks_use(tmp_path, webhooks, not_imported):
+    """In a fresh interpreter, after serving a request: the other webhooks' modules stay out."""
+    script = f"""
+import json, os, sys
+os.chdir({str(tmp_path)!r})
+from handlers import create_app
+app = create_app({{"WEBHOOKS": {webhooks!r}, "DATABASE_URL": "sqlite:///e.sqlite3"}})
+app.test_client().get("/readyz")
+print(json.dumps(sorted(name for name in {not_imported!r} if name in sys.modules)))
+"""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("DATABASE_", "WEBHOOK", "LOG_", "REDIS_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
