@@ -45,3 +45,7 @@ def test_quick_start_is_the_two_make_commands():
 def test_links_to_docs_resolve():
     for target in re.findall(r"\]\(((?:docs|bench|examples)/[^)#]+)", README):
         assert (ROOT / target).exists(), f"README links to {target}, which does not exist"
+
+
+def test_the_readme_is_a_manual_not_a_notebook():
+    assert len(README.splitlines()) <= 300
