@@ -23,10 +23,22 @@ from .settings import Settings, SettingsError, load_settings
 __all__ = ["create_app", "Settings", "SettingsError"]
 log = logging.getLogger(__name__)
 
-# Each webhook's module (its blueprint `bp`) and the name of its list of steps.
+# Each webhook's module (its blueprint `bp`) and the name of its list of steps (None: it has none
+# of its own).
 WEBHOOK_MODULES = {"premessage": ("premessage", "PREMESSAGE_STEPS"),
                    "postmessage": ("postmessage", "POSTMESSAGE_STEPS"),
-                   "log": ("logs", "LOG_STEPS")}
+                   "log": ("logs", "LOG_STEPS"),
+                   "orchestrate": ("orchestrate", None)}
+# Step lists a webhook runs besides its own: the Orchestrate plug-ins run the pre- and
+# post-message steps, so a step added there applies to both products.
+STEPS_USED = {"orchestrate": ("premessage", "postmessage")}
+
+
+def step_lists_of(webhooks: Sequence[str]) -> list[str]:
+    """The step lists an app serving `webhooks` runs, in WEBHOOK_MODULES order."""
+    used = {name for name in webhooks if WEBHOOK_MODULES[name][1]}
+    used.update(other for name in webhooks for other in STEPS_USED.get(name, ()))
+    return [name for name in WEBHOOK_MODULES if name in used]
 
 
 def create_app(config: Mapping[str, Any] | None = None,
@@ -34,16 +46,18 @@ def create_app(config: Mapping[str, Any] | None = None,
     """Build the app.
 
     `config` overrides environment variables of the same names (tests use it). `steps` replaces a
-    webhook's list of steps ("premessage", "postmessage", "log") for this app only, e.g.
+    webhook's list of steps ("premessage", "postmessage", "log"; the Orchestrate plug-ins run the
+    first two) for this app only, e.g.
     `{"premessage": [my_step, *PREMESSAGE_STEPS]}` where `def my_step(turn: Turn) -> Response |
     None` reads and changes `turn.payload` (see handlers/pipeline.py and examples/custom_step.py).
     """
     settings = load_settings(config)
     requestlog.configure_logging(settings.log_level)
-    unknown = set(steps or {}) - set(WEBHOOK_MODULES)
+    unknown = set(steps or {}) - {name for name, (_, lst) in WEBHOOK_MODULES.items() if lst}
     if unknown:
         raise ValueError(f"create_app(steps=...): no webhook named {', '.join(sorted(unknown))}")
-    not_served = set(steps or {}) - set(settings.webhooks)
+    step_lists = step_lists_of(settings.webhooks)
+    not_served = set(steps or {}) - set(step_lists)
     if not_served:
         raise ValueError(f"create_app(steps=...): {', '.join(sorted(not_served))} is not served "
                          f"(WEBHOOKS={','.join(settings.webhooks)})")
@@ -53,10 +67,12 @@ def create_app(config: Mapping[str, Any] | None = None,
     app.config["WEBHOOK_SETTINGS"] = settings
     services = app.extensions["webhooks"] = build_services(app, settings)
     requestlog.init_app(app)
-    for name in settings.webhooks:
+    for name in step_lists:
         module_name, steps_name = WEBHOOK_MODULES[name]
         module = importlib.import_module(f"{__name__}.{module_name}")
         services.steps[name] = list((steps or {}).get(name, getattr(module, steps_name)))
+    for name in settings.webhooks:
+        module = importlib.import_module(f"{__name__}.{WEBHOOK_MODULES[name][0]}")
         app.register_blueprint(module.bp)
     app.register_blueprint(health.bp)
     cli.init_app(app)
@@ -83,7 +99,10 @@ def build_services(app: Flask, settings: Settings) -> Services:
         services.store = EventStore.open(settings.database_url or default_url(app.instance_path),
                                          retention_days=settings.log_retention_days,
                                          timeout=settings.database_timeout)
-    if "premessage" in served or "postmessage" in served:
+    # The Orchestrate plug-ins run the pre- and post-message steps: they need what both need.
+    pre = "premessage" in served or "orchestrate" in served
+    post = "postmessage" in served or "orchestrate" in served
+    if pre or post:
         from .cache import build_shared_redis
         from .session import build_session_memory
         from .translation import build_translator
@@ -91,11 +110,11 @@ def build_services(app: Flask, settings: Settings) -> Services:
         redis = build_shared_redis(settings)
         services.sessions = build_session_memory(settings, redis)
         services.translator = build_translator(settings, redis)
-    if "premessage" in served:
+    if pre:
         from .language import build_detector
 
         services.detector = build_detector(settings)
-    if "postmessage" in served:
+    if post:
         from .content import ContentStore
 
         services.content = ContentStore.load(settings.content_dir)

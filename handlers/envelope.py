@@ -79,17 +79,7 @@ def read_event(request: Request, accepted_events: Iterable[str]
     Raises `WebhookError` (400) for anything that is not the contract, 413 for a body over
     MAX_CONTENT_LENGTH (Flask raises that itself when the Content-Length says so).
     """
-    raw = request.get_data(cache=False)
-    if _cut_at_the_limit(request, raw):
-        raise WebhookError(413, "payload_too_large",
-                           f"the body is larger than MAX_CONTENT_LENGTH "
-                           f"({request.max_content_length} bytes)")
-    if not raw or not raw.strip():
-        raise WebhookError(400, "empty_body", "the request has no body; expected a JSON object")
-    body = parse_json(raw)
-    if not isinstance(body, dict):
-        raise WebhookError(400, "not_an_object",
-                           f"the body is a JSON {type(body).__name__}, expected an object")
+    body, raw = read_json_object(request)
     accepted = tuple(accepted_events)
     event = body.get("event")
     name = event.get("name") if isinstance(event, dict) else None
@@ -108,6 +98,23 @@ def read_event(request: Request, accepted_events: Iterable[str]
         raise WebhookError(400, "payload_not_an_object",
                            f'"payload" is a JSON {type(payload).__name__}, expected an object')
     return name, payload, body, raw
+
+
+def read_json_object(request: Request) -> tuple[dict[str, Any], bytes]:
+    """The body as a JSON object, and its bytes; a 400 or 413 `WebhookError` for anything else
+    (what every endpoint taking JSON checks before its own contract)."""
+    raw = request.get_data(cache=False)
+    if _cut_at_the_limit(request, raw):
+        raise WebhookError(413, "payload_too_large",
+                           f"the body is larger than MAX_CONTENT_LENGTH "
+                           f"({request.max_content_length} bytes)")
+    if not raw or not raw.strip():
+        raise WebhookError(400, "empty_body", "the request has no body; expected a JSON object")
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise WebhookError(400, "not_an_object",
+                           f"the body is a JSON {type(body).__name__}, expected an object")
+    return body, raw
 
 
 class _NotStandardJson(ValueError):

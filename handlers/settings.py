@@ -14,11 +14,14 @@ from typing import Any, Callable, Mapping
 
 AUTH_METHODS = ("none", "basic", "bearer", "apikey", "jwt", "oauth2")
 WEBHOOKS = ("premessage", "postmessage", "log")
-# What `WEBHOOKS` may name: the path's last part (/webhooks/logs), or the kit's own name "log".
+# What `WEBHOOKS` may name: the path's last part (/webhooks/logs), or the kit's own name "log";
+# "orchestrate" is the two watsonx Orchestrate plug-in endpoints (not served by default).
 WEBHOOK_NAMES = {"premessage": "premessage", "postmessage": "postmessage", "logs": "log",
-                 "log": "log"}
-# The prefix that overrides the shared WEBHOOK_* auth settings for one webhook.
-WEBHOOK_PREFIXES = {"premessage": "PREMESSAGE_", "postmessage": "POSTMESSAGE_", "log": "LOG_"}
+                 "log": "log", "orchestrate": "orchestrate"}
+# The prefix that overrides the shared WEBHOOK_* auth settings for one webhook; its order is the
+# order of every webhook the kit knows.
+WEBHOOK_PREFIXES = {"premessage": "PREMESSAGE_", "postmessage": "POSTMESSAGE_", "log": "LOG_",
+                    "orchestrate": "ORCHESTRATE_"}
 # The deep-translator providers the kit drives (yandex's v1.5 API and papago's openapi endpoint
 # are gone, qcri knows three languages, linguee and pons translate single words only).
 TRANSLATORS = ("none", "google", "libre", "deepl", "microsoft", "mymemory")
@@ -204,9 +207,10 @@ def _webhooks(source: Mapping[str, Any]) -> tuple[str, ...]:
     names = [name.strip().lower() for name in raw.split(",") if name.strip()]
     unknown = [name for name in names if name not in WEBHOOK_NAMES]
     if unknown or not names:
-        raise SettingsError(f"WEBHOOKS={raw!r}: name some of premessage, postmessage, logs")
+        raise SettingsError(f"WEBHOOKS={raw!r}: name some of premessage, postmessage, logs, "
+                            "orchestrate")
     served = {WEBHOOK_NAMES[name] for name in names}
-    return tuple(name for name in WEBHOOKS if name in served)
+    return tuple(name for name in WEBHOOK_PREFIXES if name in served)
 
 
 def _auth(source: Mapping[str, Any], webhook: str) -> AuthSettings:
@@ -337,7 +341,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         max_content_length=_number(source, "MAX_CONTENT_LENGTH", DEFAULTS["max_content_length"],
                                    cast=int),
         log_level=log_level,
-        auth={webhook: _auth(source, webhook) for webhook in WEBHOOKS},
+        auth={webhook: _auth(source, webhook) for webhook in WEBHOOK_PREFIXES},
         assistant_language=assistant_language,
         languages=languages,
         supported_languages=supported,
@@ -386,6 +390,11 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         log_redact=_flag(source, "LOG_REDACT", DEFAULTS["log_redact"]),
         log_retention_days=retention,
     )
+    if "orchestrate" in settings.webhooks and settings.auth["orchestrate"].method == "jwt":
+        # Orchestrate's connections send an API key, a token, Basic or OAuth 2 credentials; the
+        # assistant's signed JWT (perhaps inherited from WEBHOOK_AUTH) can never arrive.
+        raise SettingsError("ORCHESTRATE_AUTH=jwt (or WEBHOOK_AUTH=jwt inherited): Orchestrate "
+                            "cannot sign the assistant's JWT; use apikey, bearer, basic or oauth2")
     for name, folder in (("TRANSLATION_MEMORY", settings.translation_memory),
                          ("CONTENT_DIR", settings.content_dir)):
         if folder and not os.path.isdir(folder):
