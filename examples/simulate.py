@@ -8,6 +8,11 @@ command is a smoke test after a deployment:
     python examples/simulate.py examples/conversations/banking_es.yaml --url https://my-kit.example.com
     python examples/simulate.py examples/conversations/agent_transfer_fr.yaml        # in process
 
+With `--orchestrate` the same script plays through the watsonx Orchestrate plug-ins instead:
+pre-invoke → a stand-in agent (the script's canned reply, its texts as assistant messages) →
+post-invoke, one thread for the whole script (WEBHOOKS must include orchestrate; in process it
+is added).
+
 A script (YAML or JSON):
 
     name: Spanish banking conversation
@@ -44,6 +49,7 @@ from handlers.settings import AuthSettings, Settings, load_settings  # noqa: E40
 
 WEBHOOK_PATHS = {"premessage": "/webhooks/premessage", "postmessage": "/webhooks/postmessage",
                  "log": "/webhooks/logs"}
+PLUGIN_PATHS = {"pre": "/plugins/agent-pre-invoke", "post": "/plugins/agent-post-invoke"}
 
 
 @dataclass
@@ -270,20 +276,92 @@ class Conversation:
         return ok
 
 
+def text_message(role: str, text: str) -> dict[str, Any]:
+    return {"role": role, "content": {"type": "text", "text": text}}
+
+
+@dataclass
+class AgentConversation(Conversation):
+    """One simulated Orchestrate thread: the same script through the two agent plug-ins, with the
+    bodies shaped as the ADK's `AgentPreInvokePayload`/`AgentPostInvokePayload` (docs/orchestrate.md).
+    The history holds what the agent saw and wrote, in its own language."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def plugin(self, phase: str, payload: dict[str, Any]) -> Answer:
+        context = {"state": {"context": {"wxo_thread_id": self.session_id,
+                                         "wxo_user_name": "simulated-customer"}},
+                   "global_context": {"request_id": str(uuid.uuid4()),
+                                      "user": "simulated-customer"},
+                   "metadata": {}}
+        headers = auth_headers(self.settings.auth_for("orchestrate"), self.token)
+        body = json.dumps({"payload": payload, "context": context}).encode()
+        return self.send(PLUGIN_PATHS[phase], body, headers)
+
+    def play_turn(self, number: int, turn: dict[str, Any]) -> bool:
+        problems: list[str] = []
+        self.out(f"\n── turn {number} " + "─" * 60)
+        self.out(f"customer says        : {turn['customer']}")
+        messages = [*self.history, text_message("user", str(turn["customer"]))]
+        pre = self.plugin("pre", {
+            "agent_id": self.assistant_id, "messages": messages, "tools": [],
+            # The end user's Orchestrate token: the kit must neither log nor pass it on.
+            "headers": {"authorization": "Bearer SIMULATED-END-USER-TOKEN",
+                        "content_type": "application/json", "custom_headers": {}},
+            "parameters": {}, "context": {}})
+        if pre.status != 200 or not isinstance(pre.body, dict):
+            problems.append(f"pre-invoke answered {pre.status}: {pre.body}")
+            return self.finish(problems)
+        language = (pre.body.get("metadata") or {}).get("language")
+        timings = f"pre {pre.seconds * 1000:.0f} ms"
+        if pre.body.get("continue_processing") is False:
+            self.out("pre-invoke stopped the agent (continue_processing: false)")
+            shown = [(pre.body.get("violation") or {}).get("description", "")]
+        else:
+            received = pre.body["modified_payload"]["messages"][-1]["content"]["text"]
+            self.out(f"detected language    : {language or '-'}")
+            self.out(f"agent receives       : {received}")
+            answers = [text_message("assistant", text) for text in texts_of(turn["assistant"])
+                       if not text.startswith("  ")]
+            self.out("agent answers        : " + " | ".join(m["content"]["text"] for m in answers))
+            post = self.plugin("post", {"agent_id": self.assistant_id, "messages": answers,
+                                        "tool_calls": [], "context": {}})
+            if post.status != 200 or not isinstance(post.body, dict):
+                problems.append(f"post-invoke answered {post.status}: {post.body}")
+                return self.finish(problems)
+            timings += f", post {post.seconds * 1000:.0f} ms"
+            shown = [m["content"]["text"] for m in post.body["modified_payload"]["messages"]]
+            self.history += [text_message("user", received), *answers]
+            expected = (turn.get("expect") or {}).get("language")
+            if expected and language != expected:
+                problems.append(f"expected language {expected}, the kit decided {language}")
+        for line in shown:
+            self.out(f"customer sees        : {line}")
+        self.out(f"timings              : {timings}")
+        return self.finish(problems)
+
+
 def simulate(script_path: str, url: str | None = None, app: Any = None,
              settings: Settings | None = None, token: str | None = None,
-             out: Callable[[str], None] = print) -> bool:
-    """Play one script against `url` (a running server) or `app` (in process); True if all passed."""
-    settings = settings or load_settings()
+             out: Callable[[str], None] = print, orchestrate: bool = False) -> bool:
+    """Play one script against `url` (a running server) or `app` (in process); True if all passed.
+    `orchestrate` plays it through the Orchestrate plug-in endpoints instead of the webhooks."""
     if url:
+        settings = settings or load_settings()
         send = http_transport(url)
     else:
         if app is None:
             from handlers import create_app
 
-            app = create_app()
+            config = None
+            if orchestrate:
+                served = load_settings().webhooks
+                config = {"WEBHOOKS": ",".join({*served, "orchestrate"})}
+            app = create_app(config)
+        settings = settings or app.config["WEBHOOK_SETTINGS"]
         send = app_transport(app)
-    return Conversation(load_script(script_path), settings, send, token=token, out=out).play()
+    kind = AgentConversation if orchestrate else Conversation
+    return kind(load_script(script_path), settings, send, token=token, out=out).play()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,8 +369,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("scripts", nargs="+", help="conversation scripts (YAML or JSON)")
     parser.add_argument("--url", help="a running kit (default: an app built in this process)")
     parser.add_argument("--token", help="an oauth2 access token, when a webhook uses oauth2")
+    parser.add_argument("--orchestrate", action="store_true",
+                        help="play through the watsonx Orchestrate plug-ins, not the webhooks")
     args = parser.parse_args(argv)
-    ok = all([simulate(path, url=args.url, token=args.token) for path in args.scripts])
+    ok = all([simulate(path, url=args.url, token=args.token, orchestrate=args.orchestrate)
+              for path in args.scripts])
     return 0 if ok else 1
 
 
