@@ -123,14 +123,9 @@ class Settings:
         return [name for name in self.webhooks if self.auth[name].method == "none"]
 
 
-def _defaults(cls: type) -> dict[str, Any]:
-    """A dataclass's field defaults by field name: each default is written once, on the class,
-    and `load_settings` reads it from here."""
-    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
-
-
-DEFAULTS = _defaults(Settings)
-AUTH_DEFAULTS = _defaults(AuthSettings)
+# Each default is written once, on the dataclass; load_settings reads it from here.
+DEFAULTS = {f.name: f.default for f in fields(Settings) if f.default is not MISSING}
+AUTH_DEFAULTS = {f.name: f.default for f in fields(AuthSettings) if f.default is not MISSING}
 
 
 # --- parsing helpers -------------------------------------------------------------------------
@@ -283,6 +278,13 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     source: dict[str, Any] = dict(os.environ if environ is None else environ)
     source.update(overrides or {})
 
+    def number(name: str, **options: Any) -> Any:
+        """The number setting named after the field `name` (upper case), else its default."""
+        return _number(source, name.upper(), DEFAULTS[name], **options)
+
+    def text(name: str) -> str | None:
+        return _text(source, name.upper(), DEFAULTS[name])
+
     detector = _choice(source, "LANGUAGE_DETECTOR", DETECTORS, DEFAULTS["language_detector"])
     languages = _codes(source, "LANGUAGES", DEFAULTS["languages"])
     assistant_codes = _codes(source, "ASSISTANT_LANGUAGE", (DEFAULTS["assistant_language"],))
@@ -310,17 +312,17 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     if translator == "libre" and not translator_url:
         raise SettingsError("TRANSLATOR_URL (your LibreTranslate server) is required with "
                             "TRANSLATOR=libre")
-    timeout = _number(source, "TRANSLATION_TIMEOUT", DEFAULTS["translation_timeout"])
+    timeout = number("translation_timeout")
     if timeout >= 30:
         raise SettingsError(f"TRANSLATION_TIMEOUT={timeout} must stay below the assistant's "
                             "longest webhook timeout (30 s)")
 
-    retention = _number(source, "LOG_RETENTION_DAYS", DEFAULTS["log_retention_days"], cast=int)
+    retention = number("log_retention_days", cast=int)
     database_url = _text(source, "DATABASE_URL")
     if database_url and "://" not in database_url:
         raise SettingsError(f"DATABASE_URL is not a database URL (expected e.g. "
                             "postgresql+psycopg://user@host/db or sqlite:///path)")
-    database_timeout = _number(source, "DATABASE_TIMEOUT", DEFAULTS["database_timeout"])
+    database_timeout = number("database_timeout")
     if database_timeout >= 30:
         raise SettingsError(f"DATABASE_TIMEOUT={database_timeout} must stay below the "
                             "assistant's longest webhook timeout (30 s)")
@@ -338,8 +340,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
 
     settings = Settings(
         webhooks=_webhooks(source),
-        max_content_length=_number(source, "MAX_CONTENT_LENGTH", DEFAULTS["max_content_length"],
-                                   cast=int),
+        max_content_length=number("max_content_length", cast=int),
         log_level=log_level,
         auth={webhook: _auth(source, webhook) for webhook in WEBHOOK_PREFIXES},
         assistant_language=assistant_language,
@@ -347,44 +348,33 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         supported_languages=supported,
         language_detector=detector,
         language_min_confidence=min_confidence,
-        unsupported_language_reply=(_text(source, "UNSUPPORTED_LANGUAGE_REPLY")
-                                    or DEFAULTS["unsupported_language_reply"]),
+        unsupported_language_reply=text("unsupported_language_reply"),
         skill_type=_choice(source, "SKILL_TYPE", SKILL_TYPES, DEFAULTS["skill_type"]),
-        language_variable=_text(source, "LANGUAGE_VARIABLE", DEFAULTS["language_variable"]),
-        original_input_variable=_text(source, "ORIGINAL_INPUT_VARIABLE",
-                                      DEFAULTS["original_input_variable"]),
-        chosen_language_variable=_text(source, "CHOSEN_LANGUAGE_VARIABLE",
-                                       DEFAULTS["chosen_language_variable"]),
-        translation_failed_variable=_text(source, "TRANSLATION_FAILED_VARIABLE",
-                                          DEFAULTS["translation_failed_variable"]),
-        offered_options_variable=_text(source, "OFFERED_OPTIONS_VARIABLE",
-                                       DEFAULTS["offered_options_variable"]),
+        language_variable=text("language_variable"),
+        original_input_variable=text("original_input_variable"),
+        chosen_language_variable=text("chosen_language_variable"),
+        translation_failed_variable=text("translation_failed_variable"),
+        offered_options_variable=text("offered_options_variable"),
         translator=translator,
         translator_url=translator_url,
         translator_api_key=translator_key,
         translator_region=_text(source, "TRANSLATOR_REGION"),
         translation_timeout=timeout,
-        translation_cache_size=_number(source, "TRANSLATION_CACHE_SIZE",
-                                       DEFAULTS["translation_cache_size"], cast=int,
-                                       positive=False, minimum=0),
-        translation_cache_ttl=_number(source, "TRANSLATION_CACHE_TTL",
-                                      DEFAULTS["translation_cache_ttl"]),
+        translation_cache_size=number("translation_cache_size", cast=int, positive=False,
+                                      minimum=0),
+        translation_cache_ttl=number("translation_cache_ttl"),
         translation_memory=_text(source, "TRANSLATION_MEMORY"),
-        translation_concurrency=_number(source, "TRANSLATION_CONCURRENCY",
-                                        DEFAULTS["translation_concurrency"], cast=int),
-        breaker_failures=_number(source, "BREAKER_FAILURES", DEFAULTS["breaker_failures"],
-                                 cast=int),
-        breaker_cooldown=_number(source, "BREAKER_COOLDOWN", DEFAULTS["breaker_cooldown"]),
+        translation_concurrency=number("translation_concurrency", cast=int),
+        breaker_failures=number("breaker_failures", cast=int),
+        breaker_cooldown=number("breaker_cooldown"),
         redis_url=redis_url,
-        redis_prefix=_text(source, "REDIS_PREFIX") or DEFAULTS["redis_prefix"],
+        redis_prefix=text("redis_prefix"),
         redis_ssl_cert_reqs=_choice(source, "REDIS_SSL_CERT_REQS", REDIS_SSL_CERT_REQS,
                                     DEFAULTS["redis_ssl_cert_reqs"]),
-        session_ttl=_number(source, "SESSION_TTL", DEFAULTS["session_ttl"]),
-        session_memory_size=_number(source, "SESSION_MEMORY_SIZE", DEFAULTS["session_memory_size"],
-                                    cast=int),
+        session_ttl=number("session_ttl"),
+        session_memory_size=number("session_memory_size", cast=int),
         content_dir=_text(source, "CONTENT_DIR"),
-        offered_options_max=_number(source, "OFFERED_OPTIONS_MAX", DEFAULTS["offered_options_max"],
-                                    cast=int),
+        offered_options_max=number("offered_options_max", cast=int),
         database_url=database_url,
         database_timeout=database_timeout,
         log_redact=_flag(source, "LOG_REDACT", DEFAULTS["log_redact"]),
