@@ -1,5 +1,5 @@
 """The examples: the simulator's scripts (in process and against gunicorn), sign-jwt, the custom
-step, and the example payloads with their curl commands in the README."""
+step, and the example payloads with their curl commands in docs/architecture.md."""
 
 from __future__ import annotations
 
@@ -207,7 +207,7 @@ def test_custom_step_is_first_and_last(make_app, tmp_path):
 
 def test_every_example_payload_is_accepted(make_app):
     client = make_app().test_client()
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "architecture.md").read_text()
     commands = re.findall(r"curl -s localhost:8080(/webhooks/\w+)\s+-d @(examples/payloads/\S+)",
                           readme)
     payloads = {p.relative_to(ROOT).as_posix() for p in (ROOT / "examples/payloads").glob("*.json")}
