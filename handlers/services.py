@@ -2,7 +2,7 @@
 
 Only the methods the steps use are listed, so a step can be read, tested and copied against
 these few lines instead of the modules that implement them. The implementations (language.py,
-translation.py, session.py, store/, content.py, auth.py) are not imported here: an app that does
+translation/, session.py, store/, content.py, auth.py) are not imported here: an app that does
 not serve a webhook never loads what only that webhook needs (SQLAlchemy for the log store).
 """
 
