@@ -432,3 +432,26 @@ def test_the_simulator_command_with_orchestrate(capsys):
     assert main(["--orchestrate", str(ROOT / "examples/conversations/banking_es.yaml")]) == 0
     out = capsys.readouterr().out
     assert "turns succeeded" in out and "agent receives" in out
+
+
+@pytest.mark.slow
+def test_the_simulator_against_gunicorn(tmp_path, libre_server):
+    """The plug-ins under gunicorn, played by `simulate.py --orchestrate --url`: every turn
+    succeeds, and neither the end user's token nor the kit's own key is in the server's log."""
+    from bench.harness import serve
+
+    token = "gunicorn-orchestrate-token-5c1e"
+    env = {"WEB_CONCURRENCY": "2", "WEBHOOKS": "orchestrate", "ORCHESTRATE_AUTH": "bearer",
+           "ORCHESTRATE_SECRET": token, "TRANSLATOR": "libre",
+           "TRANSLATOR_URL": libre_server.url}
+    log_path = tmp_path / "gunicorn.log"
+    with serve("handlers:create_app()", env, log_path=log_path) as url:
+        result = subprocess.run(
+            [sys.executable, "examples/simulate.py", "--orchestrate", "--url", url,
+             str(ROOT / "examples/conversations/banking_es.yaml")],
+            cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "turns succeeded" in result.stdout and "[en>es]" in result.stdout
+    log = log_path.read_text()
+    assert '"endpoint": "/plugins/agent-post-invoke"' in log
+    assert "SIMULATED-END-USER-TOKEN" not in log and token not in log
