@@ -350,6 +350,37 @@ def test_served_beside_the_webhooks(make_app):
     assert client.post("/webhooks/postmessage", json={}).status_code == 404
 
 
+def test_an_orchestrate_only_app_opens_no_store(tmp_path):
+    """In a fresh interpreter: the plug-ins need no log store, so no SQLAlchemy, no database."""
+    script = f"""
+import json, os, sys
+os.chdir({str(tmp_path)!r})
+from handlers import create_app
+client = create_app({{"WEBHOOKS": "orchestrate"}}).test_client()
+print(json.dumps({{"readyz": client.get("/readyz").get_json(), "files": os.listdir("."),
+                  "sqlalchemy": "sqlalchemy" in sys.modules}}))
+"""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("DATABASE_", "WEBHOOK", "ORCHESTRATE_", "REDIS_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"readyz": {"status": "ok", "store": "not served"}, "files": [],
+                    "sqlalchemy": False}
+
+
+def test_the_endpoints_are_documented(make_app):
+    manual = "".join(page.read_text() for page in [ROOT / "README.md",
+                                                   *sorted((ROOT / "docs").glob("*.md"))])
+    rules = [rule.rule for rule in make_app(WEBHOOKS="orchestrate").url_map.iter_rules()
+             if rule.rule.startswith("/plugins/")]
+    assert sorted(rules) == [POST, PRE]
+    for path in rules:
+        assert f"`POST {path}`" in manual
+
+
 # --- the ADK's own models -----------------------------------------------------------------------
 
 ADK_CHILD = """
