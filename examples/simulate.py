@@ -282,9 +282,9 @@ def text_message(role: str, text: str) -> dict[str, Any]:
 
 @dataclass
 class AgentConversation(Conversation):
-    """One simulated Orchestrate thread: the same script through the two agent plug-ins, with the
-    bodies shaped as the ADK's `AgentPreInvokePayload`/`AgentPostInvokePayload` (docs/orchestrate.md).
-    The history holds what the agent saw and wrote, in its own language."""
+    """One simulated Orchestrate thread: the same script through the two agent plug-ins, with
+    bodies shaped as the ADK's `AgentPreInvokePayload`/`AgentPostInvokePayload`
+    (docs/orchestrate.md). The history holds what the agent saw and wrote, in its language."""
 
     history: list[dict[str, Any]] = field(default_factory=list)
 
