@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pathlib
 import re
+from dataclasses import fields
+
+from handlers.settings import Settings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -12,9 +15,11 @@ MANUAL = README + "".join(page.read_text() for page in sorted((ROOT / "docs").gl
 
 
 def test_every_setting_is_documented():
-    source = (ROOT / "handlers" / "settings.py").read_text()
-    names = set(re.findall(r'_(?:text|choice|number|flag|codes)\(source, "([A-Z_]+)"', source))
+    source = "".join(path.read_text() for path in (ROOT / "handlers" / "settings").glob("*.py"))
+    names = set(re.findall(r'read_(?:text|choice|number|flag|codes)\(source, "([A-Z_]+)"', source))
     names |= {"WEBHOOK_" + key for key in re.findall(r'pick\("([A-Z_]+)"\)', source)}
+    # Settings read by their field's name (number("translation_timeout") reads TRANSLATION_TIMEOUT)
+    names |= {f.name.upper() for f in fields(Settings) if f.name not in ("auth", "log_level")}
     names |= set(re.findall(r'_number\("([A-Z_]+)"', (ROOT / "gunicorn.conf.py").read_text()))
     assert len(names) > 30
     missing = sorted(name for name in names if f"`{name}`" not in MANUAL)

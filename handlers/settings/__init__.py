@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-AUTH_METHODS = ("none", "basic", "bearer", "apikey", "jwt", "oauth2")
+from .auth import ASYMMETRIC_ALGORITHMS, AUTH_METHODS, AuthSettings, read_auth
+from .readers import (SettingsError, read_choice, read_codes, read_flag, read_number,
+                      read_text)
+
+__all__ = ["Settings", "AuthSettings", "SettingsError", "load_settings", "AUTH_METHODS",
+           "ASYMMETRIC_ALGORITHMS"]
+
 WEBHOOKS = ("premessage", "postmessage", "log")
 # What `WEBHOOKS` may name: the path's last part (/webhooks/logs), or the kit's own name "log";
 # "orchestrate" is the two watsonx Orchestrate plug-in endpoints (not served by default).
@@ -32,32 +38,10 @@ SKILL_TYPES = ("actions", "dialog")
 DEFAULT_LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "nl", "sv", "pl", "ru", "tr", "ar",
                      "hi", "ja", "ko", "zh")
 DEFAULT_MIN_CONFIDENCE = {"langdetect": 0.90, "lingua": 0.50}
-ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
-                         "ES384", "ES512", "EdDSA")
 
-
-class SettingsError(ValueError):
-    """A setting has a value the kit cannot run with; the message names the variable."""
-
-
-@dataclass(frozen=True)
-class AuthSettings:
-    """How one webhook's callers prove they are the assistant."""
-
-    webhook: str
-    method: str = "none"
-    secret: str | None = field(default=None, repr=False)
-    previous_secret: str | None = field(default=None, repr=False)
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    api_key_header: str = "X-API-Key"
-    api_key: str | None = field(default=None, repr=False)
-    jwks_url: str | None = None
-    issuer: str | None = None
-    audience: str | None = None
-    algorithms: tuple[str, ...] = ("HS256",)
-    leeway: float = 30.0
-    jwks_timeout: float = 2.0
+# How a rediss:// server's certificate is checked (redis-py's ssl_cert_reqs). Heroku Redis presents
+# a self-signed certificate, so it needs "none"; the default keeps verification on.
+REDIS_SSL_CERT_REQS = ("none", "optional", "required")
 
 
 @dataclass(frozen=True)
@@ -125,78 +109,10 @@ class Settings:
 
 # Each default is written once, on the dataclass; load_settings reads it from here.
 DEFAULTS = {f.name: f.default for f in fields(Settings) if f.default is not MISSING}
-AUTH_DEFAULTS = {f.name: f.default for f in fields(AuthSettings) if f.default is not MISSING}
-
-
-# --- parsing helpers -------------------------------------------------------------------------
-
-def _text(source: Mapping[str, Any], name: str, default: str | None = None) -> str | None:
-    value = source.get(name)
-    if value is None:
-        return default
-    value = str(value).strip()
-    return value if value else default
-
-
-# How a rediss:// server's certificate is checked (redis-py's ssl_cert_reqs). Heroku Redis presents
-# a self-signed certificate, so it needs "none"; the default keeps verification on.
-REDIS_SSL_CERT_REQS = ("none", "optional", "required")
-
-
-def _choice(source: Mapping[str, Any], name: str, choices: tuple[str, ...], default: str) -> str:
-    value = (_text(source, name, default) or default).lower()
-    if value not in choices:
-        raise SettingsError(f"{name}={value!r} is not one of: {', '.join(choices)}")
-    return value
-
-
-def _number(source: Mapping[str, Any], name: str, default: float | None, *,
-            cast: Callable[[Any], Any] = float, minimum: float | None = None,
-            positive: bool = True) -> Any:
-    raw = source.get(name)
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return default
-    try:
-        value = cast(raw)
-    except (TypeError, ValueError):
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if positive and not value > 0:
-        raise SettingsError(f"{name}={raw!r} must be a positive number")
-    if minimum is not None and value < minimum:
-        raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
-    return value
-
-
-def _flag(source: Mapping[str, Any], name: str, default: bool) -> bool:
-    raw = source.get(name)
-    if raw is None or raw == "":
-        return default
-    if isinstance(raw, bool):
-        return raw
-    value = str(raw).strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name}={raw!r} is not a boolean (true/false)")
-
-
-def _codes(source: Mapping[str, Any], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = source.get(name)
-    if raw is None or raw == "":
-        return default
-    items = raw if isinstance(raw, (list, tuple)) else str(raw).replace(";", ",").split(",")
-    codes = tuple(dict.fromkeys(str(item).strip().lower() for item in items if str(item).strip()))
-    if not codes:
-        raise SettingsError(f"{name} names no language")
-    for code in codes:
-        if not (2 <= len(code) <= 3 and code.isascii() and code.isalpha()):
-            raise SettingsError(f"{name}: {code!r} is not an ISO 639-1 code (e.g. es, zh)")
-    return codes
 
 
 def _webhooks(source: Mapping[str, Any]) -> tuple[str, ...]:
-    raw = _text(source, "WEBHOOKS")
+    raw = read_text(source, "WEBHOOKS")
     if raw is None:
         return DEFAULTS["webhooks"]
     names = [name.strip().lower() for name in raw.split(",") if name.strip()]
@@ -208,70 +124,6 @@ def _webhooks(source: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(name for name in WEBHOOK_PREFIXES if name in served)
 
 
-def _auth(source: Mapping[str, Any], webhook: str) -> AuthSettings:
-    prefix = WEBHOOK_PREFIXES[webhook]
-
-    def pick(key: str) -> tuple[str, str | None]:
-        """The per-webhook value if set, else the shared WEBHOOK_* one; and the name it came from."""
-        own = _text(source, prefix + key)
-        if own is not None:
-            return prefix + key, own
-        return "WEBHOOK_" + key, _text(source, "WEBHOOK_" + key)
-
-    method_name, method = pick("AUTH")
-    method = (method or AUTH_DEFAULTS["method"]).lower()
-    if method not in AUTH_METHODS:
-        raise SettingsError(f"{method_name}={method!r} is not one of: {', '.join(AUTH_METHODS)}")
-    secret_name, secret = pick("SECRET")
-    _, previous = pick("PREVIOUS_SECRET")
-    user_name, username = pick("USERNAME")
-    password_name, password = pick("PASSWORD")
-    _, header = pick("API_KEY_HEADER")
-    key_name, api_key = pick("API_KEY")
-    jwks_name, jwks_url = pick("JWKS_URL")
-    _, issuer = pick("ISSUER")
-    _, audience = pick("AUDIENCE")
-    alg_name, algs = pick("JWT_ALGORITHMS")
-    leeway_name, leeway_raw = pick("JWT_LEEWAY")
-
-    where = f"(for the {webhook} webhook, {method_name}={method})"
-    if method == "jwt" and not secret:
-        raise SettingsError(f"{secret_name} is required {where}")
-    if method == "bearer" and not secret:
-        raise SettingsError(f"{secret_name} (the bearer token) is required {where}")
-    if method == "basic" and not (username and password):
-        missing = user_name if not username else password_name
-        raise SettingsError(f"{missing} is required {where}")
-    if method == "apikey" and not api_key:
-        raise SettingsError(f"{key_name} is required {where}")
-    if method == "oauth2" and not jwks_url:
-        raise SettingsError(f"{jwks_name} is required {where}")
-    if jwks_url and not jwks_url.lower().startswith(("http://", "https://")):
-        raise SettingsError(f"{jwks_name}={jwks_url!r} is not an http(s) URL")
-    if method == "jwt" and secret and len(secret) > 1024:
-        # The assistant refuses longer secrets, so a longer one here can never match.
-        raise SettingsError(f"{secret_name} is longer than the assistant's limit of 1024 characters")
-
-    default_algs = ASYMMETRIC_ALGORITHMS if method == "oauth2" else AUTH_DEFAULTS["algorithms"]
-    algorithms = tuple(a.strip() for a in (algs or "").split(",") if a.strip()) or default_algs
-    allowed = ASYMMETRIC_ALGORITHMS if method == "oauth2" else ("HS256", "HS384", "HS512")
-    for alg in algorithms:
-        if alg not in allowed:
-            raise SettingsError(f"{alg_name}: {alg!r} is not allowed with {method}; "
-                                f"use some of {', '.join(allowed)}")
-    leeway = _number({leeway_name: leeway_raw}, leeway_name, AUTH_DEFAULTS["leeway"],
-                     positive=False, minimum=0)
-    if header is not None and not header.replace("-", "").replace("_", "").isalnum():
-        raise SettingsError(f"{prefix}API_KEY_HEADER / WEBHOOK_API_KEY_HEADER={header!r} "
-                            "is not a valid header name")
-    return AuthSettings(webhook=webhook, method=method, secret=secret, previous_secret=previous,
-                        username=username, password=password,
-                        api_key_header=header or AUTH_DEFAULTS["api_key_header"],
-                        api_key=api_key,
-                        jwks_url=jwks_url, issuer=issuer, audience=audience,
-                        algorithms=algorithms, leeway=leeway)
-
-
 def load_settings(overrides: Mapping[str, Any] | None = None,
                   environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from the environment, with `overrides` (same names) taking precedence."""
@@ -280,33 +132,34 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
 
     def number(name: str, **options: Any) -> Any:
         """The number setting named after the field `name` (upper case), else its default."""
-        return _number(source, name.upper(), DEFAULTS[name], **options)
+        return read_number(source, name.upper(), DEFAULTS[name], **options)
 
     def text(name: str) -> str | None:
-        return _text(source, name.upper(), DEFAULTS[name])
+        return read_text(source, name.upper(), DEFAULTS[name])
 
-    detector = _choice(source, "LANGUAGE_DETECTOR", DETECTORS, DEFAULTS["language_detector"])
-    languages = _codes(source, "LANGUAGES", DEFAULTS["languages"])
-    assistant_codes = _codes(source, "ASSISTANT_LANGUAGE", (DEFAULTS["assistant_language"],))
+    detector = read_choice(source, "LANGUAGE_DETECTOR", DETECTORS, DEFAULTS["language_detector"])
+    languages = read_codes(source, "LANGUAGES", DEFAULTS["languages"])
+    assistant_codes = read_codes(source, "ASSISTANT_LANGUAGE", (DEFAULTS["assistant_language"],))
     if len(assistant_codes) > 1:
         raise SettingsError("ASSISTANT_LANGUAGE names one language, the assistant's")
     assistant_language = assistant_codes[0]
     if assistant_language not in languages:
         languages = languages + (assistant_language,)
-    supported = _codes(source, "SUPPORTED_LANGUAGES", languages)
+    supported = read_codes(source, "SUPPORTED_LANGUAGES", languages)
     unknown = [code for code in supported if code not in languages]
     if unknown:
         raise SettingsError(f"SUPPORTED_LANGUAGES names {', '.join(unknown)}, "
                             "which LANGUAGES (the detector's candidates) does not")
     if assistant_language not in supported:
         supported = supported + (assistant_language,)
-    min_confidence = _number(source, "LANGUAGE_MIN_CONFIDENCE", DEFAULT_MIN_CONFIDENCE[detector])
+    min_confidence = read_number(source, "LANGUAGE_MIN_CONFIDENCE",
+                                 DEFAULT_MIN_CONFIDENCE[detector])
     if min_confidence > 1:
         raise SettingsError(f"LANGUAGE_MIN_CONFIDENCE={min_confidence} must be between 0 and 1")
 
-    translator = _choice(source, "TRANSLATOR", TRANSLATORS, DEFAULTS["translator"])
-    translator_url = _text(source, "TRANSLATOR_URL")
-    translator_key = _text(source, "TRANSLATOR_API_KEY")
+    translator = read_choice(source, "TRANSLATOR", TRANSLATORS, DEFAULTS["translator"])
+    translator_url = read_text(source, "TRANSLATOR_URL")
+    translator_key = read_text(source, "TRANSLATOR_API_KEY")
     if translator in ("deepl", "microsoft") and not translator_key:
         raise SettingsError(f"TRANSLATOR_API_KEY is required with TRANSLATOR={translator}")
     if translator == "libre" and not translator_url:
@@ -318,7 +171,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
                             "longest webhook timeout (30 s)")
 
     retention = number("log_retention_days", cast=int)
-    database_url = _text(source, "DATABASE_URL")
+    database_url = read_text(source, "DATABASE_URL")
     if database_url and "://" not in database_url:
         raise SettingsError(f"DATABASE_URL is not a database URL (expected e.g. "
                             "postgresql+psycopg://user@host/db or sqlite:///path)")
@@ -326,7 +179,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     if database_timeout >= 30:
         raise SettingsError(f"DATABASE_TIMEOUT={database_timeout} must stay below the "
                             "assistant's longest webhook timeout (30 s)")
-    redis_url = _text(source, "REDIS_URL")
+    redis_url = read_text(source, "REDIS_URL")
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
 
@@ -334,7 +187,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         # LOG_ settings are the log webhook's (LOG_AUTH, LOG_REDACT): one meaning per prefix.
         raise SettingsError("LOG_LEVEL was renamed APP_LOG_LEVEL (settings starting with LOG_ "
                             "configure the log webhook)")
-    log_level = (_text(source, "APP_LOG_LEVEL") or DEFAULTS["log_level"]).upper()
+    log_level = (read_text(source, "APP_LOG_LEVEL") or DEFAULTS["log_level"]).upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise SettingsError(f"APP_LOG_LEVEL={log_level!r} is not a logging level")
 
@@ -342,14 +195,15 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         webhooks=_webhooks(source),
         max_content_length=number("max_content_length", cast=int),
         log_level=log_level,
-        auth={webhook: _auth(source, webhook) for webhook in WEBHOOK_PREFIXES},
+        auth={webhook: read_auth(source, webhook, prefix)
+              for webhook, prefix in WEBHOOK_PREFIXES.items()},
         assistant_language=assistant_language,
         languages=languages,
         supported_languages=supported,
         language_detector=detector,
         language_min_confidence=min_confidence,
         unsupported_language_reply=text("unsupported_language_reply"),
-        skill_type=_choice(source, "SKILL_TYPE", SKILL_TYPES, DEFAULTS["skill_type"]),
+        skill_type=read_choice(source, "SKILL_TYPE", SKILL_TYPES, DEFAULTS["skill_type"]),
         language_variable=text("language_variable"),
         original_input_variable=text("original_input_variable"),
         chosen_language_variable=text("chosen_language_variable"),
@@ -358,26 +212,26 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         translator=translator,
         translator_url=translator_url,
         translator_api_key=translator_key,
-        translator_region=_text(source, "TRANSLATOR_REGION"),
+        translator_region=read_text(source, "TRANSLATOR_REGION"),
         translation_timeout=timeout,
         translation_cache_size=number("translation_cache_size", cast=int, positive=False,
                                       minimum=0),
         translation_cache_ttl=number("translation_cache_ttl"),
-        translation_memory=_text(source, "TRANSLATION_MEMORY"),
+        translation_memory=read_text(source, "TRANSLATION_MEMORY"),
         translation_concurrency=number("translation_concurrency", cast=int),
         breaker_failures=number("breaker_failures", cast=int),
         breaker_cooldown=number("breaker_cooldown"),
         redis_url=redis_url,
         redis_prefix=text("redis_prefix"),
-        redis_ssl_cert_reqs=_choice(source, "REDIS_SSL_CERT_REQS", REDIS_SSL_CERT_REQS,
+        redis_ssl_cert_reqs=read_choice(source, "REDIS_SSL_CERT_REQS", REDIS_SSL_CERT_REQS,
                                     DEFAULTS["redis_ssl_cert_reqs"]),
         session_ttl=number("session_ttl"),
         session_memory_size=number("session_memory_size", cast=int),
-        content_dir=_text(source, "CONTENT_DIR"),
+        content_dir=read_text(source, "CONTENT_DIR"),
         offered_options_max=number("offered_options_max", cast=int),
         database_url=database_url,
         database_timeout=database_timeout,
-        log_redact=_flag(source, "LOG_REDACT", DEFAULTS["log_redact"]),
+        log_redact=read_flag(source, "LOG_REDACT", DEFAULTS["log_redact"]),
         log_retention_days=retention,
     )
     if "orchestrate" in settings.webhooks and settings.auth["orchestrate"].method == "jwt":
