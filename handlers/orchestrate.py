@@ -49,7 +49,7 @@ STOPPED = "STOPPED_BY_STEP"
 def read_plugin_request() -> tuple[dict[str, Any], dict[str, Any]]:
     """Orchestrate's `payload` and `context` (the `PluginContext`, {} when absent); a 400
     `WebhookError` for a body that is not a plug-in request (never quoting it)."""
-    body, _ = read_json_object(request._get_current_object())  # type: ignore[attr-defined]
+    body, _ = read_json_object(request)
     if "payload" not in body:
         raise WebhookError(400, "missing_payload", 'the body has no "payload"')
     payload = body["payload"]
@@ -117,10 +117,9 @@ def start_plugin_turn(event: str, payload: dict[str, Any], context: dict[str, An
     variables = skill_variables(adapted, svc.settings.skill_type, create=True)
     if variables is not None:
         variables.update(run_variables(payload, context))
-    req = request._get_current_object()  # type: ignore[attr-defined]
     turn = Turn(webhook="orchestrate", event=event, payload=adapted,
                 body={"event": {"name": event}, "payload": adapted}, services=svc,
-                started=started_at(req.environ), session_id=session_id_of(adapted))
+                started=started_at(request.environ), session_id=session_id_of(adapted))
     turn.notes["session_from"] = source
     g.turn = turn  # for the request's log line only
     return turn

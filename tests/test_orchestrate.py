@@ -160,6 +160,20 @@ def test_without_a_thread_the_request_is_a_one_shot_session(orchestrate, libre_s
     assert result["modified_payload"] == post_body()["payload"]
 
 
+@pytest.mark.redis
+def test_the_threads_language_is_shared_through_redis(make_app, libre_server, redis_url,
+                                                      redis_prefix):
+    """Pre-invoke on one instance, post-invoke on another: the language is in Redis."""
+    settings = {"WEBHOOKS": "orchestrate", "TRANSLATOR": "libre",
+                "TRANSLATOR_URL": libre_server.url, "REDIS_URL": redis_url,
+                "REDIS_PREFIX": redis_prefix, **APIKEY}
+    first, second = (make_app(**settings).test_client() for _ in range(2))
+    assert first.post(PRE, json=pre_body(), headers=SIGNED).get_json()["metadata"] == {
+        "language": "es"}
+    result = second.post(POST, json=post_body(), headers=SIGNED).get_json()
+    assert last_text(result).startswith("[en>es]")
+
+
 # --- stopping -----------------------------------------------------------------------------------
 
 def test_an_unsupported_language_stops_the_agent_with_the_reply(orchestrate, libre_server):
