@@ -401,18 +401,28 @@ ADK_CHILD = """
 import json, sys
 from ibm_watsonx_orchestrate_core.types.tools import types as plug
 models = {"pre": plug.AgentPreInvokeResult, "post": plug.AgentPostInvokeResult}
-answers = json.load(open(sys.argv[1], encoding="utf-8"))
+payloads = {"pre": plug.AgentPreInvokePayload, "post": plug.AgentPostInvokePayload}
+data = json.load(open(sys.argv[1], encoding="utf-8"))
 report = {}
-for name, (phase, answer) in answers.items():
+for name, (phase, answer) in data["answers"].items():
     result = models[phase].model_validate(answer)
     report[name] = result.model_dump(mode="json", exclude_unset=True) == answer
+for number, (phase, body) in enumerate(data["requests"]):
+    payload = payloads[phase].model_validate(body["payload"])
+    context = plug.PluginContext.model_validate(body["context"])
+    report[f"simulator {phase} {number}"] = (
+        payload.model_dump(mode="json", exclude_unset=True) == body["payload"]
+        and context.model_dump(mode="json", exclude_unset=True) == body["context"])
 print(json.dumps(report))
 """
 
 
 def test_the_answers_validate_against_the_adk_models(orchestrate, libre_server, tmp_path):
     """Each answer validates with the ADK's result model and dumps back unchanged (no field the
-    model does not know). In a child Python: importing the ADK reconfigures logging."""
+    model does not know), and so does each body the simulator sends with the ADK's payload and
+    context models. In a child Python: importing the ADK reconfigures logging."""
+    from examples.simulate import PLUGIN_PATHS, AgentConversation, app_transport, load_script
+
     if importlib.util.find_spec("ibm_watsonx_orchestrate_core") is None:
         pytest.skip("the watsonx Orchestrate ADK (ibm-watsonx-orchestrate, in "
                     "requirements-test.txt) is not installed")
@@ -429,10 +439,25 @@ def test_the_answers_validate_against_the_adk_models(orchestrate, libre_server, 
     answers["pre failed open"] = ("pre", fail_open.post(PRE, json=pre_body(), headers=SIGNED))
     answers["post failed open"] = ("post", fail_open.post(POST, json=post_body(),
                                                           headers=SIGNED))
-    data = {name: (phase, answer.get_json()) for name, (phase, answer) in answers.items()}
-    assert data["pre unsupported"][1]["continue_processing"] is False
+    results = {name: (phase, answer.get_json()) for name, (phase, answer) in answers.items()}
+    assert results["pre unsupported"][1]["continue_processing"] is False
+
+    libre_server.answer_normally()
+    app = orchestrate().application
+    sent: list[tuple[str, Any]] = []
+    send = app_transport(app)
+
+    def recording(path: str, data: bytes, headers: dict[str, str]) -> Any:
+        phase = "pre" if path == PLUGIN_PATHS["pre"] else "post"
+        sent.append((phase, json.loads(data)))
+        return send(path, data, headers)
+
+    script = load_script(ROOT / "examples/conversations/banking_es.yaml")
+    assert AgentConversation(script, app.config["WEBHOOK_SETTINGS"], recording,
+                             out=lambda line: None).play()
+    assert {phase for phase, _ in sent} == {"pre", "post"}
     path = tmp_path / "answers.json"
-    path.write_text(json.dumps(data), encoding="utf-8")
+    path.write_text(json.dumps({"answers": results, "requests": sent}), encoding="utf-8")
     env = {key: value for key, value in os.environ.items()
            if key.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
     closed = "http://127.0.0.1:9"
@@ -442,7 +467,8 @@ def test_the_answers_validate_against_the_adk_models(orchestrate, libre_server, 
                            capture_output=True, text=True, timeout=120)
     assert child.returncode == 0, child.stderr[-3000:]
     report = json.loads(child.stdout.strip().splitlines()[-1])
-    assert report == {name: True for name in answers}
+    assert report == {**{name: True for name in answers},
+                      **{f"simulator {phase} {n}": True for n, (phase, _) in enumerate(sent)}}
 
 
 # --- the simulator ------------------------------------------------------------------------------
