@@ -26,6 +26,7 @@ unless a variant failed.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import io
 import json
 import os
@@ -136,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.variant:      # the child: one variant, one JSON line
+        # a hung child shows where every thread waits (on stderr) before the parent kills it
+        faulthandler.dump_traceback_later(args.seconds + 90, exit=True)
         print(json.dumps(measure(args.variant, args.threads, args.seconds, args.database_url)))
         return 0
     chosen = [name.strip() for name in args.variants.split(",")]
