@@ -29,7 +29,10 @@ from typing import Any, Iterator
 
 import pytest
 
+from sqlalchemy import create_engine, select
+
 from conftest import fixture
+from handlers.store import events, normalize_url
 from pg_schema import postgres_schema
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -80,6 +83,16 @@ def cdr_body(global_session_id: str | None = None) -> dict[str, Any]:
     body = copy.deepcopy(fixture("log_webhook_request.cdr_logged.full.json"))
     body["payload"]["global_session_id"] = global_session_id or str(uuid.uuid4())
     return body
+
+
+def stored_keys(url: str) -> list[str]:
+    """The keys in the store at `url`, read directly (not through a proxy under test)."""
+    engine = create_engine(normalize_url(url))
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(select(events.c.idempotency_key)).scalars())
+    finally:
+        engine.dispose()
 
 
 def free_port() -> int:

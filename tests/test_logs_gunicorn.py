@@ -13,22 +13,10 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select
-
-from handlers.store import events, normalize_url
-from logs_support import (gunicorn, message_body, pg_store_url, post,  # noqa: F401
+from logs_support import (gunicorn, message_body, pg_store_url, post, stored_keys,  # noqa: F401
                           store_url, worker_pids)
 
 pytestmark = pytest.mark.slow
-
-
-def stored_keys(url: str) -> list[str]:
-    engine = create_engine(normalize_url(url))
-    try:
-        with engine.connect() as connection:
-            return list(connection.execute(select(events.c.idempotency_key)).scalars())
-    finally:
-        engine.dispose()
 
 
 def run_senders(count: int, work: Any) -> list[BaseException]:

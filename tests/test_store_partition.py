@@ -21,24 +21,15 @@ import uuid
 from typing import Any, Iterator
 
 import pytest
-from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import make_url
 
-from handlers.store import PROBE_EVENT, EventStore, LogEvent, StoreUnavailable, events, \
-    normalize_url
-from logs_support import gunicorn, message_body, pg_store_url, post, worker_pids  # noqa: F401
+from handlers.store import PROBE_EVENT, EventStore, LogEvent, StoreUnavailable, events
+from logs_support import (gunicorn, message_body, pg_store_url, post,  # noqa: F401
+                          stored_keys, worker_pids)
 from tcp_proxy import TcpProxy
 
 BOUND = 2.0          # seconds: the bound for a 503 after a partition
-
-
-def stored_keys(url: str) -> set[str]:
-    engine = create_engine(normalize_url(url))
-    try:
-        with engine.connect() as connection:
-            return set(connection.execute(select(events.c.idempotency_key)).scalars())
-    finally:
-        engine.dispose()
 
 
 def timed_post(url: str, log_id: str) -> tuple[int, str | None, float]:
@@ -149,7 +140,7 @@ def test_a_silent_partition_answers_503_within_2_s_and_heals_without_a_restart(
         print(f"healed: writes and /readyz back after {time.monotonic() - healed_at:.2f} s")
         assert worker_pids(master.pid) == workers          # nobody was restarted
 
-    stored = stored_keys(pg_store_url)                    # directly, not through the proxy
+    stored = set(stored_keys(pg_store_url))                    # directly, not through the proxy
     acknowledged = [log_id for log_id, status, _, _ in answered if status == 200]
     refused = [log_id for log_id, status, _, _ in answered if status != 200]
     assert [log_id for log_id in acknowledged if log_id not in stored] == []
@@ -220,7 +211,7 @@ def test_a_cut_connection_answers_503_at_once_and_recovers(
     proxy.heal()
     assert send(after)[0] == 200
     assert client.get("/readyz").status_code == 200     # a write succeeded since the failure
-    stored = stored_keys(pg_store_url)
+    stored = set(stored_keys(pg_store_url))
     assert {before, after} <= stored and during not in stored   # a reset never reached it
     app.extensions["webhooks"].store.engine.dispose()
 
