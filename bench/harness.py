@@ -96,7 +96,8 @@ KIT_APP = "handlers:create_app()"
 PLACEHOLDER = "{{N}}"
 # The kit's variables (as in tests/conftest.py): dropped from the inherited environment.
 KIT_PREFIXES = ("WEBHOOK_", "PREMESSAGE_", "POSTMESSAGE_", "ORCHESTRATE_", "LOG_", "TRANSLAT",
-                "LANGUAGE", "DATABASE_", "REDIS_", "CONTENT_DIR", "SKILL_TYPE", "ASSISTANT_LANGUAGE",
+                "LANGUAGE", "DATABASE_", "REDIS_", "CONTENT_DIR", "SKILL_TYPE",
+                "ASSISTANT_LANGUAGE",
                 "SUPPORTED_LANGUAGES", "UNSUPPORTED_", "MAX_CONTENT_LENGTH", "OFFERED_OPTIONS",
                 "SESSION_", "BREAKER_", "WEB_CONCURRENCY", "GUNICORN_", "PORT", "APP_LOG_LEVEL",
                 "WEBHOOKS", "REQUEST_READ_TIMEOUT")

@@ -31,7 +31,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings come only from what a test passes: drop the kit's variables from the environment."""
     for key in list(os.environ):
         if key.startswith(("WEBHOOK", "PREMESSAGE_", "POSTMESSAGE_", "ORCHESTRATE_", "LOG_",
-                           "TRANSLAT", "LANGUAGE", "DATABASE_", "REDIS_", "CONTENT_DIR", "SKILL_TYPE",
+                           "TRANSLAT", "LANGUAGE", "DATABASE_", "REDIS_", "CONTENT_DIR",
+                           "SKILL_TYPE",
                            "ASSISTANT_LANGUAGE", "SUPPORTED_LANGUAGES", "UNSUPPORTED_")):
             monkeypatch.delenv(key, raising=False)
 
