@@ -91,13 +91,18 @@ def read_event(request: Request, accepted_events: Iterable[str]
         raise WebhookError(400, "wrong_event",
                            f"event {name[:64]!r} is not handled here; this endpoint takes "
                            + " or ".join(accepted))
+    return name, payload_of(body), body, raw
+
+
+def payload_of(body: dict[str, Any]) -> dict[str, Any]:
+    """The body's `payload` object (the assistant's webhooks and Orchestrate's plug-ins alike)."""
     if "payload" not in body:
         raise WebhookError(400, "missing_payload", 'the body has no "payload"')
     payload = body["payload"]
     if not isinstance(payload, dict):
         raise WebhookError(400, "payload_not_an_object",
                            f'"payload" is a JSON {type(payload).__name__}, expected an object')
-    return name, payload, body, raw
+    return payload
 
 
 def read_json_object(request: Request) -> tuple[dict[str, Any], bytes]:

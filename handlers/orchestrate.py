@@ -29,8 +29,8 @@ from flask import Blueprint, Response, g, request
 
 from .auth import protect
 from .context import skill_variables
-from .envelope import (SKIP_PROCESSING_HEADER, WebhookError, json_response, read_json_object,
-                       session_id_of)
+from .envelope import (SKIP_PROCESSING_HEADER, WebhookError, json_response, payload_of,
+                       read_json_object, session_id_of)
 from .pipeline import Turn, run_steps, services
 from .requestlog import started_at
 
@@ -50,12 +50,7 @@ def read_plugin_request() -> tuple[dict[str, Any], dict[str, Any]]:
     """Orchestrate's `payload` and `context` (the `PluginContext`, {} when absent); a 400
     `WebhookError` for a body that is not a plug-in request (never quoting it)."""
     body, _ = read_json_object(request)
-    if "payload" not in body:
-        raise WebhookError(400, "missing_payload", 'the body has no "payload"')
-    payload = body["payload"]
-    if not isinstance(payload, dict):
-        raise WebhookError(400, "payload_not_an_object",
-                           f'"payload" is a JSON {type(payload).__name__}, expected an object')
+    payload = payload_of(body)
     if not isinstance(payload.get("messages"), list):
         raise WebhookError(400, "missing_messages",
                            '"payload.messages" must be an array of messages')
