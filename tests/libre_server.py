@@ -7,7 +7,9 @@ deep-translator sends), a form body or a JSON body, answering `{"translatedText"
 Translations are deterministic and recognisable: a small phrase table of real translations, and
 for any other text a reversible marker, `mark(text, source, target)` = "[es>en] text", that tests
 compute instead of hard-coding. The behaviour is switchable while it runs: answer normally,
-answer with an HTTP error, hang, or delay every answer. It counts calls and records requests.
+answer with an HTTP error, hang, or delay every answer. It records requests and counts the
+strings asked for (`calls`: a batch of 12 counts 12), the HTTP requests (`http_requests`) and the
+connections it accepted (`connections`).
 
 In tests: the `libre_server` fixture (tests/conftest.py). Standalone, for benchmarks:
 
@@ -68,10 +70,21 @@ def translate(text: str, source: str, target: str) -> str:
     return table.get(text.strip().lower()) or mark(text, source, target)
 
 
+# What GET /languages lists: the kit's sixteen default languages.
+LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "nl", "sv", "pl", "ru", "tr", "ar", "hi", "ja",
+             "ko", "zh")
+
+
 class _Server(ThreadingHTTPServer):
-    # Each deep-translator call opens a new connection; the default backlog of 5 drops SYNs
+    # Clients that open a connection per call need a backlog: the default of 5 drops SYNs
     # under load and the client retries a second later.
     request_queue_size = 256
+    connections = 0
+
+    def get_request(self) -> Any:
+        accepted = super().get_request()
+        self.connections += 1  # only the serving thread accepts: no lock needed
+        return accepted
 
 
 class LibreServer:
@@ -86,7 +99,10 @@ class LibreServer:
         self.hang_seconds = 0.0      # hold each request this long before answering
         self.failing_texts: dict[str, int] = {}    # q -> status answered for that text only
         self.hanging_texts: dict[str, float] = {}  # q -> seconds held for that text only
-        self.calls = 0
+        self.calls = 0               # strings asked for
+        self.http_requests = 0       # POST /translate requests
+        self.language_requests = 0   # GET /languages requests
+        self.languages = LANGUAGES
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0       # the most requests it ever held at once
@@ -123,14 +139,20 @@ class LibreServer:
 
     def reset_counts(self) -> None:
         with self.lock:
-            self.calls = 0
+            self.calls = self.http_requests = self.language_requests = 0
             self.requests.clear()
             self.max_in_flight = 0
+            self._httpd.connections = 0
 
     # --- life -----------------------------------------------------------------------------------
     @property
     def port(self) -> int:
         return self._httpd.server_address[1]
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted since start (or reset_counts)."""
+        return self._httpd.connections
 
     @property
     def url(self) -> str:
@@ -191,7 +213,9 @@ class LibreServer:
 
             def do_GET(self) -> None:
                 if urlsplit(self.path).path == "/languages":
-                    codes = sorted({pair[0] for pair in PHRASES} | {pair[1] for pair in PHRASES})
+                    with server.lock:
+                        server.language_requests += 1
+                        codes = list(server.languages)
                     self._send(200, [{"code": c, "name": c, "targets": codes} for c in codes])
                 else:
                     self._send(404, {"error": "Not Found"})
@@ -201,16 +225,19 @@ class LibreServer:
                     self._send(404, {"error": "Not Found"})
                     return
                 params = self._params()
+                q = params.get("q")
+                texts = q if isinstance(q, list) else [q]
                 with server.lock:
-                    server.calls += 1
+                    server.calls += len(texts)
+                    server.http_requests += 1
                     server.requests.append(params)
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     status, hang, delay = server.status, server.hang_seconds, server.delay_ms
-                    q = params.get("q")
-                    if isinstance(q, str):
-                        status = server.failing_texts.get(q, status)
-                        hang = server.hanging_texts.get(q, hang)
+                    for text in texts:  # a batch holding a switched text is switched
+                        if isinstance(text, str):
+                            status = server.failing_texts.get(text, status)
+                            hang = server.hanging_texts.get(text, hang)
                     release = server._release
                 try:
                     self._answer(params, status, hang, delay, release)
@@ -233,6 +260,9 @@ class LibreServer:
                 q, source, target = params.get("q"), params.get("source"), params.get("target")
                 if q is None or not source or not target:
                     self._send(400, {"error": "Invalid request: missing q, source or target"})
+                    return
+                if source not in server.languages or target not in server.languages:
+                    self._send(400, {"error": "Language not supported"})
                     return
                 if isinstance(q, list):
                     self._send(200, {"translatedText": [translate(t, source, target) for t in q]})

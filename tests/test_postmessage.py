@@ -205,6 +205,10 @@ def test_the_deadline_keeps_what_came_back_in_time(make_app, libre_server):
     libre_server.hang_for("Option 2", 10)
     client = make_app(TRANSLATOR="libre", TRANSLATOR_URL=libre_server.url,
                       TRANSLATION_TIMEOUT="0.5").test_client()
+    # A reply's strings go out in one request, which the hung string holds: what comes back in
+    # time is what an earlier reply put in the cache.
+    translator = client.application.extensions["webhooks"].translator
+    assert translator.translate("Option 1", "en", "es", 2.0) == translate("Option 1", "en", "es")
     sent = with_session(fixture("runtime_output.option.api-dialog-responses_L216.json"), "es")
     item = post(client, sent)["output"]["generic"][0]
     assert item["options"][1]["label"] == "Option 2"

@@ -1,5 +1,6 @@
-"""The translator through the real deep-translator path, against a LibreTranslate-compatible server
-on loopback: memory, cache (in process and Redis), concurrency, deadline, breaker, fail-open."""
+"""The translator through the kit's LibreTranslate client, against a LibreTranslate-compatible
+server on loopback: memory, cache (in process and Redis), batching, deadline, breaker, fail-open.
+The other providers' clients: tests/test_providers.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any
 import pytest
 
 from handlers import SettingsError
-from handlers.translation import CircuitBreaker, map_code
+from handlers.translation import CircuitBreaker, Provider, Translator, map_code
+from handlers.translation.memory import TranslationCache, TranslationMemory
 from tests.libre_server import mark
 
 SPANISH = "Hola, necesito ayuda con mi pedido"
@@ -45,7 +47,7 @@ def wait_until(condition, seconds: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def test_translates_through_deep_translator_and_the_server(translator_for, libre_server):
+def test_translates_through_the_client_and_the_server(translator_for, libre_server):
     translator = translator_for()
     assert translator.translate(SPANISH, "es", "en", 2.0) == "Hello, I need help with my order"
     assert translator.translate("Otra frase", "es", "en", 2.0) == mark("Otra frase", "es", "en")
@@ -73,16 +75,24 @@ def test_same_language_and_empty_texts_call_nothing(translator_for, libre_server
     assert libre_server.calls == 0
 
 
-def test_distinct_strings_go_out_once_and_concurrently(translator_for, libre_server):
+def test_distinct_strings_go_out_once_in_one_request(translator_for, libre_server):
     translator = translator_for(TRANSLATION_CONCURRENCY="8")
-    libre_server.delay(300)  # long enough that every free thread is busy at once
     texts = [f"frase número {i}" for i in range(12)]
     result = translator.translate_many(texts + texts[:4], "es", "en", 10.0)
     assert result == {text: mark(text, "es", "en") for text in texts}
     assert libre_server.calls == 12
-    assert sorted(libre_server.texts()) == sorted(texts)
-    # Eight at once, never more: 12 strings cost two round trips of the provider.
-    assert libre_server.max_in_flight == 8
+    assert libre_server.http_requests == 1  # LibreTranslate takes `q` as a list
+    assert libre_server.requests[0]["q"] == texts
+
+
+def test_a_reply_longer_than_a_batch_goes_out_in_concurrent_batches(translator_for, libre_server):
+    translator = translator_for(TRANSLATION_CONCURRENCY="8")
+    libre_server.delay(200)
+    texts = [f"frase número {i}" for i in range(120)]
+    result = translator.translate_many(texts, "es", "en", 10.0)
+    assert len(result) == 120
+    assert libre_server.http_requests == 3  # 50 + 50 + 20
+    assert libre_server.max_in_flight == 3
 
 
 def test_repeated_strings_come_from_the_cache(translator_for, libre_server):
@@ -181,7 +191,17 @@ def test_provider_error_fails_open_and_logs_once_without_text(translator_for, li
     assert len(lines) == 1
     assert "2 of 2 strings left untranslated (http_500=2)" in lines[0]
     assert "secreto" not in caplog.text
-    assert translator.stats()["failures"] == 2
+    # One request for both strings, refused; then each string alone (one may be the cause).
+    assert translator.stats()["failures"] == 3
+    assert libre_server.http_requests == 3
+
+
+def test_one_refused_string_does_not_cost_the_others(translator_for, libre_server):
+    translator = translator_for()
+    libre_server.fail_for("dos", 500)
+    result = translator.translate_many(["uno", "dos", "tres"], "es", "en", 2.0)
+    assert result == {"uno": mark("uno", "es", "en"), "tres": mark("tres", "es", "en")}
+    assert libre_server.http_requests == 1 + 3
 
 
 def test_refused_connection_fails_open(make_app):
@@ -190,34 +210,55 @@ def test_refused_connection_fails_open(make_app):
     assert translator.translate("gracias", "es", "en", 2.0) is None
 
 
-def test_hung_provider_misses_the_deadline_and_the_late_answer_is_cached(
-        translator_for, libre_server):
+def test_hung_provider_misses_the_deadline_and_frees_its_thread(translator_for, libre_server):
     translator = translator_for(BREAKER_FAILURES="10")
     libre_server.hang(30)
+    started = time.monotonic()
     assert translator.translate("gracias", "es", "en", 0.2) is None
-    assert translator.stats()["timeouts"] == 1
-    assert translator.pool.stuck == 1  # its thread is still held by the hung call...
-    libre_server.answer_normally()  # ...until the provider answers
-    wait_until(lambda: translator.pool.stuck == 0)
-    assert translator.translate("gracias", "es", "en", 0.2) == "Thank you"
-    assert libre_server.calls == 1  # the late answer went to the cache
-
-
-def test_when_every_thread_is_stuck_calls_fail_at_once(translator_for, libre_server):
-    translator = translator_for(TRANSLATION_CONCURRENCY="2", BREAKER_FAILURES="50")
-    threads_before = threading.active_count()
-    libre_server.hang(30)
-    assert translator.translate_many(["uno", "dos", "tres"], "es", "en", 0.2) == {}
-    assert translator.pool.stuck == 2
-    # No thread left: the next request does not queue behind the hung calls, it fails at once.
-    for _ in range(5):
-        assert translator.translate_many(["cuatro", "cinco"], "es", "en", 5.0) == {}
-    assert libre_server.calls == 2
-    # The pool never grew past TRANSLATION_CONCURRENCY (plus the server's two hung handlers).
-    assert threading.active_count() - threads_before <= 2 + 2
+    assert translator.stats()["timeouts"] + translator.stats().get("failures", 0) == 1
+    # The client's own read timeout ends the call: the thread is back within the deadline + 1 s.
+    wait_until(lambda: translator.pool.stuck == 0, seconds=1.5)
+    assert time.monotonic() - started < 0.2 + 1.0
     libre_server.answer_normally()
+    assert translator.translate("gracias", "es", "en", 2.0) == "Thank you"
+    assert libre_server.calls == 2
+
+
+class BlockingProvider(Provider):
+    """A provider without a timeout of its own (as deep-translator's are): blocks until released."""
+
+    name = "blocking"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def translate(self, text: str, source: str, target: str) -> str:
+        self.calls += 1
+        self.release.wait(30)
+        return text.upper()
+
+
+def test_when_every_thread_is_stuck_calls_fail_at_once():
+    provider = BlockingProvider()
+    translator = Translator(provider, memory=TranslationMemory(), cache=TranslationCache(100, 60),
+                            concurrency=2, breaker_failures=50, breaker_cooldown=1)
+    threads_before = threading.active_count()
+    try:
+        assert translator.translate_many(["uno", "dos", "tres"], "es", "en", 0.2) == {}
+        assert translator.pool.stuck == 2
+        # No thread left: the next request does not queue behind the hung calls, it fails at once.
+        notes: dict[str, Any] = {}
+        for _ in range(5):
+            assert translator.translate_many(["cuatro", "cinco"], "es", "en", 5.0,
+                                             notes=notes) == {}
+        assert notes == {"translator_stuck_threads": 2}  # in the request's log line
+        assert provider.calls == 2
+        assert threading.active_count() - threads_before <= 2  # never past the pool's size
+    finally:
+        provider.release.set()
     wait_until(lambda: translator.pool.stuck == 0)
-    assert translator.translate("tres", "es", "en", 2.0) == mark("tres", "es", "en")
+    assert translator.translate("tres", "es", "en", 2.0) == "TRES"
 
 
 def test_the_breaker_opens_after_failures_in_a_row_and_closes_after_a_good_probe(
@@ -237,9 +278,11 @@ def test_the_breaker_opens_after_failures_in_a_row_and_closes_after_a_good_probe
     assert not any("circuit_open" in line for line in warnings)
     libre_server.answer_normally()
     time.sleep(0.25)  # the cool-down
-    # Half-open: one probe goes out; the other strings of that request are not sent.
-    result = translator.translate_many(["cinco", "seis"], "es", "en", 2.0)
-    assert len(result) == 1 and libre_server.calls == 4
+    # Half-open: one probe goes out (the request's strings in one batch) and closes it.
+    notes: dict[str, Any] = {}
+    result = translator.translate_many(["cinco", "seis"], "es", "en", 2.0, notes=notes)
+    assert len(result) == 2 and libre_server.http_requests == 4
+    assert notes == {}  # closed again: nothing worth a note
     assert translator.breaker.state == "closed"
     assert translator.translate("siete", "es", "en", 2.0) == mark("siete", "es", "en")
 
@@ -261,9 +304,29 @@ def test_a_failed_probe_opens_the_breaker_again(translator_for, libre_server):
 def test_timeouts_count_against_the_breaker(translator_for, libre_server):
     translator = translator_for(BREAKER_FAILURES="2", BREAKER_COOLDOWN="60")
     libre_server.hang(30)
-    translator.translate_many(["uno", "dos"], "es", "en", 0.2)
+    translator.translate("uno", "es", "en", 0.2)
+    notes: dict[str, Any] = {}
+    translator.translate("dos", "es", "en", 0.2, notes=notes)
     assert translator.breaker.state == "open"
+    assert notes["translator_breaker"] == "open"
     libre_server.answer_normally()
+
+
+def test_refused_connections_count_against_the_breaker(make_app):
+    url = f"http://127.0.0.1:{unused_port()}/"
+    translator = make_app(TRANSLATOR="libre", TRANSLATOR_URL=url, BREAKER_FAILURES="2"
+                          ).extensions["webhooks"].translator
+    translator.translate("uno", "es", "en", 1.0)
+    translator.translate("dos", "es", "en", 1.0)
+    assert translator.breaker.state == "open"
+
+
+def test_a_rejected_text_does_not_count_against_the_breaker(translator_for, libre_server):
+    translator = translator_for(BREAKER_FAILURES="2")
+    libre_server.fail_with(400)
+    for word in ("uno", "dos", "tres"):
+        assert translator.translate(word, "es", "en", 2.0) is None
+    assert translator.breaker.state == "closed"
 
 
 def test_breaker_state_machine_with_a_clock():
@@ -285,11 +348,31 @@ def test_breaker_state_machine_with_a_clock():
     assert breaker.state == "closed" and breaker.opened == 1
 
 
-def test_a_language_the_provider_lacks_fails_open_without_a_call(translator_for, libre_server):
+def test_the_server_language_list_is_read_once_so_nl_and_sv_work(translator_for, libre_server):
     translator = translator_for()
-    assert not translator.can_translate("nl")  # deep-translator's LibreTranslate table has no nl
-    assert translator.translate("Waar is mijn bestelling?", "nl", "en", 2.0) is None
-    assert libre_server.calls == 0
+    text = "Waar is mijn bestelling?"
+    assert translator.translate(text, "nl", "en", 2.0) == mark(text, "nl", "en")
+    assert translator.translate("Tack", "sv", "en", 2.0) == mark("Tack", "sv", "en")
+    assert libre_server.language_requests == 1
+
+
+def test_a_language_the_server_lacks_fails_open_without_a_translate_call(
+        translator_for, libre_server):
+    translator = translator_for()
+    assert translator.translate("Missä tilaukseni on?", "fi", "en", 2.0) is None
+    assert libre_server.http_requests == 0 and libre_server.language_requests == 1
+    assert not translator.can_translate("fi")  # known now: the next request does not try
+
+
+def test_the_language_list_is_read_again_after_a_refusal(translator_for, libre_server):
+    translator = translator_for()
+    assert translator.translate("Tack", "sv", "en", 2.0) == mark("Tack", "sv", "en")
+    libre_server.languages = ("en", "es")  # the server stops serving Swedish: 400
+    assert translator.translate("Hej", "sv", "en", 2.0) is None
+    assert translator.translate("Hej då", "sv", "en", 2.0) is None  # the list read again
+    assert libre_server.language_requests == 2
+    assert not translator.can_translate("sv")
+    assert libre_server.http_requests == 2
 
 
 def test_translator_none_never_calls_out(make_app, libre_server):
@@ -320,11 +403,13 @@ def test_language_codes_are_mapped_per_provider(provider, language, code):
     assert map_code(language, tables[provider].values()) == code
 
 
-@pytest.mark.parametrize("name", ["google", "mymemory", "deepl", "microsoft"])
+@pytest.mark.parametrize("name", ["google", "mymemory", "deepl", "microsoft", "llm"])
 def test_every_provider_builds_without_calling_out(make_app, name):
     settings = {"TRANSLATOR": name}
     if name in ("deepl", "microsoft"):
         settings["TRANSLATOR_API_KEY"] = "key:fx"
+    if name == "llm":
+        settings.update(TRANSLATOR_URL="http://127.0.0.1:9/v1", TRANSLATOR_MODEL="m")
     translator = make_app(**settings).extensions["webhooks"].translator
     assert translator.name == name
     assert translator.can_translate("es")

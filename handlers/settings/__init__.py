@@ -28,9 +28,10 @@ WEBHOOK_NAMES = {"premessage": "premessage", "postmessage": "postmessage", "logs
 # order of every webhook the kit knows.
 WEBHOOK_PREFIXES = {"premessage": "PREMESSAGE_", "postmessage": "POSTMESSAGE_", "log": "LOG_",
                     "orchestrate": "ORCHESTRATE_"}
-# The deep-translator providers the kit drives (yandex's v1.5 API and papago's openapi endpoint
-# are gone, qcri knows three languages, linguee and pons translate single words only).
-TRANSLATORS = ("none", "google", "libre", "deepl", "microsoft", "mymemory")
+# The providers the kit drives: its own HTTP clients (translation/clients.py), deep-translator for
+# mymemory and keyless google, "llm" any OpenAI-compatible chat completions endpoint.
+TRANSLATORS = ("none", "google", "libre", "deepl", "microsoft", "mymemory", "llm")
+FORMALITIES = ("default", "more", "less", "prefer_more", "prefer_less")  # DeepL's `formality`
 DETECTORS = ("langdetect", "lingua")
 SKILL_TYPES = ("actions", "dialog")
 
@@ -74,13 +75,16 @@ class Settings:
     translator_url: str | None = None
     translator_api_key: str | None = field(default=None, repr=False)
     translator_region: str | None = None
+    translator_model: str | None = None
+    translator_formality: str = "default"
+    translator_glossary_id: str | None = None
     translation_timeout: float = 3.0
     translation_cache_size: int = 10_000
     translation_cache_ttl: float = 24 * 3600.0
     translation_memory: str | None = None
     translation_concurrency: int = 16
     breaker_failures: int = 5
-    breaker_cooldown: float = 30.0
+    breaker_cooldown: float = 5.0
 
     # Shared state
     redis_url: str | None = field(default=None, repr=False)
@@ -165,6 +169,14 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     if translator == "libre" and not translator_url:
         raise SettingsError("TRANSLATOR_URL (your LibreTranslate server) is required with "
                             "TRANSLATOR=libre")
+    translator_model = read_text(source, "TRANSLATOR_MODEL")
+    if translator == "llm" and not (translator_url and translator_model):
+        raise SettingsError("TRANSLATOR=llm needs TRANSLATOR_URL (the base URL ending in /v1) "
+                            "and TRANSLATOR_MODEL")
+    if translator_url and (translator == "mymemory"
+                           or (translator == "google" and not translator_key)):
+        raise SettingsError(f"TRANSLATOR_URL cannot redirect TRANSLATOR={translator} (served by "
+                            "deep-translator, whose URL is fixed)")
     timeout = number("translation_timeout")
     if timeout >= 30:
         raise SettingsError(f"TRANSLATION_TIMEOUT={timeout} must stay below the assistant's "
@@ -213,6 +225,10 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         translator_url=translator_url,
         translator_api_key=translator_key,
         translator_region=read_text(source, "TRANSLATOR_REGION"),
+        translator_model=translator_model,
+        translator_formality=read_choice(source, "TRANSLATOR_FORMALITY", FORMALITIES,
+                                         DEFAULTS["translator_formality"]),
+        translator_glossary_id=read_text(source, "TRANSLATOR_GLOSSARY_ID"),
         translation_timeout=timeout,
         translation_cache_size=number("translation_cache_size", cast=int, positive=False,
                                       minimum=0),

@@ -1,6 +1,7 @@
-"""The translation providers: each one's language codes and its blocking call, through
-deep-translator. The one module that knows deep-translator (its classes, code tables and
-exceptions); everything else sees `Provider`.
+"""The translation providers: each one's language codes and its blocking call. The kit's own HTTP
+clients (clients.py) serve libre, deepl, microsoft, google with a key, and llm; deep-translator
+serves mymemory and the keyless Google endpoint, one string per call. Everything else sees
+`Provider`.
 
 Language codes are the kit's ISO 639-1 codes ("zh", "he"); each provider maps them to its own
 ("zh-CN" and "iw" for Google, "zh-CN" and "es-ES" for MyMemory, ...).
@@ -9,9 +10,13 @@ Language codes are the kit's ISO 639-1 codes ("zh", "he"); each provider maps th
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from ..settings import Settings
+from .errors import TranslationError, failure_reason
+
+__all__ = ["CODE_ALIASES", "Provider", "TranslationError", "build_provider", "failure_reason",
+           "map_code"]
 
 # Where a provider's code table does not hold the ISO 639-1 code itself, the codes to try, in order.
 CODE_ALIASES: dict[str, tuple[str, ...]] = {
@@ -28,54 +33,16 @@ PREFERRED_REGION = {"en": "GB", "pt": "PT", "ar": "SA", "sv": "SE", "ja": "JP", 
                     "uk": "UA", "vi": "VN", "fa": "IR", "sl": "SI", "et": "EE"}
 
 
-class TranslationError(Exception):
-    """A provider call that did not produce a translation; `reason` is a short code for the log."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def failure_reason(exc: BaseException) -> str:
-    """A short code for a failed provider call. Never the exception's message: it may quote text."""
-    if isinstance(exc, TranslationError):
-        return exc.reason
-    from deep_translator import exceptions as dt
-    import requests
-
-    if isinstance(exc, dt.ServerException):
-        codes = {v: k for k, v in dt.ServerException.errors.items()}
-        status = codes.get(exc.args[0] if exc.args else None)
-        return f"http_{status}" if status else "server_error"
-    if isinstance(exc, dt.TooManyRequests):
-        return "http_429"
-    if isinstance(exc, (dt.AuthorizationException, dt.ApiKeyException)):
-        return "unauthorized"
-    if isinstance(exc, (dt.LanguageNotSupportedException, dt.InvalidSourceOrTargetLanguage)):
-        return "unsupported_language"
-    if isinstance(exc, (dt.NotValidLength, dt.NotValidPayload)):
-        return "text_rejected"
-    if isinstance(exc, (dt.TranslationNotFound, dt.ElementNotFoundInGetRequest)):
-        return "no_translation"
-    if isinstance(exc, dt.RequestError):
-        return "request_failed"
-    if isinstance(exc, requests.exceptions.Timeout):
-        return "timeout"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        return "connection_failed"
-    if isinstance(exc, (ValueError, KeyError, TypeError, AttributeError)):
-        return "invalid_answer"  # not the JSON the provider documents
-    return f"error_{type(exc).__name__}"
-
-
 class Provider:
-    """One translation service: language-code mapping and one blocking call.
+    """One translation service: language-code mapping and a blocking call.
 
-    `translate` may block for ever (deep-translator sets no timeout); the `Translator` only ever
-    calls it on its bounded pool. Subclass this to add a provider deep-translator lacks.
+    The `Translator` only ever calls it on its bounded pool. A provider that takes a list of
+    strings sets `batch_size` (strings per request) and overrides `translate_batch`; the others
+    implement `translate` and are called once per string, concurrently. Subclass this to add one.
     """
 
     name = "provider"
+    batch_size = 1
 
     def code_for(self, language: str) -> str | None:
         """The provider's code for an ISO 639-1 code, or None when it cannot translate it."""
@@ -83,6 +50,15 @@ class Provider:
 
     def translate(self, text: str, source: str, target: str) -> str:
         raise NotImplementedError
+
+    def translate_batch(self, texts: Sequence[str], source: str, target: str,
+                        deadline: float) -> list[str | None]:
+        """Translations in the order of `texts`; None for a string whose answer was rejected.
+
+        Raises (TranslationError, requests' errors) when the request as a whole failed.
+        `deadline` is time.monotonic() at which the caller stops waiting.
+        """
+        return [self.translate(text, source, target) for text in texts]
 
 
 def map_code(language: str, codes: Iterable[str] | None) -> str | None:
@@ -140,24 +116,21 @@ class DeepTranslatorProvider(Provider):
         return result
 
 
-def libre_base_url(url: str) -> str:
-    """deep-translator appends "translate" to the URL it is given: accept either form."""
-    url = url.strip()
-    if url.rstrip("/").endswith("/translate"):
-        url = url.rstrip("/")[: -len("translate")]
-    return url if url.endswith("/") else url + "/"
-
-
 def build_provider(settings: Settings) -> Provider | None:
     """The provider named by TRANSLATOR (None for "none"). Builds nothing that calls out."""
     name = settings.translator
-    key = settings.translator_api_key
     if name == "none":
         return None
-    from deep_translator import (DeeplTranslator, GoogleTranslator, LibreTranslator,
-                                 MicrosoftTranslator, MyMemoryTranslator)
+    if name in ("libre", "deepl", "microsoft", "llm") or (name == "google"
+                                                          and settings.translator_api_key):
+        from .clients import build_client
+
+        return build_client(settings)
+    from deep_translator import GoogleTranslator, MyMemoryTranslator
     from deep_translator import constants as dt
 
+    # deep-translator calls requests.get itself (no session, timeout or base URL to pass): these
+    # calls are bounded by the pool's deadline only, as the package's docstring says.
     if name == "google":
         return DeepTranslatorProvider(
             name, lambda s, t: GoogleTranslator(source=s, target=t),
@@ -166,34 +139,4 @@ def build_provider(settings: Settings) -> Provider | None:
         return DeepTranslatorProvider(
             name, lambda s, t: MyMemoryTranslator(source=s, target=t),
             dt.MY_MEMORY_LANGUAGES_TO_CODES.values(), reuse=False)
-    if name == "libre":
-        url = libre_base_url(settings.translator_url)
-
-        def make_libre(source: str, target: str) -> Any:
-            # deep-translator refuses to start without a key, even for a self-hosted server that
-            # needs none; build it with a placeholder and then send no key at all.
-            translator = LibreTranslator(source=source, target=target, api_key=key or "unused",
-                                         custom_url=url)
-            if not key:
-                translator.api_key = None
-            return translator
-
-        return DeepTranslatorProvider(name, make_libre, dt.LIBRE_LANGUAGES_TO_CODES.values(),
-                                      reuse=True)
-    if name == "deepl":
-        free = bool(key and key.endswith(":fx"))  # DeepL's free-plan keys end in ":fx"
-        return DeepTranslatorProvider(
-            name, lambda s, t: DeeplTranslator(source=s, target=t, api_key=key,
-                                               use_free_api=free),
-            dt.DEEPL_LANGUAGE_TO_CODE.values(), reuse=True)
-    if name == "microsoft":
-        region = settings.translator_region
-
-        def make_microsoft(source: str, target: str) -> Any:
-            return MicrosoftTranslator(source=source, target=target, api_key=key, region=region)
-
-        # Its code table is only known after the network call its constructor makes (on the pool,
-        # under the deadline); until then, ISO 639-1 codes with Microsoft's one difference.
-        return DeepTranslatorProvider(name, make_microsoft, None, reuse=True,
-                                      fixed={"zh": "zh-hans"})
     raise ValueError(f"unknown translator {name!r}")

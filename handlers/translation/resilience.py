@@ -1,8 +1,9 @@
 """What keeps a slow or failing provider from holding up a request: the bounded pool every call
 runs on (`CallPool`), the deadline each call carries (`Call`), and the `CircuitBreaker`.
 
-deep-translator has no HTTP timeout and no retries, and a provider can hang; `Translator` waits for
-its calls only up to the request's deadline and abandons the rest to these threads.
+The kit's clients time out by themselves (transport.py); deep-translator (mymemory, keyless
+google) has no HTTP timeout, and a provider can hang. Either way `Translator` waits for its calls
+only up to the request's deadline and abandons the rest to these threads.
 """
 
 from __future__ import annotations
@@ -77,12 +78,13 @@ class CircuitBreaker:
 
 
 class Call:
-    """One provider call in flight; `abandoned` once its requester stopped waiting for it."""
+    """One provider call in flight (one string, or a batch of them); `abandoned` once its
+    requester stopped waiting for it."""
 
-    __slots__ = ("text", "deadline", "probe", "finished", "abandoned", "lock")
+    __slots__ = ("texts", "deadline", "probe", "finished", "abandoned", "lock")
 
-    def __init__(self, text: str, deadline: float, probe: bool) -> None:
-        self.text = text
+    def __init__(self, texts: list[str], deadline: float, probe: bool) -> None:
+        self.texts = texts
         self.deadline = deadline
         self.probe = probe
         self.finished = False

@@ -13,7 +13,8 @@ from typing import Any, Sequence
 from ..cache import SharedRedis
 from ..settings import Settings
 from .memory import TranslationCache, TranslationMemory
-from .providers import Provider, TranslationError, build_provider, failure_reason
+from .errors import TranslationError, failure_reason, is_outage
+from .providers import Provider, build_provider
 from .resilience import Call, CallPool, CircuitBreaker
 
 log = logging.getLogger("handlers.translation")
@@ -48,17 +49,32 @@ class Translator:
         """Whether the provider has a code for this language (memory and cache aside)."""
         return self.provider is not None and self.provider.code_for(language) is not None
 
-    def translate(self, text: str, source: str, target: str, timeout: float) -> str | None:
+    def translate(self, text: str, source: str, target: str, timeout: float, *,
+                  notes: dict[str, Any] | None = None) -> str | None:
         """One string; None when it was not translated (the caller keeps the original)."""
-        return self.translate_many([text], source, target, timeout).get(text)
+        return self.translate_many([text], source, target, timeout, notes=notes).get(text)
 
     def translate_many(self, texts: Sequence[str], source: str, target: str,
-                       timeout: float) -> dict[str, str]:
+                       timeout: float, *, notes: dict[str, Any] | None = None) -> dict[str, str]:
         """Translate distinct strings under one deadline; answer only those translated in time.
 
-        Memory first, then the cache, then the provider (concurrently, on the shared pool). A string
-        that fails or misses the deadline is absent; one log line says how many and why.
+        Memory first, then the cache, then the provider on the shared pool: one request per
+        `batch_size` strings where the provider takes a list, else one call per string,
+        concurrently. A string that fails or misses the deadline is absent; one log line says how
+        many and why. `notes` (the request's log line, turn.notes) gets the breaker's state and
+        the count of stuck threads when they matter.
         """
+        try:
+            return self._translate_many(texts, source, target, timeout)
+        finally:
+            if notes is not None:
+                if self.breaker.state != "closed":
+                    notes["translator_breaker"] = self.breaker.state
+                if self.pool.stuck:
+                    notes["translator_stuck_threads"] = self.pool.stuck
+
+    def _translate_many(self, texts: Sequence[str], source: str, target: str,
+                        timeout: float) -> dict[str, str]:
         deadline = time.monotonic() + max(0.0, timeout)
         if not source or not target or source == target:
             return {}
@@ -96,29 +112,47 @@ class Translator:
         if src is None or tgt is None:
             failures["unsupported_language"] += len(texts)
             return failures
+        size = max(1, provider.batch_size)
+        batches = [texts[start:start + size] for start in range(0, len(texts), size)]
+        refused = self._send(provider, batches, source, target, src, tgt, deadline, result,
+                             failures)
+        if refused and self.breaker.state == "closed":
+            # The provider refused a batch (an HTTP error): one string it cannot take must not
+            # cost the reply's other strings, so each goes again alone, in what time is left.
+            for batch in refused:
+                failures[batch[1]] -= len(batch[0])
+            singles = [[text] for batch, _ in refused for text in batch]
+            self._send(provider, singles, source, target, src, tgt, deadline, result, failures)
+        return +failures
+
+    def _send(self, provider: Provider, batches: list[list[str]], source: str, target: str,
+              src: str, tgt: str, deadline: float, result: dict[str, str],
+              failures: Counter[str]) -> list[tuple[list[str], str]]:
+        """One provider call per batch on the pool, waited for up to the deadline; fill `result`
+        and `failures`; return the batches of several strings refused with an HTTP error."""
         calls: dict[Future, Call] = {}
-        for text in texts:
+        refused: list[tuple[list[str], str]] = []
+        for batch in batches:
             if self.pool.jammed:
-                failures["all_threads_stuck"] += 1
+                failures["all_threads_stuck"] += len(batch)
                 continue
             allowed, probe = self.breaker.allow()
             if not allowed:
-                failures["circuit_open"] += 1
+                failures["circuit_open"] += len(batch)
                 continue
-            call = Call(text, deadline, probe)
+            call = Call(batch, deadline, probe)
             calls[self.pool.submit(self._run, provider, call, source, target, src, tgt)] = call
         if not calls:
-            return failures
+            return refused
         done, pending = wait(calls, timeout=max(0.0, deadline - time.monotonic()))
         for future in done:
-            try:
-                result[calls[future].text] = future.result()
-            except Exception as exc:
-                failures[failure_reason(exc)] += 1
+            reason = self._collect(future, calls[future], result, failures)
+            if reason and reason.startswith("http_") and len(calls[future].texts) > 1:
+                refused.append((calls[future].texts, reason))
         for future in pending:
             call = calls[future]
             if future.cancel():  # never started: the deadline passed while it queued
-                failures["deadline_in_queue"] += 1
+                failures["deadline_in_queue"] += len(call.texts)
                 if call.probe:
                     self.breaker.release_probe()
                 continue
@@ -128,29 +162,44 @@ class Translator:
                 else:
                     call.abandoned, late = True, False
             if late:
-                try:
-                    result[call.text] = future.result()
-                except Exception as exc:
-                    failures[failure_reason(exc)] += 1
+                self._collect(future, call, result, failures)
                 continue
-            failures["timeout"] += 1
+            failures["timeout"] += len(call.texts)
             self._count(timeouts=1)
             self.pool.hold(+1)
             self.breaker.failure()
-        return failures
+        return refused
+
+    @staticmethod
+    def _collect(future: Future, call: Call, result: dict[str, str],
+                 failures: Counter[str]) -> str | None:
+        """Take a finished call's answer into `result`; the reason it failed, if it did."""
+        try:
+            answer = future.result()
+        except Exception as exc:
+            reason = failure_reason(exc)
+            failures[reason] += len(call.texts)
+            return reason
+        result.update(answer)
+        if len(answer) < len(call.texts):
+            failures["rejected_answer"] += len(call.texts) - len(answer)
+        return None
 
     def _run(self, provider: Provider, call: Call, source: str, target: str,
-             src: str, tgt: str) -> str:
-        """On a pool thread: one provider call, its breaker outcome, and caching its answer."""
+             src: str, tgt: str) -> dict[str, str]:
+        """On a pool thread: one provider call, its breaker outcome, and caching its answers."""
         if time.monotonic() >= call.deadline:
             if call.probe:
                 self.breaker.release_probe()
             raise TranslationError("deadline_in_queue")
         self._count(calls=1)
         error: BaseException | None = None
-        translation = None
+        translations: list[str | None] = []
         try:
-            translation = provider.translate(call.text, src, tgt)
+            if len(call.texts) == 1 and provider.batch_size == 1:
+                translations = [provider.translate(call.texts[0], src, tgt)]
+            else:
+                translations = provider.translate_batch(call.texts, src, tgt, call.deadline)
         except BaseException as exc:  # deep-translator's exceptions share no base class
             error = exc
         with call.lock:
@@ -162,12 +211,18 @@ class Translator:
             self.breaker.success()
         else:
             self._count(failures=1)
-            self.breaker.failure()
+            if is_outage(failure_reason(error)):
+                self.breaker.failure()
+            elif call.probe:
+                self.breaker.success()  # it answered: up, whatever it thought of the text
         if error is not None:
             raise error
-        assert translation is not None
-        self.cache.put(self.name, source, target, call.text, translation)
-        return translation
+        answer = {}
+        for text, translation in zip(call.texts, translations):
+            if isinstance(translation, str) and translation.strip():
+                answer[text] = translation
+                self.cache.put(self.name, source, target, text, translation)
+        return answer
 
 
 def build_translator(settings: Settings, redis: SharedRedis | None = None) -> Translator:

@@ -1,0 +1,55 @@
+"""Why a provider call produced no translation, as a short code for the log and the breaker."""
+
+from __future__ import annotations
+
+# Reasons that say something about the text or the configuration, not about whether the provider
+# is up: they do not count against the circuit breaker (timeouts, refused connections, 5xx and
+# 429 do).
+NOT_AN_OUTAGE = frozenset({"unsupported_language", "text_rejected", "no_translation",
+                           "empty_answer", "rejected_answer", "http_400", "http_413",
+                           "http_414", "deadline_in_queue"})
+
+
+class TranslationError(Exception):
+    """A provider call that did not produce a translation; `reason` is a short code for the log."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A short code for a failed provider call. Never the exception's message: it may quote text."""
+    if isinstance(exc, TranslationError):
+        return exc.reason
+    import requests
+    from deep_translator import exceptions as dt
+
+    if isinstance(exc, dt.ServerException):
+        codes = {v: k for k, v in dt.ServerException.errors.items()}
+        status = codes.get(exc.args[0] if exc.args else None)
+        return f"http_{status}" if status else "server_error"
+    if isinstance(exc, dt.TooManyRequests):
+        return "http_429"
+    if isinstance(exc, (dt.AuthorizationException, dt.ApiKeyException)):
+        return "unauthorized"
+    if isinstance(exc, (dt.LanguageNotSupportedException, dt.InvalidSourceOrTargetLanguage)):
+        return "unsupported_language"
+    if isinstance(exc, (dt.NotValidLength, dt.NotValidPayload)):
+        return "text_rejected"
+    if isinstance(exc, (dt.TranslationNotFound, dt.ElementNotFoundInGetRequest)):
+        return "no_translation"
+    if isinstance(exc, dt.RequestError):
+        return "request_failed"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timeout"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "connection_failed"
+    if isinstance(exc, (ValueError, KeyError, TypeError, AttributeError, IndexError)):
+        return "invalid_answer"  # not the JSON the provider documents
+    return f"error_{type(exc).__name__}"
+
+
+def is_outage(reason: str) -> bool:
+    """Whether a failure says the provider is down or overloaded (it counts for the breaker)."""
+    return reason not in NOT_AN_OUTAGE
