@@ -142,7 +142,8 @@ def translate_reply(turn: Turn) -> Response | None:
         return None
     try:
         translations = translator.translate_many(wanted, turn.settings.assistant_language,
-                                                 language, max(0.0, turn.seconds_left()))
+                                                 language, max(0.0, turn.seconds_left()),
+                                                 notes=turn.notes)
     except Exception as exc:  # the translator fails open itself; this is the last safety net
         log.error("translation failed; reply left in the assistant's language",
                   extra={"fields": {"exception": type(exc).__name__}})

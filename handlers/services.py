@@ -31,10 +31,13 @@ class Translator(Protocol):
     # None with TRANSLATOR=none: nothing is translated, and that is no failure.
     provider: Any
 
-    def translate(self, text: str, source: str, target: str, timeout: float) -> str | None: ...
+    # `notes` (turn.notes) gets the breaker's state and stuck threads when they matter.
+    def translate(self, text: str, source: str, target: str, timeout: float, *,
+                  notes: dict[str, Any] | None = None) -> str | None: ...
 
     def translate_many(self, texts: Sequence[str], source: str, target: str,
-                       timeout: float) -> dict[str, str]: ...
+                       timeout: float, *, notes: dict[str, Any] | None = None
+                       ) -> dict[str, str]: ...
 
 
 class SessionMemory(Protocol):

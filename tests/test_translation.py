@@ -225,7 +225,7 @@ def test_hung_provider_misses_the_deadline_and_frees_its_thread(translator_for, 
 
 
 class BlockingProvider(Provider):
-    """A provider without a timeout of its own (as deep-translator's are): blocks until released."""
+    """A provider with no timeout of its own (like deep-translator's): blocks until released."""
 
     name = "blocking"
 
