@@ -6,6 +6,7 @@ and one that recovers."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -267,3 +268,22 @@ def test_the_session_is_made_again_after_a_fork():
 def test_translator_settings_are_checked(settings, error):
     with pytest.raises(SettingsError, match=error):
         load_settings(settings, environ={})
+
+
+def test_the_breaker_state_is_in_the_post_message_log_line(make_app, stub, caplog):
+    server = stub(DeeplStub, key=KEY)
+    server.status = 503
+    client = make_app(TRANSLATOR="deepl", TRANSLATOR_URL=server.url, TRANSLATOR_API_KEY=KEY,
+                      BREAKER_FAILURES="1").test_client()
+    payload = {"output": {"generic": [{"response_type": "text", "text": "Hello there"}]},
+               "context": {"global": {"session_id": "s-1"}, "skills": {"actions skill": {
+                   "skill_variables": {"customer_language": "es"}}}}}
+    body = json.dumps({"event": {"name": "message_processed"}, "options": {},
+                       "payload": payload})
+    with caplog.at_level(logging.INFO, logger="handlers.request"):
+        answer = client.post("/webhooks/postmessage", data=body)
+    assert answer.status_code == 200
+    assert answer.get_json()["payload"]["output"]["generic"][0]["text"] == "Hello there"
+    line = next(r for r in caplog.records if r.name == "handlers.request")
+    assert line.fields["translator_breaker"] == "open"
+    assert KEY not in caplog.text and "Hello there" not in caplog.text
