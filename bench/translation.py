@@ -42,7 +42,15 @@ CONNECTIONS_PER_WORKER = 2
 
 
 def fresh(n: int) -> list[str]:
-    return [f"{text} (ref {n})" for text in STRINGS]
+    """The reply's strings made new by a word, not a number (numbers are masked, so strings that
+    differ only in a number share one cache entry)."""
+    tag = ""
+    while True:
+        n, letter = divmod(n, 26)
+        tag += "abcdefghijklmnopqrstuvwxyz"[letter]
+        if not n:
+            break
+    return [f"{text} (ref {tag})" for text in STRINGS]
 
 
 def cold(client: Client, libre: LibreServer, requests: int, offset: int) -> dict[str, Any]:
@@ -78,7 +86,7 @@ def run(requests: int, turns: int) -> bool:
     workers = int(gunicorn_settings().get("workers") or 1)
     print(f"machine: {machine()}")
     print(f"kit: gunicorn.conf.py defaults ({workers} workers), TRANSLATOR=libre at a stand-in "
-          f"on loopback; one request at a time on one keep-alive connection")
+          f"on loopback; one request at a time on one keep-alive connection (one worker serves it)")
     libre = LibreServer(delay_ms=DELAY_MS).start()
     try:
         with tempfile.TemporaryDirectory() as tmp, \
