@@ -86,7 +86,8 @@ def run(requests: int, turns: int) -> bool:
     workers = int(gunicorn_settings().get("workers") or 1)
     print(f"machine: {machine()}")
     print(f"kit: gunicorn.conf.py defaults ({workers} workers), TRANSLATOR=libre at a stand-in "
-          f"on loopback; one request at a time on one keep-alive connection (one worker serves it)")
+          f"on loopback; one request at a time on one keep-alive connection (one worker "
+          f"serves it)")
     libre = LibreServer(delay_ms=DELAY_MS).start()
     try:
         with tempfile.TemporaryDirectory() as tmp, \
