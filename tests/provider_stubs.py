@@ -208,10 +208,12 @@ class ChatStub(StubServer):
 
     It reads the last user message's JSON {"source", "target", "texts"} and answers
     {"texts": [...]} as the message content. `mode`: "ok", "wrong_count" (one text short),
-    "drop_token" (the first text's `{n}` tokens lost).
+    "drop_token" (the first text's `{n}` tokens lost); `json_mode` False refuses
+    `response_format`.
     """
 
     mode = "ok"
+    json_mode = True  # False: refuse `response_format` with 400, as servers without it do
 
     def authorised(self, seen: Seen) -> bool:
         return seen.headers.get("Authorization") == f"Bearer {self.key}"
@@ -226,6 +228,8 @@ class ChatStub(StubServer):
     def answer(self, seen: Seen) -> tuple[int, Any]:
         if urlsplit(seen.path).path != "/v1/chat/completions":
             return 404, {"error": {"message": "not found"}}
+        if "response_format" in seen.body and not self.json_mode:
+            return 400, {"error": {"message": "response_format is not supported"}}
         asked = self.request_of(seen)
         texts = [translate(t, asked["source"], asked["target"]) for t in asked["texts"]]
         if self.mode == "wrong_count":

@@ -287,3 +287,14 @@ def test_the_breaker_state_is_in_the_post_message_log_line(make_app, stub, caplo
     line = next(r for r in caplog.records if r.name == "handlers.request")
     assert line.fields["translator_breaker"] == "open"
     assert KEY not in caplog.text and "Hello there" not in caplog.text
+
+
+def test_an_llm_server_without_json_mode_is_asked_without_it(make_app, stub):
+    server = stub(ChatStub, key=KEY)
+    server.json_mode = False
+    tr = translator(make_app, TRANSLATOR="llm", TRANSLATOR_URL=server.url + "/v1",
+                    TRANSLATOR_API_KEY=KEY, TRANSLATOR_MODEL="m")
+    assert tr.translate_many(["one", "two"], "en", "es", 3.0) == {
+        "one": mark("one", "en", "es"), "two": mark("two", "en", "es")}
+    assert tr.translate("three", "en", "es", 3.0) == mark("three", "en", "es")
+    assert ["response_format" in seen.body for seen in server.seen] == [True, False, False]

@@ -210,6 +210,7 @@ class LlmClient(HttpProvider):
 
     One call per reply, every string at once. A wrong count fails every string of the answer;
     a translation that lost or invented a `{n}` token fails that string only (fail open).
+    `response_format` json_object is asked for until a server refuses it (400), then never again.
     """
 
     batch_size = 10_000  # no list limit of its own: the whole reply in one call
@@ -217,19 +218,27 @@ class LlmClient(HttpProvider):
     def __init__(self, name: str, settings: Settings) -> None:
         super().__init__(name, settings)
         self.model = settings.translator_model
+        self.json_mode = True
 
     def translate_batch(self, texts: Sequence[str], source: str, target: str,
                         deadline: float) -> list[str | None]:
         content = json.dumps({"source": source, "target": target, "texts": list(texts)},
                              ensure_ascii=False)
         headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
-        answer = self.post("/chat/completions", deadline, headers=headers, json={
-            "model": self.model,
-            "messages": [{"role": "system", "content": LLM_INSTRUCTIONS},
-                         {"role": "user", "content": content}],
-            "response_format": {"type": "json_object"},
-            "temperature": 0,
-        })
+        body: dict[str, Any] = {"model": self.model, "temperature": 0,
+                                "messages": [{"role": "system", "content": LLM_INSTRUCTIONS},
+                                             {"role": "user", "content": content}]}
+        json_mode = self.json_mode
+        if json_mode:
+            body["response_format"] = {"type": "json_object"}
+        try:
+            answer = self.post("/chat/completions", deadline, headers=headers, json=body)
+        except TranslationError as exc:
+            if not (json_mode and exc.reason == "http_400"):
+                raise
+            self.json_mode = False  # a server without JSON mode: the instructions ask for JSON
+            del body["response_format"]
+            answer = self.post("/chat/completions", deadline, headers=headers, json=body)
         try:
             reply = json.loads(answer["choices"][0]["message"]["content"])
         except (ValueError, TypeError):
