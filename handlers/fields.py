@@ -182,7 +182,7 @@ def _conversational_search(item: dict[str, Any], out: list[Slot]) -> None:
         out.append(Slot(item, "text", pieces, ranges))
     _fields("citations_title", "disclaimer")(item, out)
     for citation in _each(item, "citations"):
-        _fields("title", "text")(citation, out)
+        _fields("title", "text", "body")(citation, out)
 
 
 def _media(item: dict[str, Any], out: list[Slot]) -> None:
@@ -220,8 +220,52 @@ def _table(item: dict[str, Any], out: list[Slot]) -> None:
         _strings(row, "cells", out)
 
 
+def _vgw_action(user_defined: dict[str, Any], out: list[Slot]) -> None:
+    """The phone channel's actions: the SMS that `vgwActSendSMS` sends (`parameters.message`);
+    commands, phone numbers and media URLs stay as they are."""
+    sequence = user_defined.get("vgwActionSequence")
+    actions = [user_defined.get("vgwAction"), *(sequence if isinstance(sequence, list) else ())]
+    for action in actions:
+        if isinstance(action, dict) and action.get("command") == "vgwActSendSMS":
+            _string(action.get("parameters"), "message", out)
+
+
+def _carousel_data(user_defined: dict[str, Any], out: list[Slot]) -> None:
+    """Web chat's content carousel custom response: each slide's title, description and alt
+    text; its image URL stays as it is."""
+    for slide in _each(user_defined, "carousel_data"):
+        _fields("title", "description", "alt")(slide, out)
+
+
+# The extension point for custom responses (`response_type: user_defined`): which shapes of
+# `user_defined` hold text a person reads, and where. A shape is found by its
+# `user_defined_type` value (web chat's custom responses), else by a top-level key of
+# `user_defined` that only it has (the phone channel's `vgwAction`). To translate your own custom
+# response, add its type here with a walker that appends a Slot per readable string (see
+# _carousel_data); any other user_defined content passes through untouched.
+USER_DEFINED_SHAPES: dict[str, Callable[[dict[str, Any], list[Slot]], None]] = {
+    "carousel": _carousel_data,        # user_defined_type (web chat content carousel tutorial)
+    "vgwAction": _vgw_action,          # key (phone channel: Handling phone interactions, SMS)
+    "vgwActionSequence": _vgw_action,  # key (the same actions as a list)
+}
+
+
+def _user_defined(item: dict[str, Any], out: list[Slot]) -> None:
+    user_defined = item.get("user_defined")
+    if not isinstance(user_defined, dict):
+        return
+    kind = user_defined.get("user_defined_type")
+    walker = USER_DEFINED_SHAPES.get(kind) if isinstance(kind, str) else None
+    if walker is None:
+        keys = [key for key in user_defined if key in USER_DEFINED_SHAPES]
+        walker = USER_DEFINED_SHAPES[keys[0]] if keys else None
+    if walker is not None:
+        walker(user_defined, out)
+
+
 # response_type -> where its readable text is. Types not listed (pause, date, dtmf, end_session,
-# user_defined, speech_to_text, text_to_speech, and any unknown type) are never entered.
+# speech_to_text, text_to_speech, and any unknown type) are never entered; user_defined only for
+# the shapes in USER_DEFINED_SHAPES.
 WALKERS: dict[str, Walker] = {
     "text": _fields("text"),
     "option": _option,
@@ -240,6 +284,7 @@ WALKERS: dict[str, Walker] = {
     "carousel": _carousel,
     "grid": _grid,
     "table": _table,
+    "user_defined": _user_defined,
 }
 
 

@@ -3,13 +3,14 @@
 Reference behaviour: work out the customer's language and hand the assistant the message in its
 own language. The steps below run in order; each opens with the condition under which it acts:
 
-1. `mark_untranslatable`  no text, not a text message, longer than the assistant takes, not
-                          Unicode text (a lone surrogate), no letters, or a value the assistant
-                          just offered (a click): marks the turn skipped, nothing to detect or
-                          translate
+1. `mark_untranslatable`  no text, TRANSLATION_OFF_VARIABLE true, not a text message, longer
+                          than the assistant takes, not Unicode text (a lone surrogate), no
+                          letters, or a value the assistant just offered (a click): marks the
+                          turn skipped, nothing to detect or translate
 2. `detect_language`      the conversation-aware language of this turn
 3. `reply_if_unsupported` a language not in SUPPORTED_LANGUAGES: answer at once (skip processing)
-4. `translate_input`      into ASSISTANT_LANGUAGE, failing open
+4. `translate_input`      into ASSISTANT_LANGUAGE, numbers and glossary terms masked, failing
+                          open
 5. `remember_language`    into the context (the payload's skill) and the session memory
 
 Steps tell each other what they found through the Turn's typed fields (`turn.skipped`,
@@ -24,9 +25,12 @@ from typing import Any
 from flask import Blueprint, Response
 
 from .auth import protect
-from .context import locale_language, read_variable, skill_variables, write_variable
+from .channels import channel_texts, control_input
+from .context import is_true, locale_language, read_variable, skill_variables, write_variable
 from .envelope import has_lone_surrogate, payload_reply, skip_processing
+from .glossary import rules_for
 from .language import ENDONYMS, choose_language, has_letters, normalise_code
+from .masking import mask, unmask
 from .pipeline import Step, Turn, run_steps, start_turn
 from .settings import Settings
 
@@ -69,6 +73,10 @@ def skip_reason(turn: Turn) -> str | None:
     text = input_text(payload)
     if text is None or not text.strip():
         return "no_text"
+    if is_true(payload, turn.settings.translation_off_variable, turn.settings.skill_type):
+        return "translation_off"  # an action collecting a name or an address: keep it as typed
+    if control_input(payload):
+        return "channel_input"  # a channel's own event: the assistant matches it literally
     if payload["input"].get("message_type", "text") != "text":
         return "not_text"
     if len(text) > MAX_INPUT_CHARS:
@@ -104,15 +112,30 @@ def known_languages(turn: Turn) -> tuple[str | None, str | None, str | None]:
     return chosen, session, hint
 
 
+def customer_words(turn: Turn) -> str | None:
+    """The text to detect this turn's language from: the input, or for a channel's control
+    input the customer's text it carries (an SMS sent during a call); None when there is none."""
+    if not turn.skipped:
+        return input_text(turn.payload)
+    if turn.skipped == "channel_input":
+        texts = [holder[key] for holder, key in channel_texts(turn.payload)]
+        text = " ".join(texts)
+        if text and len(text) <= MAX_INPUT_CHARS and not has_lone_surrogate(text) \
+                and has_letters(text):
+            return text
+    return None
+
+
 def detect_language(turn: Turn) -> Response | None:
     """The turn's language: an explicit choice, else the conversation-aware policy."""
     chosen, session, hint = known_languages(turn)
-    if turn.skipped and not (chosen or session or hint):
+    words = customer_words(turn)
+    if words is None and not (chosen or session or hint):
         return None  # nothing said, nothing known: leave the language unset
     settings = turn.settings
     detection = None
-    if not turn.skipped and turn.services.detector is not None:
-        detection = turn.services.detector.detect(input_text(turn.payload) or "")
+    if words is not None and turn.services.detector is not None:
+        detection = turn.services.detector.detect(words)
         turn.notes["detected"] = detection.language
         turn.notes["confidence"] = detection.confidence
     turn.language, turn.language_from = choose_language(
@@ -150,8 +173,18 @@ def translate_input(turn: Turn) -> Response | None:
         return None
     payload = turn.payload
     text = input_text(payload) or ""
-    translated = translator.translate(text, turn.language, settings.assistant_language,
-                                      max(0.0, turn.seconds_left()))
+    # Numbers and glossary terms never reach the provider: masked, and put back (a fixed term in
+    # the assistant's language) once the rest is translated.
+    masked = mask(text, rules_for(turn.services.glossary, turn.language,
+                                  settings.assistant_language))
+    if masked.translatable:
+        got = translator.translate(masked.text, turn.language, settings.assistant_language,
+                                   max(0.0, turn.seconds_left()), notes=turn.notes)
+        translated = unmask(masked, got) if got is not None else None
+    else:
+        translated = masked.untranslated()  # nothing but numbers and glossary terms
+        if translated is None:
+            return None
     turn.translated = translated is not None
     turn.notes["translated"] = turn.translated
     if translated is None:
@@ -162,6 +195,30 @@ def translate_input(turn: Turn) -> Response | None:
         return None
     payload["input"]["text"] = translated
     write_variable(payload, settings.original_input_variable, text, settings.skill_type)
+    return None
+
+
+def translate_channel_texts(turn: Turn) -> Response | None:
+    """The customer's texts a channel sends beside input.text (`handlers.channels.TEXT_FIELDS`,
+    the SMS of a phone call) go to the assistant in its language, in place, failing open; the
+    control keyword in input.text stays as it is."""
+    settings = turn.settings
+    translator = turn.services.translator
+    if turn.language in (None, settings.assistant_language) or translator is None:
+        return None
+    original = input_text(turn.payload)
+    for holder, key in channel_texts(turn.payload):
+        text = holder[key]
+        if turn.translated and text == variable(turn, settings.original_input_variable):
+            holder[key] = original  # the same words as the input, already translated
+            continue
+        if len(text) > MAX_INPUT_CHARS or has_lone_surrogate(text) or not has_letters(text):
+            continue
+        translated = translator.translate(text, turn.language, settings.assistant_language,
+                                          max(0.0, turn.seconds_left()))
+        turn.notes["channel_text_translated"] = translated is not None
+        if translated is not None:
+            holder[key] = translated
     return None
 
 
@@ -183,7 +240,7 @@ def remember_language(turn: Turn) -> Response | None:
 
 
 PREMESSAGE_STEPS: list[Step] = [mark_untranslatable, detect_language, reply_if_unsupported,
-                                translate_input, remember_language]
+                                translate_input, translate_channel_texts, remember_language]
 
 
 @bp.post("/webhooks/premessage")

@@ -62,7 +62,7 @@ def with_forgetting(steps: list[Any]) -> list[Any]:
 def test_premessage_steps_in_order():
     assert [step.__name__ for step in PREMESSAGE_STEPS] == [
         "mark_untranslatable", "detect_language", "reply_if_unsupported", "translate_input",
-        "remember_language"]
+        "translate_channel_texts", "remember_language"]
 
 
 def test_notes_are_only_written(make_app, libre_server):
