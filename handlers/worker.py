@@ -15,6 +15,12 @@ log webhook's durability is untouched).
 It also answers gunicorn's own errors (a malformed request line or header, headers too large)
 with the kit's JSON error body instead of gunicorn's HTML page, and without echoing the request.
 
+A worker that is replaced (`max_requests`) or stopped (SIGTERM: a deploy, a reload) retires
+instead of vanishing: gthread stops at once and closes every kept-alive connection, and a client
+that had just sent its next request on one (wrk in every benchmark, a router's connection pool)
+loses it. A retiring worker accepts nothing new, answers each connection's next request with
+`Connection: close`, and exits once its connections are gone or after `retire_drain` seconds.
+
 It does not terminate TLS (the platform's router does); it refuses to start with `certfile` set.
 Pipelined requests (sent before the previous answer) wait for new bytes or the keep-alive timeout,
 as in gthread itself. The module also holds `usable_cpus`, which gunicorn.conf.py uses to size
@@ -23,11 +29,13 @@ as in gthread itself. The module also holds `usable_cpus`, which gunicorn.conf.p
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
 import selectors
 import socket
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -180,12 +188,16 @@ class RequestDeadlineWorker(ThreadWorker):
 
     Uses gthread's own structure: `accept` (new connections), `enqueue_req` (a kept-alive
     connection has data), `murder_keepalived` (the loop's periodic sweep), `handle` (a thread's
-    work) and `handle_error` (gunicorn's error answer) are overridden; the rest is gthread's.
-    `self._lock` is gthread's lock around its selector, which this subclass's registrations share.
+    work), `handle_error` (gunicorn's error answer) and `handle_exit` (SIGTERM) are overridden;
+    the rest is gthread's. `self._lock` is gthread's lock around its selector, which this
+    subclass's registrations share.
     """
 
     request_read_timeout = 10.0
     buffer_limit = 1024 * 1024
+    # How long a retiring worker waits for its connections' next requests; a connection idle
+    # that long is closed (a busy client sends its next request within milliseconds).
+    retire_drain = 5.0
 
     @classmethod
     def check_config(cls, cfg: Any, log: Any) -> None:
@@ -198,11 +210,57 @@ class RequestDeadlineWorker(ThreadWorker):
         super().__init__(*args, **kwargs)
         # Connections whose request is being read, in deadline order (all get the same timeout).
         self.reading: dict[BufferedConn, float] = {}
+        # gthread stops the moment it has served max_requests, dropping its kept-alive
+        # connections; this worker counts them itself and retires (`retire`) instead.
+        self.retire_after = self.max_requests
+        self.max_requests = sys.maxsize
+        self.retire_by: float | None = None
+        self.listening = True
+        self.stop_asked = False
+
+    def retire(self, why: str) -> None:
+        """Stop taking connections and close each one after its next answer (any thread)."""
+        with self._lock:
+            if self.retire_by is not None:
+                return
+            self.retire_by = time.monotonic() + self.retire_drain
+        # gthread adds `Connection: close` to every answer once this many connections are kept.
+        self.max_keepalived = 0
+        self.log.info("Retiring worker (%s): its connections close after their next answer", why)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM (gunicorn's graceful stop and reload): retire rather than stop at once. A
+        signal handler only sets a flag: the loop's sweep retires (it takes a lock and logs)."""
+        self.stop_asked = True
+
+    def drain(self) -> None:
+        """A retiring worker's part of the loop's sweep: stop listening; once no connection is
+        left, or at the drain's end (closing what is left), end gthread's loop."""
+        assert self.retire_by is not None
+        if self.listening:
+            self.listening = False
+            with self._lock:
+                for listener in self.sockets:
+                    with contextlib.suppress(KeyError, ValueError):  # stopped before run()
+                        self.poller.unregister(listener)
+        if self.nr_conns > 0 and time.monotonic() < self.retire_by:
+            return
+        for conn in list(self.reading):
+            self.drop(conn)
+        with self._lock:
+            idle = list(self._keep)
+            self._keep.clear()
+            for conn in idle:
+                self.poller.unregister(conn.sock)
+        for conn in idle:
+            conn.close()
+            self.nr_conns -= 1
+        self.alive = False
 
     def accept(self, server: Any, listener: socket.socket) -> None:
         """gthread's accept, reading the request before a thread gets it; a worker on its way out
         (max_requests, shutdown) leaves new connections to the other workers and its successor."""
-        if not self.alive:
+        if not self.alive or self.retire_by is not None:
             return
         try:
             sock, client = listener.accept()
@@ -279,10 +337,16 @@ class RequestDeadlineWorker(ThreadWorker):
             self.log.debug("Closing a connection that did not send its request in time")
             # A connection that sent nothing at all is simply closed, as HTTP servers do.
             self.drop(conn, timeout if conn.buffer else b"")
+        if self.stop_asked:
+            self.retire("asked to stop")
+        if self.retire_by is not None:
+            self.drain()
 
     def handle(self, conn: BufferedConn) -> tuple[bool, BufferedConn]:
         """gthread's handling; a request the event loop did not buffer whole ends its connection
         (its remaining bytes are not a request the next loop could judge)."""
+        if self.nr >= self.retire_after:
+            self.retire(f"served {self.retire_after} requests")
         keepalive, conn = super().handle(conn)
         return keepalive and conn.reader.complete, conn
 
