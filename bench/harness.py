@@ -62,7 +62,8 @@ parent already does (`flock /tmp/bench.lock python bench/x.py`, or bench/run_all
 
 Environment knobs: `BENCH_GENERATOR=python` forces the Python generator; `BENCH_DURATION`,
 `BENCH_ROUNDS`, `BENCH_CONNECTIONS`, `BENCH_SUMMARY` (best|median) are the defaults of `compare`
-(handy to make `make bench` quicker or steadier).
+(handy to make `make bench` quicker or steadier). Servers run without worker recycling
+(`BENCH_DEFAULTS`: GUNICORN_MAX_REQUESTS=0) unless `env` sets it.
 """
 
 from __future__ import annotations
@@ -101,6 +102,11 @@ KIT_PREFIXES = ("WEBHOOK_", "PREMESSAGE_", "POSTMESSAGE_", "ORCHESTRATE_", "LOG_
                 "SUPPORTED_LANGUAGES", "UNSUPPORTED_", "MAX_CONTENT_LENGTH", "OFFERED_OPTIONS",
                 "SESSION_", "BREAKER_", "WEB_CONCURRENCY", "GUNICORN_", "PORT", "APP_LOG_LEVEL",
                 "WEBHOOKS", "REQUEST_READ_TIMEOUT")
+# Measured servers run in steady state: no worker recycling (GUNICORN_MAX_REQUESTS, 10,000 as
+# shipped), which a few rounds at thousands of req/s cross. A replaced worker's CPU time drops
+# out of `cpu_seconds` (negative CPU per request), and before the kit's worker retired
+# gracefully each replacement cost wrk read errors. A caller's `env` may set it back.
+BENCH_DEFAULTS = {"GUNICORN_MAX_REQUESTS": "0"}
 
 
 # --- the server -------------------------------------------------------------------------------
@@ -123,6 +129,7 @@ def free_port() -> int:
 def server_env(env: Mapping[str, Any] | None = None) -> dict[str, str]:
     """The environment a benchmarked server gets: ours without the kit's variables, plus `env`."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(KIT_PREFIXES)}
+    base.update(BENCH_DEFAULTS)
     base.update({k: str(v) for k, v in (env or {}).items() if v is not None})
     return base
 
