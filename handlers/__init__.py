@@ -104,12 +104,15 @@ def build_services(app: Flask, settings: Settings) -> Services:
     post = "postmessage" in served or "orchestrate" in served
     if pre or post:
         from .cache import build_shared_redis
+        from .glossary import Glossary
         from .session import build_session_memory
         from .translation import build_translator
 
         redis = build_shared_redis(settings)
         services.sessions = build_session_memory(settings, redis)
         services.translator = build_translator(settings, redis)
+        services.glossary = Glossary.load(settings.translation_glossary, settings.languages,
+                                          settings.assistant_language)
     if pre:
         from .language import build_detector
 

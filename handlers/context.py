@@ -53,6 +53,13 @@ def read_variable(payload: dict[str, Any], name: str, default_skill_type: str = 
     return variables.get(name) if variables else None
 
 
+def is_true(payload: dict[str, Any], name: str, default_skill_type: str = "actions") -> bool:
+    """Whether an action set the variable to true: JSON true, or the text "true" (what an
+    expression may leave); anything else, and no variable, is false."""
+    value = read_variable(payload, name, default_skill_type)
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
 def write_variable(payload: dict[str, Any], name: str, value: Any,
                    default_skill_type: str = "actions") -> None:
     variables = skill_variables(payload, default_skill_type, create=True)

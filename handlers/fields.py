@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 # mask and unmask are part of this module's interface too: find, mask, replace.
-from .masking import Masked, mask, unmask
+from .masking import DEFAULT_RULES, Masked, MaskRules, mask, unmask
 
 __all__ = ["Masked", "Slot", "apply", "find_output_texts", "find_texts", "mask",
-           "offered_values", "unmask", "wanted"]
+           "offered_values", "protect", "unmask", "wanted"]
 
 @dataclass
 class Slot:
@@ -49,7 +49,11 @@ class Slot:
         if not self.ranges:  # one piece: the usual case, kept short (it runs for every string)
             masked = self.masked[0]
             if not masked.translatable:
-                return 0, 0
+                new = masked.untranslated()  # only fixed glossary terms: no provider needed
+                if new is None:
+                    return 0, 0
+                self.parent[self.key] = new
+                return 1, 0
             got = translations.get(masked.text)
             new = unmask(masked, got) if got is not None else None
             if new is None:
@@ -59,7 +63,7 @@ class Slot:
         done = kept = 0
         out: list[str] = []
         for piece, masked in zip(self.pieces, self.masked):
-            new = None
+            new = None if masked.translatable else masked.untranslated()
             if masked.translatable and masked.text in translations:
                 new = unmask(masked, translations[masked.text])
             if new is None:
@@ -312,6 +316,15 @@ def find_output_texts(output: dict[str, Any], out: list[Slot] | None = None,
     find_texts(output.get("generic"), out, skip)
     _strings(output, "text", out)
     return out
+
+
+def protect(slots: Iterable[Slot], rules: MaskRules) -> None:
+    """Mask the slots again with `rules`: a glossary's for this direction of translation, which
+    only the caller knows (the slots were masked with the built-in spans)."""
+    if rules is DEFAULT_RULES:
+        return
+    for slot in slots:
+        slot.masked = [mask(piece, rules) for piece in slot.pieces]
 
 
 def wanted(slots: Iterable[Slot]) -> list[str]:

@@ -21,6 +21,7 @@ from .services import ContentStore, Detector, EventStore, SessionMemory, Transla
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from .glossary import Glossary
     from .store import LogEvent
 
 Step = Callable[["Turn"], "Response | None"]
@@ -38,6 +39,8 @@ class Services:
     sessions: SessionMemory | None = None
     store: EventStore | None = None
     content: ContentStore | None = None
+    # TRANSLATION_GLOSSARY's masking rules (pre- and post-message); None: the built-in spans only.
+    glossary: Glossary | None = None
     # Each webhook's steps for this app: the blueprint's list unless create_app(steps=...) says.
     steps: dict[str, list[Step]] = field(default_factory=dict)
 

@@ -27,6 +27,7 @@ from . import fields
 from .auth import protect
 from .context import read_variable, write_variable
 from .envelope import payload_reply
+from .glossary import rules_for
 from .language import normalise_code
 from .pipeline import Step, Turn, run_steps, start_turn
 
@@ -137,8 +138,13 @@ def translate_reply(turn: Turn) -> Response | None:
         return None
     localized = turn.localized_items
     slots = fields.find_output_texts(output, skip=lambda item: id(item) in localized)
+    fields.protect(slots, rules_for(turn.services.glossary, turn.settings.assistant_language,
+                                    language))
     wanted = fields.wanted(slots)
     if not wanted:
+        done, _ = fields.apply(slots, {})  # fixed glossary terms only: no provider needed
+        if done:
+            turn.notes["translated"] = done
         return None
     try:
         translations = translator.translate_many(wanted, turn.settings.assistant_language,

@@ -69,6 +69,8 @@ class Settings:
     chosen_language_variable: str = "chosen_language"
     translation_failed_variable: str = "translation_failed"
     offered_options_variable: str = "offered_options"
+    # An action sets it true for turns whose input must reach it as typed (a name, an address).
+    translation_off_variable: str = "skip_translation"
 
     # Translation
     translator: str = "none"
@@ -82,6 +84,7 @@ class Settings:
     translation_cache_size: int = 10_000
     translation_cache_ttl: float = 24 * 3600.0
     translation_memory: str | None = None
+    translation_glossary: str | None = None
     translation_concurrency: int = 16
     breaker_failures: int = 5
     breaker_cooldown: float = 5.0
@@ -221,6 +224,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         chosen_language_variable=text("chosen_language_variable"),
         translation_failed_variable=text("translation_failed_variable"),
         offered_options_variable=text("offered_options_variable"),
+        translation_off_variable=text("translation_off_variable"),
         translator=translator,
         translator_url=translator_url,
         translator_api_key=translator_key,
@@ -234,6 +238,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
                                       minimum=0),
         translation_cache_ttl=number("translation_cache_ttl"),
         translation_memory=read_text(source, "TRANSLATION_MEMORY"),
+        translation_glossary=read_text(source, "TRANSLATION_GLOSSARY"),
         translation_concurrency=number("translation_concurrency", cast=int),
         breaker_failures=number("breaker_failures", cast=int),
         breaker_cooldown=number("breaker_cooldown"),
