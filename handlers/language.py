@@ -82,6 +82,28 @@ FAST_PATH_WORDS: dict[str, frozenset[str]] = {
         but if than then only really very much many more does did our ours us him his she need
     """.split()),
 }
+# Words a conversation opens with (greetings, thanks) that say the language on their own, for
+# messages of one or two words, where statistics are weakest: "Hola" scores about as Spanish as
+# "agent" scores French. Only words no other default candidate writes the same way.
+OPENING_WORDS: dict[str, str] = {
+    word: lang for lang, words in {
+        "es": "hola gracias buenas buenos adiós muchas", "fr": "bonjour bonsoir merci salut",
+        "de": "danke tschüss guten servus moin", "it": "ciao grazie buongiorno buonasera",
+        "pt": "olá obrigado obrigada oi", "nl": "hoi bedankt goedemorgen goedendag",
+        "tr": "merhaba teşekkürler selam günaydın sağol", "en": "hi hello thanks",
+    }.items() for word in words.split()}
+OPENING_WORDS.update({"buenos días": "es", "muchas gracias": "es", "dank je": "nl",
+                      "dank u": "nl", "guten tag": "de", "bom dia": "pt", "boa tarde": "pt",
+                      "buenas tardes": "es", "danke schön": "de", "merci beaucoup": "fr"})
+_EDGE_MARKS = " \t!?.,;:¡¿'\"()"
+# A message of at most this many words is short: the conversation, not the text, names its
+# language (see choose_language).
+SHORT_TEXT_WORDS = 2
+# A short first message opens a session in another language than the assistant's only when the
+# assistant's language scores below this share of the best candidate's ("Danke": 0.13 with
+# lingua; "agent": 0.55). Measured with bench/language_accuracy.py.
+RULED_OUT_SHARE = 0.3
+
 FAST_PATH_MIN_WORDS = 2      # at least this many marker words...
 FAST_PATH_MIN_SHARE = 0.15   # ...making up at least this share of the words
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
@@ -96,6 +118,10 @@ class Detection:
     letters: int              # letters in the dominant script
     script: str               # "latin", "han", "kana", "cyrillic", ..., "none"
     method: str               # "script", "fast_path", "langdetect", "lingua" or "none"
+    words: int = 0            # words holding letters (0: not counted)
+    # The assistant language's score as a share of the best candidate's (1.0 when it is the best;
+    # 0.0 when it is no candidate for this script); None when no statistics ran.
+    assistant_share: float | None = None
 
 
 class Detector:
@@ -107,9 +133,9 @@ class Detector:
         self.languages = tuple(languages)
         # Candidates the statistical model has no data for: detected by their script only.
         self.unknown: list[str] = []
-        # The assistant's language, when it has a fast path and is a candidate.
-        self.fast_language = fast_language if fast_language in FAST_PATH_WORDS and \
-            fast_language in self.languages else None
+        # The assistant's language, when it is a candidate; the fast path when it has one.
+        self.assistant = fast_language if fast_language in self.languages else None
+        self.fast_language = self.assistant if self.assistant in FAST_PATH_WORDS else None
         # For each script: the candidates written in it, in the order of SCRIPT_LANGUAGES.
         self.by_script: dict[str, tuple[str, ...]] = {}
         for script, langs in SCRIPT_LANGUAGES.items():
@@ -126,20 +152,31 @@ class Detector:
         if script == "none":
             return Detection(None, 0.0, 0, "none", "none")
         letters = counts.get(script, 0) + (counts.get("han", 0) if script == "kana" else 0)
+        words = sum(1 for word in text.split() if has_letters(word))
         candidates = self.by_script.get(script, ())
         if script == "han" and "ja" in candidates and "zh" in candidates:
             candidates = ("zh",)  # Han with no kana at all: Chinese
         if not candidates:
-            return Detection(None, 0.0, letters, script, "none")
+            return Detection(None, 0.0, letters, script, "none", words)
         if len(candidates) == 1:
             share = letters / max(1, sum(counts.values()))
             return Detection(candidates[0], round(min(1.0, 0.5 + share / 2), 4), letters, script,
-                             "script")
+                             "script", words)
         if self.fast_language and script == "latin" and self._fast_path(text):
-            return Detection(self.fast_language, 0.99, letters, script, "fast_path")
-        language, confidence = self._statistical(text[:MAX_DETECT_CHARS], script, candidates,
-                                                 letters)
-        return Detection(language, confidence, letters, script, self.name if language else "none")
+            return Detection(self.fast_language, 0.99, letters, script, "fast_path", words, 1.0)
+        opening = OPENING_WORDS.get(text.strip().strip(_EDGE_MARKS).lower()) \
+            if words <= SHORT_TEXT_WORDS else None
+        if opening in candidates:
+            return Detection(opening, 0.99, letters, script, "opening_word", words,
+                             1.0 if opening == self.assistant else 0.0)
+        scores = self._statistical(text[:MAX_DETECT_CHARS], script, candidates, letters)
+        if not scores:
+            return Detection(None, 0.0, letters, script, "none", words)
+        language = max(scores, key=scores.__getitem__)
+        best = scores[language]
+        share = scores.get(self.assistant, 0.0) / best if self.assistant and best > 0 else 0.0
+        return Detection(language, round(min(1.0, best), 4), letters, script, self.name, words,
+                         round(min(1.0, share), 4))
 
     def _fast_path(self, text: str) -> bool:
         """Text whose letters are all ASCII, made of enough of the assistant language's markers."""
@@ -153,7 +190,8 @@ class Detector:
         return hits >= FAST_PATH_MIN_WORDS and hits >= FAST_PATH_MIN_SHARE * len(words)
 
     def _statistical(self, text: str, script: str, candidates: tuple[str, ...],
-                     letters: int) -> tuple[str | None, float]:
+                     letters: int) -> dict[str, float]:
+        """Each candidate's score for the text (empty when the detector cannot tell)."""
         raise NotImplementedError
 
 
@@ -208,19 +246,16 @@ class LangdetectDetector(Detector):
             return []
 
     def _statistical(self, text: str, script: str, candidates: tuple[str, ...],
-                     letters: int) -> tuple[str | None, float]:
+                     letters: int) -> dict[str, float]:
         factory = self.factories.get(script)
         if factory is None:
             known = [lang for lang in candidates if lang not in self.unknown]
-            return (known[0], 0.5) if len(known) == 1 else (None, 0.0)
+            return {known[0]: 0.5} if len(known) == 1 else {}
         scores: dict[str, float] = {}
         for item in self._run(factory, text, early_stop=letters >= LATIN_MIN_LETTERS):
             code = "zh" if item.lang.startswith("zh") else item.lang
             scores[code] = scores.get(code, 0.0) + item.prob
-        if not scores:
-            return None, 0.0
-        best = max(scores, key=scores.__getitem__)
-        return best, round(min(1.0, scores[best]), 4)
+        return scores
 
 
 @functools.cache
@@ -302,16 +337,14 @@ class LinguaDetector(Detector):
             detector.compute_language_confidence_values("warm up before the workers fork")
 
     def _statistical(self, text: str, script: str, candidates: tuple[str, ...],
-                     letters: int) -> tuple[str | None, float]:
+                     letters: int) -> dict[str, float]:
         detector = self.detectors.get(script)
         if detector is None:
             known = [lang for lang in candidates if lang not in self.unknown]
-            return (known[0], 0.5) if len(known) == 1 else (None, 0.0)
-        values = detector.compute_language_confidence_values(text)
-        if not values or values[0].value <= 0:
-            return None, 0.0
-        top = values[0]
-        return top.language.iso_code_639_1.name.lower(), round(float(top.value), 4)
+            return {known[0]: 0.5} if len(known) == 1 else {}
+        return {value.language.iso_code_639_1.name.lower(): float(value.value)
+                for value in detector.compute_language_confidence_values(text)
+                if value.value > 0}
 
 
 _build_lock = threading.Lock()
@@ -372,7 +405,11 @@ def choose_language(detection: Detection | None, *, chosen: str | None, session:
       for its script says otherwise;
     - a new session starts from the locale hint when there is one (same rule), else from the
       detection of its first message when it is confident or long enough for its script (there
-      is no conversation to weigh it against), else from the assistant's language.
+      is no conversation to weigh it against), else from the assistant's language;
+    - a short message (one or two words, `SHORT_TEXT_WORDS`) in a script the current language
+      shares never moves a session; as a first message with no hint it opens a session in another
+      language than the assistant's only when detection rules the assistant's language out
+      (`RULED_OUT_SHARE`), an opening word names it, or the script belongs to one candidate.
     """
     if chosen:
         return chosen, "chosen"
@@ -380,6 +417,17 @@ def choose_language(detection: Detection | None, *, chosen: str | None, session:
     if detection is None or detection.language is None:
         return (current, origin) if current else (default, "default")
     confident = detection.confidence >= min_confidence
+    if 0 < detection.words <= SHORT_TEXT_WORDS and detection.method != "script":
+        if current is not None:
+            if detection.script in scripts_of_language(current):
+                return current, "detected" if detection.language == current else origin
+        elif detection.language == default or detection.method == "opening_word":
+            return detection.language, "detected"
+        elif detection.assistant_share is not None \
+                and detection.assistant_share < RULED_OUT_SHARE:
+            return detection.language, "detected"
+        else:
+            return default, "default"
     if current is None:
         if confident or enough_letters(detection, default):
             return detection.language, "detected"

@@ -36,8 +36,10 @@ def test_wrong_values_are_refused_by_name(config, name):
 
 def test_defaults_of_the_language_settings():
     settings = load_settings(environ={})
-    assert settings.language_detector == "langdetect"
-    assert settings.language_min_confidence == 0.9
+    assert settings.language_detector == "lingua"
+    assert settings.language_min_confidence == 0.5
+    langdetect = load_settings(environ={"LANGUAGE_DETECTOR": "langdetect"})
+    assert langdetect.language_min_confidence == 0.9
     assert len(settings.languages) == 16 and settings.supported_languages == settings.languages
     assert (settings.language_variable, settings.original_input_variable,
             settings.chosen_language_variable, settings.translation_failed_variable,

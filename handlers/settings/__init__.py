@@ -60,8 +60,8 @@ class Settings:
     assistant_language: str = "en"
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
     supported_languages: tuple[str, ...] = DEFAULT_LANGUAGES
-    language_detector: str = "langdetect"
-    language_min_confidence: float = DEFAULT_MIN_CONFIDENCE["langdetect"]
+    language_detector: str = "lingua"
+    language_min_confidence: float = DEFAULT_MIN_CONFIDENCE["lingua"]
     unsupported_language_reply: str = ""
     skill_type: str = "actions"
     language_variable: str = "customer_language"
