@@ -165,6 +165,26 @@ def reply_if_unsupported(turn: Turn) -> Response | None:
                            user_id=user_id if isinstance(user_id, str) else None)
 
 
+def translate_masked(turn: Turn, text: str) -> tuple[str | None, bool]:
+    """`text` in the assistant's language, and whether it needed translating at all.
+
+    Numbers and glossary terms never reach the provider: they are masked and put back once the
+    rest is translated (a fixed term as the assistant's phrase). Text that is nothing but those
+    needs no provider: (its fixed terms replaced, True), or (None, False) when it stays as it is.
+    None with True: the translator failed."""
+    settings = turn.settings
+    masked = mask(text, rules_for(turn.services.glossary, turn.language or "",
+                                  settings.assistant_language))
+    if not masked.translatable:
+        fixed = masked.untranslated()
+        return fixed, fixed is not None
+    translator = turn.services.translator
+    got = translator.translate(masked.text, turn.language or "", settings.assistant_language,
+                               max(0.0, turn.seconds_left()),
+                               notes=turn.notes) if translator is not None else None
+    return (unmask(masked, got) if got is not None else None), True
+
+
 def translate_input(turn: Turn) -> Response | None:
     """Hand the assistant the message in its own language; on any failure, the original goes on."""
     settings = turn.settings
@@ -173,18 +193,9 @@ def translate_input(turn: Turn) -> Response | None:
         return None
     payload = turn.payload
     text = input_text(payload) or ""
-    # Numbers and glossary terms never reach the provider: masked, and put back (a fixed term in
-    # the assistant's language) once the rest is translated.
-    masked = mask(text, rules_for(turn.services.glossary, turn.language,
-                                  settings.assistant_language))
-    if masked.translatable:
-        got = translator.translate(masked.text, turn.language, settings.assistant_language,
-                                   max(0.0, turn.seconds_left()), notes=turn.notes)
-        translated = unmask(masked, got) if got is not None else None
-    else:
-        translated = masked.untranslated()  # nothing but numbers and glossary terms
-        if translated is None:
-            return None
+    translated, needed = translate_masked(turn, text)
+    if not needed:
+        return None  # nothing but numbers and kept terms: it goes on as typed
     turn.translated = translated is not None
     turn.notes["translated"] = turn.translated
     if translated is None:
@@ -214,8 +225,9 @@ def translate_channel_texts(turn: Turn) -> Response | None:
             continue
         if len(text) > MAX_INPUT_CHARS or has_lone_surrogate(text) or not has_letters(text):
             continue
-        translated = translator.translate(text, turn.language, settings.assistant_language,
-                                          max(0.0, turn.seconds_left()))
+        translated, needed = translate_masked(turn, text)
+        if not needed:
+            continue
         turn.notes["channel_text_translated"] = translated is not None
         if translated is not None:
             holder[key] = translated

@@ -150,6 +150,24 @@ def test_without_a_glossary_numbers_are_still_masked(make_app: Callable[..., Any
     assert payload["input"]["text"] == mark("Mi pedido 88231 llega el 12/03/2026", "es", "en")
 
 
+def test_the_callers_sms_is_masked_too(make_app: Callable[..., Any], libre_server: Any,
+                                       tmp_path: pathlib.Path) -> None:
+    """The phone channel's SMS (translated in place beside the control keyword) follows the same
+    rules: its address number and fixed term never reach the provider."""
+    from tests.test_channels import phone_event
+
+    client = make_app(TRANSLATOR="libre", TRANSLATOR_URL=libre_server.url, SKILL_TYPE="dialog",
+                      LANGUAGE_DETECTOR="langdetect",
+                      TRANSLATION_GLOSSARY=write(tmp_path, GLOSSARY)).test_client()
+    body = phone_event("phone_sms_received.phone-actions.json")
+    sms = "Mi cuenta de ahorro es la 88231, calle Mayor 230"
+    body["payload"]["input"]["integrations"]["voice_telephony"]["sms_message"] = sms
+    payload = client.post("/webhooks/premessage", data=json.dumps(body)).get_json()["payload"]
+    assert_never_sent(libre_server, "88231", "230", "cuenta de ahorro")
+    assert payload["input"]["integrations"]["voice_telephony"]["sms_message"] == mark(
+        "Mi savings account es la 88231, calle Mayor 230", "es", "en")
+
+
 # --- TRANSLATION_OFF_VARIABLE -----------------------------------------------------------------
 
 @pytest.mark.parametrize("value", [True, "true", " TRUE "])
