@@ -121,9 +121,9 @@ class GroupCommitter:
     to find nobody committing becomes the leader, passes the `gate` (SQLite's writer lock),
     takes everything queued (itself first) and writes it in one transaction; the others wait.
     When the batch is done the leader wakes its followers with their own results and hands
-    the lead to the first caller that queued meanwhile. A caller returns only after the
-    transaction holding its row committed; if that transaction fails, every caller in it gets
-    the error.
+    the lead to the first caller that queued meanwhile. A caller is told its row is stored
+    only after the transaction holding it committed; if that transaction fails, every caller in
+    it gets the error, and one whose deadline comes first gets StoreUnavailable (see `submit`).
     """
 
     def __init__(self, write: Callable[[list[LogEvent]], list[bool | StoreUnavailable]],
@@ -140,9 +140,12 @@ class GroupCommitter:
     def submit(self, item: LogEvent, deadline: float | None = None) -> bool:
         """Store `item` (True: a new row; False: a duplicate) once its transaction committed.
 
-        `deadline` (time.monotonic()) bounds the wait for a turn: a caller still queued then,
-        or handed the lead only then, gives up with StoreUnavailable. A batch being written is
-        bounded by its leader's deadline, the earliest in the batch (the leader queued first).
+        `deadline` (time.monotonic()) bounds every wait of a caller that is not writing: one
+        still queued then, handed the lead only then, or whose row is in a batch still being
+        written then (its leader stalled: a disk that does not return from fsync, which nothing
+        in SQLite bounds) gives up with StoreUnavailable; that row may still be committed, which
+        a 503 allows. Only the leader waits for its own write, which the database's timeouts
+        and the PostgreSQL watchdog bound.
         """
         if deadline is None:
             deadline = time.monotonic() + self._wait
@@ -154,10 +157,14 @@ class GroupCommitter:
                 me.leader = True
         if not me.leader and not me.wake.acquire(timeout=max(0.0, deadline - time.monotonic())):
             with self._lock:
-                if not me.leader and me in self._queue:
+                handed_the_lead = me.leader
+                if not handed_the_lead and me in self._queue:
                     self._queue.remove(me)
                     raise StoreUnavailable("timed out waiting for the group commit")
-            me.wake.acquire()   # its batch is being written (bounded by the database timeouts)
+            if handed_the_lead:
+                me.wake.acquire()   # the previous leader releases it right after choosing it
+            elif not me.finished:   # (result and error are set before finished)
+                raise StoreUnavailable("timed out waiting for its batch to commit")
         if me.leader and not me.finished:
             if time.monotonic() >= deadline:
                 self._step_aside(me)
