@@ -132,6 +132,101 @@ def accuracy() -> bool:
     return ok
 
 
+# --- web text through the pre-message endpoint (issue 14) --------------------------------------
+
+WEB_TARGETS = {"word": 0.70, "pair": 0.85, "sentence": 0.98, "keep": 0.95, "switch": 0.95}
+
+
+def endpoint(detector: str | None) -> Callable[[str, str | None], str | None]:
+    """`turn(text, session_language) -> the language the pre-message endpoint records`, through
+    a real app with the default settings and the twelve LANGUAGES (`detector` overrides
+    LANGUAGE_DETECTOR for the comparison). No session id: nothing carries over between calls
+    but the context variable passed in."""
+    import json
+    import tempfile
+
+    from bench.language_samples import WEB_LANGUAGES
+    from handlers import create_app
+
+    settings = {"LANGUAGES": ",".join(WEB_LANGUAGES),
+                "DATABASE_URL": f"sqlite:///{tempfile.mkdtemp()}/events.sqlite3"}
+    if detector:
+        settings["LANGUAGE_DETECTOR"] = detector
+    client = create_app(settings).test_client()
+
+    def turn(text: str, session: str | None) -> str | None:
+        variables = {"customer_language": session} if session else {}
+        body = {"event": {"name": "message_received"}, "options": {},
+                "payload": {"input": {"message_type": "text", "text": text},
+                            "context": {"skills": {"actions skill": {
+                                "skill_variables": variables}}}}}
+        answer = client.post("/webhooks/premessage", data=json.dumps(body))
+        payload = answer.get_json()["payload"]
+        return payload["context"]["skills"]["actions skill"]["skill_variables"].get(
+            "customer_language")
+
+    return turn
+
+
+def web(detectors: tuple[str, ...] = ("lingua", "langdetect")) -> bool:
+    """Per-message accuracy on web text (a first turn each), and sessions: a session opened by
+    a sentence keeps its language on short follow-ups (the other words and pairs of its
+    language), and a sentence in another language moves it."""
+    import random
+
+    from bench.language_samples import WEB_LANGUAGES, web_messages
+
+    samples = web_messages()
+    print(f"\nweb text, {len(WEB_LANGUAGES)} languages x 60 per kind, through "
+          f"POST /webhooks/premessage (default settings, LANGUAGES={','.join(WEB_LANGUAGES)})")
+    print(f"{'LANGUAGE_DETECTOR':<18} {'words':>7} {'pairs':>7} {'sentences':>10} "
+          f"{'keep (short)':>13} {'switch':>7} {'ms/turn':>8}   worst language (words, pairs)")
+    met = True
+    for name in detectors:
+        turn = endpoint(name)
+        right = {kind: [0, 0] for kind in ("word", "pair", "sentence", "keep", "switch")}
+        by_language: dict[str, list[int]] = {}
+        start, turns = time.perf_counter(), 0
+        for language, kinds in samples.items():
+            for kind in ("word", "pair", "sentence"):
+                for text in kinds[kind]:
+                    found = turn(text, None)
+                    turns += 1
+                    right[kind][0] += found == language
+                    right[kind][1] += 1
+                    if kind != "sentence":
+                        by_language.setdefault(language, [0, 0])
+                        by_language[language][0] += found == language
+                        by_language[language][1] += 1
+        rng = random.Random(14)
+        for language, kinds in samples.items():
+            short = kinds["word"] + kinds["pair"]
+            for index, opening in enumerate(kinds["sentence"][:20]):
+                session = turn(opening, None)
+                for text in short[index * 6:index * 6 + 6]:
+                    session = turn(text, session)
+                    turns += 1
+                    right["keep"][0] += session == language
+                    right["keep"][1] += 1
+                other = rng.choice([lang for lang in WEB_LANGUAGES if lang != language])
+                moved = turn(samples[other]["sentence"][20 + index], language)
+                right["switch"][0] += moved == other
+                right["switch"][1] += 1
+                turns += 2
+        elapsed = (time.perf_counter() - start) / turns * 1000
+        worst = min(by_language, key=lambda lang: by_language[lang][0] / by_language[lang][1])
+        share = {kind: r / t for kind, (r, t) in right.items()}
+        print(f"{name:<18} {pct(*right['word']):>7} {pct(*right['pair']):>7} "
+              f"{pct(*right['sentence']):>10} {pct(*right['keep']):>13} "
+              f"{pct(*right['switch']):>7} {elapsed:8.2f}   {worst} "
+              f"{pct(*by_language[worst])}")
+        if name == detectors[0]:
+            met = all(share[kind] >= target for kind, target in WEB_TARGETS.items())
+    print("targets (words >= 70%, pairs >= 85%, sentences >= 98%, keep >= 95%, switch >= 95%) "
+          f"met by the default: {'yes' if met else 'NO'}")
+    return met
+
+
 def _memory_kb(field: str, path: str = "/proc/self/smaps_rollup") -> int:
     with open(path) as handle:
         for line in handle:
@@ -184,7 +279,11 @@ print(json.dumps({"parent_growth": after - before, "parent_rss": after, **child}
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--memory", action="store_true", help="also measure memory per worker")
+    parser.add_argument("--web", action="store_true",
+                        help="only the web-text figures through the endpoint (needs wordfreq)")
     args = parser.parse_args()
+    if args.web:
+        return 0 if web() else 1
     ok = accuracy()
     if args.memory:
         memory()

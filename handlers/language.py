@@ -122,6 +122,14 @@ class Detection:
     # The assistant language's score as a share of the best candidate's (1.0 when it is the best;
     # 0.0 when it is no candidate for this script); None when no statistics ran.
     assistant_share: float | None = None
+    # Each candidate's score as a share of the best's, from the statistics (empty otherwise).
+    shares: tuple[tuple[str, float], ...] = ()
+
+    def share_of(self, language: str) -> float | None:
+        """`language`'s score as a share of the best candidate's; None without statistics."""
+        if not self.shares:
+            return None
+        return dict(self.shares).get(language, 0.0)
 
 
 class Detector:
@@ -174,9 +182,11 @@ class Detector:
             return Detection(None, 0.0, letters, script, "none", words)
         language = max(scores, key=scores.__getitem__)
         best = scores[language]
-        share = scores.get(self.assistant, 0.0) / best if self.assistant and best > 0 else 0.0
+        shares = tuple((lang, round(score / best, 4) if best > 0 else 0.0)
+                       for lang, score in scores.items())
+        share = dict(shares).get(self.assistant, 0.0) if self.assistant else 0.0
         return Detection(language, round(min(1.0, best), 4), letters, script, self.name, words,
-                         round(min(1.0, share), 4))
+                         share, shares)
 
     def _fast_path(self, text: str) -> bool:
         """Text whose letters are all ASCII, made of enough of the assistant language's markers."""
@@ -401,8 +411,10 @@ def choose_language(detection: Detection | None, *, chosen: str | None, session:
     "default"). All codes given must already be among LANGUAGES (see `normalise_code`).
 
     - an explicit choice always wins;
-    - the session keeps its language unless a confident detection of a message with enough letters
-      for its script says otherwise;
+    - the session keeps its language unless a detection of a message with enough letters for its
+      script says otherwise, confidently or ruling the session's language out (its score under
+      `RULED_OUT_SHARE` of the best: lingua spreads its confidence over the candidates, so a
+      clear French sentence may score 0.35 and still leave Spanish at a tenth of that);
     - a new session starts from the locale hint when there is one (same rule), else from the
       detection of its first message when it is confident or long enough for its script (there
       is no conversation to weigh it against), else from the assistant's language;
@@ -434,6 +446,8 @@ def choose_language(detection: Detection | None, *, chosen: str | None, session:
         return default, "default"
     if detection.language == current:
         return current, "detected"
-    if confident and enough_letters(detection, current):
+    current_share = detection.share_of(current)
+    ruled_out = current_share is not None and current_share < RULED_OUT_SHARE
+    if (confident or ruled_out) and enough_letters(detection, current):
         return detection.language, "detected"
     return current, origin

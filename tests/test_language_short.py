@@ -86,3 +86,25 @@ def test_the_locale_hint_or_an_explicit_choice_decides_a_short_first_turn():
     assert choose_language(ruled_out, chosen=None, session=None, hint=None, **policy) == (
         "fr", "detected")
     assert SHORT_TEXT_WORDS == 2
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("禁用 SO PASSCRED 时出错：", "zh"),      # Han weighs more than Latin command names
+    ("ボリュームは eject または eject with operation を実装していません", "ja"),
+])
+def test_cjk_sentences_with_latin_names_keep_their_script(clients, text, expected):
+    assert language_after(clients["twelve"], text) == expected
+
+
+def test_a_sentence_that_rules_the_session_language_out_moves_it():
+    # lingua spreads its confidence over the Latin candidates: French at 0.34 is no "confident"
+    # detection, but Spanish at a tenth of it is ruled out.
+    french = Detection("fr", 0.34, 34, "latin", "lingua", words=7, assistant_share=0.17,
+                       shares=(("fr", 1.0), ("es", 0.05), ("en", 0.17)))
+    policy = {"min_confidence": 0.5, "default": "en"}
+    assert choose_language(french, chosen=None, session="es", hint=None, **policy) == (
+        "fr", "detected")
+    unsure = Detection("fr", 0.34, 34, "latin", "lingua", words=7, assistant_share=0.17,
+                       shares=(("fr", 1.0), ("es", 0.8)))
+    assert choose_language(unsure, chosen=None, session="es", hint=None, **policy) == (
+        "es", "session")
