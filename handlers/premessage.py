@@ -5,13 +5,16 @@ own language. The steps below run in order; each opens with the condition under 
 
 1. `mark_untranslatable`  no text, TRANSLATION_OFF_VARIABLE true, not a text message, longer
                           than the assistant takes, not Unicode text (a lone surrogate), no
-                          letters, or a value the assistant just offered (a click): marks the
-                          turn skipped, nothing to detect or translate
-2. `detect_language`      the conversation-aware language of this turn
+                          letters, a value the assistant just offered (a click), or a channel's
+                          control input (`handlers.channels`): marks the turn skipped, nothing
+                          to translate
+2. `detect_language`      the conversation-aware language of this turn (for a control input,
+                          of the SMS it carries, if any)
 3. `reply_if_unsupported` a language not in SUPPORTED_LANGUAGES: answer at once (skip processing)
 4. `translate_input`      into ASSISTANT_LANGUAGE, numbers and glossary terms masked, failing
                           open
-5. `remember_language`    into the context (the payload's skill) and the session memory
+5. `translate_channel_texts` the customer's text a channel sends beside input.text (an SMS)
+6. `remember_language`    into the context (the payload's skill) and the session memory
 
 Steps tell each other what they found through the Turn's typed fields (`turn.skipped`,
 `turn.language`, `turn.translated`, ...); `turn.notes` only feeds the request's log line (codes,
