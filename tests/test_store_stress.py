@@ -62,7 +62,7 @@ def item(tag: str) -> LogEvent:
                     raw='{"stress": true}')
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_no_caller_outlives_its_budget_under_faults(store_url: str, seed: int) -> None:  # noqa: F811
     rng, rng_lock = random.Random(seed), threading.Lock()
     stores = [EventStore.open(store_url), EventStore.open(store_url)]
