@@ -335,7 +335,8 @@ def test_a_worker_replaced_under_load_drops_no_kept_alive_request(recycling: Any
                 try:
                     conn.request("POST", "/echo", body=body)
                     answer = conn.getresponse()
-                    answered += answer.status == 200 and json.loads(answer.read()) == json.loads(body)
+                    echoed = json.loads(answer.read()) == json.loads(body)
+                    answered += answer.status == 200 and echoed
                 except (OSError, http.client.HTTPException) as exc:
                     failures.append(type(exc).__name__)
                     conn.close()

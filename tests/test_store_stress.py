@@ -2,7 +2,7 @@
 
 Once, in bench/logs_costs.py (16 threads, SQLite), every request hung until the script gave up;
 these tests try to provoke that through the real databases: two stores on one database (on
-SQLite, two writer-lock files descriptors, as two gunicorn workers have), many threads with tiny
+SQLite, two writer-lock file descriptors, as two gunicorn workers have), many threads with tiny
 and mixed budgets, writes slowed or failed at random (before or after the real insert), readiness
 probes and batch inserts meanwhile. Every call must end within its budget plus the longest
 injected stall, every acknowledged event must be in the database, and the store must answer
@@ -63,7 +63,8 @@ def item(tag: str) -> LogEvent:
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_no_caller_outlives_its_budget_under_faults(store_url: str, seed: int) -> None:  # noqa: F811
+def test_no_caller_outlives_its_budget_under_faults(store_url: str,  # noqa: F811
+                                                    seed: int) -> None:
     rng, rng_lock = random.Random(seed), threading.Lock()
     stores = [EventStore.open(store_url), EventStore.open(store_url)]
     for store in stores:
@@ -158,7 +159,8 @@ def test_no_caller_outlives_its_budget_under_faults(store_url: str, seed: int) -
             store.engine.dispose()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("backend", ["sqlite",
+                                     pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_callers_in_a_stalled_batch_answer_at_their_own_deadline(
         backend: str, request: pytest.FixtureRequest, tmp_path: Any) -> None:
     """A leader whose write stalls (a disk that does not return from fsync: nothing in SQLite
