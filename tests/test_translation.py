@@ -413,3 +413,20 @@ def test_every_provider_builds_without_calling_out(make_app, name):
     translator = make_app(**settings).extensions["webhooks"].translator
     assert translator.name == name
     assert translator.can_translate("es")
+
+
+def test_a_memory_entry_with_numbers_matches_the_masked_reply(make_app, libre_server, tmp_path):
+    """Numbers are masked before the translator looks anything up, so an entry written with its
+    numbers is kept in masked form: it still wins, and its numbers come back in their places."""
+    folder = write_memory(tmp_path / "tm", "en-es.json", {
+        "Press 1 for sales, 2 for support": "Pulse 1 para ventas, 2 para soporte",
+        "Order 12 leaves at 20:30": "A las 20:30 sale el pedido 12"})
+    app = make_app(TRANSLATOR="libre", TRANSLATOR_URL=libre_server.url, TRANSLATION_MEMORY=folder)
+    body = {"event": {"name": "message_processed"}, "payload": {
+        "output": {"generic": [{"response_type": "text", "text": "Press 1 for sales, 2 for support"},
+                               {"response_type": "text", "text": "Order 7 leaves at 9:15"}]},
+        "context": {"skills": {"actions skill": {"skill_variables": {"customer_language": "es"}}}}}}
+    answer = app.test_client().post("/webhooks/postmessage", json=body).get_json()
+    texts = [item["text"] for item in answer["payload"]["output"]["generic"]]
+    assert texts == ["Pulse 1 para ventas, 2 para soporte", "A las 9:15 sale el pedido 7"]
+    assert libre_server.calls == 0

@@ -9,11 +9,30 @@ import pathlib
 from typing import Iterable, Sequence
 
 from ..cache import SharedRedis, TTLCache
+from ..masking import TOKEN, mask
 from ..settings import SettingsError
 
 def memory_key(text: str) -> str:
     """Memory entries match regardless of case and spacing: "Track my  order" = "track my order"."""
     return " ".join(text.split()).casefold()
+
+
+def memory_entry(source: str, translation: str) -> tuple[str, str]:
+    """An entry as the translator will look it up: in masked form, since what it is asked for is
+    masked (numbers, URLs and placeholders as `{n}` tokens). "Press 1 for sales" -> "Pulse 1
+    para ventas" is kept as "press {0} for sales" -> "Pulse {0} para ventas", so it still
+    matches (and "Press 2 ..." matches it too). An entry whose two sides do not protect the same
+    spans is kept as written."""
+    masked_source, masked_target = mask(source), mask(translation)
+    if not masked_source.spans or sorted(masked_source.spans) != sorted(masked_target.spans):
+        return memory_key(source), translation
+    unused: list[str | None] = list(masked_source.spans)
+    order = []   # for each token of the translation, the number of the same span in the source
+    for span in masked_target.spans:
+        order.append(unused.index(span))   # its first occurrence not yet taken
+        unused[order[-1]] = None
+    renumbered = TOKEN.sub(lambda match: "{%d}" % order[int(match.group(1))], masked_target.text)
+    return memory_key(masked_source.text), masked_target.lead + renumbered + masked_target.trail
 
 
 class TranslationMemory:
@@ -51,7 +70,7 @@ class TranslationMemory:
                 raise SettingsError(f"TRANSLATION_MEMORY: {path.name} must be one JSON object "
                                     "of source text to non-empty translated text")
             entries = pairs.setdefault((source, target), {})
-            entries.update({memory_key(k): v for k, v in data.items() if k.strip()})
+            entries.update(memory_entry(k, v) for k, v in data.items() if k.strip())
         return cls(pairs)
 
     def lookup(self, texts: Iterable[str], source: str, target: str) -> dict[str, str]:
