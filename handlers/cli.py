@@ -179,7 +179,9 @@ def stats(since: Any, until: Any, fmt: str, top: int) -> None:
 
     start, end = _period(since, until)
     try:
-        figures = _event_store().stats(start, end, top=top)
+        figures = _event_store().stats(
+            start, end, top=top,
+            supported=current_app.config["WEBHOOK_SETTINGS"].supported_languages)
     except StoreUnavailable as exc:
         _fail_unavailable(exc)
     if fmt == "json":
@@ -196,6 +198,8 @@ def stats(since: Any, until: Any, fmt: str, top: int) -> None:
                f"max {spread['max']}")
     click.echo("languages: " + (", ".join(f"{code} {n}" for code, n in
                                         figures["languages"].items()) or "(none)"))
+    click.echo(f"translation failures: {figures['translation_failures']}   "
+               f"unsupported-language replies: {figures['unsupported_language_replies']}")
     click.echo("top intents:")
     for item in figures["top_intents"]:
         click.echo(f"  {item['count']:>8}  {item['intent']}")
@@ -206,6 +210,9 @@ def stats(since: Any, until: Any, fmt: str, top: int) -> None:
                f"({transfer['share']:.1%})")
     calls = figures["calls"]
     click.echo(f"phone calls: {calls['count']} ({calls['transferred']} transferred)")
+    if calls["end_reasons"]:
+        click.echo("call end reasons: " + ", ".join(f"{reason} {n}" for reason, n in
+                                                    calls["end_reasons"].items()))
 
 
 @logs_cli.command("purge")

@@ -29,7 +29,7 @@ from typing import Any
 from flask import Blueprint, Response
 
 from .auth import protect
-from .context import read_variable
+from .context import is_true, read_variable
 from .envelope import json_response
 from .pipeline import Step, Turn, run_steps, start_turn
 from .redact import redact_json, redact_text
@@ -38,7 +38,7 @@ from .store import MAX_ID_LENGTH, LogEvent, StoreUnavailable, utcnow
 bp = Blueprint("logs", __name__)
 protect(bp, "log")
 ACCEPTED_EVENTS = ("message_logged", "cdr_logged")
-TEXT_COLUMNS = ("customer_text", "reply_text", "customer_id")
+TEXT_COLUMNS = ("customer_text", "original_text", "reply_text", "customer_id")
 
 
 # --- reading the event --------------------------------------------------------------------
@@ -136,8 +136,15 @@ def idempotency_key(event: str, payload: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def message_columns(payload: dict[str, Any], language_variable: str) -> dict[str, Any]:
+def message_columns(payload: dict[str, Any], language_variable: str,
+                    original_variable: str = "original_input",
+                    failed_variable: str = "translation_failed") -> dict[str, Any]:
     response = payload.get("response")
+    # What the pre-message webhook left in the context: the customer's words before
+    # translation, and whether translation failed open (the explorer shows both).
+    context = response if _get(response, "context") else None
+    original = read_variable(context, original_variable) if context else None
+    failed = bool(context) and is_true(context, failed_variable)
     intent, confidence = top_intent(response)
     # The customer's own language when the kit's pre-message webhook recorded it in the
     # context, else the assistant's (`language` of the log record).
@@ -157,6 +164,9 @@ def message_columns(payload: dict[str, Any], language_variable: str) -> dict[str
         "intent_confidence": confidence,
         "language": _clean(language, 32),
         "agent_transfer": offers_agent_transfer(response),
+        "original_text": _clean(original),
+        "environment": _id(payload.get("environment_id")) or _id(payload.get("snapshot")),
+        "translation_failed": failed,
     }
 
 
@@ -168,6 +178,7 @@ def call_columns(payload: dict[str, Any]) -> dict[str, Any]:
         "assistant_id": _id(_get(summary, "assistant_id")),
         "session_id": _id(_get(summary, "session_id")) or _id(payload.get("global_session_id")),
         "agent_transfer": payload.get("transfer_occurred") is True,
+        "end_reason": _clean(_get(payload, "call", "end_reason"), 64),
     }
 
 
@@ -178,7 +189,10 @@ def extract_fields(turn: Turn) -> Response | None:
     the event exactly as received. Every event gets one: this step has no condition."""
     payload = turn.payload
     if turn.event == "message_logged":
-        columns = message_columns(payload, turn.settings.language_variable)
+        settings = turn.settings
+        columns = message_columns(payload, settings.language_variable,
+                                  settings.original_input_variable,
+                                  settings.translation_failed_variable)
     else:
         columns = call_columns(payload)
     turn.log_event = LogEvent(event=turn.event, idempotency_key=idempotency_key(turn.event, payload),

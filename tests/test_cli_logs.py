@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from handlers.logs import call_columns, idempotency_key, message_columns, raw_json
-from handlers.store import COLUMNS, LogEvent, utcnow
+from handlers.store import COLUMNS, SCHEMA_VERSION, LogEvent, utcnow
 from logs_support import REPO, cdr_body, message_body, pg_store_url, store_url  # noqa: F401
 
 DAY = datetime(2024, 5, 1, 9, 30)
@@ -76,8 +76,8 @@ def known_data(app: Any) -> list[dict[str, Any]]:
 def test_init_db_creates_the_schema_and_says_where(log_app: Any) -> None:
     result = invoke(log_app, "init-db")
     assert result.exit_code == 0, result.output
-    assert "schema version 1" in result.output
-    assert store_of(log_app).schema_version() == 1
+    assert f"schema version {SCHEMA_VERSION}" in result.output
+    assert store_of(log_app).schema_version() == SCHEMA_VERSION
 
 
 def test_export_jsonl_round_trips_the_raw_events(log_app: Any) -> None:
@@ -161,7 +161,9 @@ def test_stats_on_a_known_data_set(log_app: Any) -> None:
                                       {"intent": "order_status", "count": 2},
                                       {"intent": "human_agent", "count": 1}]
     assert figures["agent_transfer_offered"] == {"replies": 1, "share": round(1 / 6, 4)}
-    assert figures["calls"] == {"count": 1, "transferred": 0}
+    assert figures["calls"] == {"count": 1, "transferred": 0,
+                                "end_reasons": {"assistant_hangup": 1}}
+    assert figures["translation_failures"] == 0
 
     later = json.loads(invoke(log_app, "stats", "--since", "2024-05-02", "--format", "json").output)
     assert later["messages"] == 3 and later["sessions"] == 2

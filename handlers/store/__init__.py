@@ -10,14 +10,16 @@ Where things are:
 | raw_insert.py | the insert of every event, at the driver's level (kept by measurement) |
 | commit.py | group commit and SQLite's writer lock across processes |
 | deadlines.py | the request's budget, the PostgreSQL watchdog, bounded connects |
-| reports.py | count, export and stats for `flask logs ...` |
+| reports.py | count, export and stats for `flask logs ...`; the explorer's queries |
+| upgrade.py | schema version steps (an older database upgraded in place) |
 """
 
 from .commit import GroupCommitter
 from .event_store import PROBE_EVENT, PURGE_BATCH, EventStore
+from .reports import Filters
 from .schema import (COLUMNS, MAX_ID_LENGTH, SCHEMA_VERSION, LogEvent, StoreUnavailable,
                      default_url, events, normalize_url, safe_url, schema_version, utcnow)
 
 __all__ = ["COLUMNS", "MAX_ID_LENGTH", "PROBE_EVENT", "PURGE_BATCH", "SCHEMA_VERSION",
-           "EventStore", "GroupCommitter", "LogEvent", "StoreUnavailable", "default_url",
+           "EventStore", "Filters", "GroupCommitter", "LogEvent", "StoreUnavailable", "default_url",
            "events", "normalize_url", "safe_url", "schema_version", "utcnow"]

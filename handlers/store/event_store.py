@@ -42,6 +42,7 @@ from .commit import GROUP_COMMIT_DEFAULT, GroupCommitter, WriterLock
 from .deadlines import Budget
 from .raw_insert import insert_raw
 from .reports import EventReports
+from .upgrade import add_missing_columns, backfill_version_2
 from .schema import (DEFAULT_TIMEOUT, SCHEMA_VERSION, STARTUP_TIMEOUT, LogEvent, StoreUnavailable,
                      build_engine, events, metadata, normalize_url, safe_url, schema_version,
                      utcnow)
@@ -139,17 +140,25 @@ class EventStore(EventReports):
                     connection.execute(text("SELECT pg_advisory_xact_lock(581771505)"))
                 for table in metadata.sorted_tables:
                     connection.execute(CreateTable(table, if_not_exists=True))
-                    for index in table.indexes:
-                        connection.execute(CreateIndex(index, if_not_exists=True))
                 found = connection.execute(select(func.max(schema_version.c.version))).scalar()
-                if found is None:
-                    connection.execute(schema_version.insert().values(
-                        version=SCHEMA_VERSION, applied_at=utcnow()))
-                    found = SCHEMA_VERSION
-                elif found > SCHEMA_VERSION:
+                if found is not None and found > SCHEMA_VERSION:
                     raise SettingsError(
                         f"the log store's schema is version {found}, newer than this kit "
                         f"({SCHEMA_VERSION}); upgrade the kit")
+                # Columns before indexes: a version 1 table lacks what the new index covers.
+                upgraded = found is not None and found < SCHEMA_VERSION \
+                    and add_missing_columns(connection)
+                for table in metadata.sorted_tables:
+                    for index in table.indexes:
+                        connection.execute(CreateIndex(index, if_not_exists=True))
+                if upgraded:
+                    filled = backfill_version_2(connection)
+                    log.warning("log store upgraded from schema version %s to %s (%d events "
+                                "filled in)", found, SCHEMA_VERSION, filled)
+                if found is None or found < SCHEMA_VERSION:
+                    connection.execute(schema_version.insert().values(
+                        version=SCHEMA_VERSION, applied_at=utcnow()))
+                    found = SCHEMA_VERSION
         except (OperationalError, InterfaceError, PoolTimeout) as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
         self._schema_ready = True

@@ -21,7 +21,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from ..settings import SettingsError
 
-SCHEMA_VERSION = 1
+# 2: the explorer's columns (original_text, environment, translation_failed, end_reason) and
+# its covering index; `upgrade.py` brings a version 1 database there in place.
+SCHEMA_VERSION = 2
 # Seconds a log request may spend on the database (pool, connect, statement, locks) before the
 # webhook gives up and answers 503 (DATABASE_TIMEOUT): the bound is 2 s from a silent
 # partition, and the watchdog that enforces it looks every WATCHDOG_PERIOD seconds.
@@ -51,6 +53,13 @@ events = Table(
     Column("intent_confidence", Float()),
     Column("language", String(32)),
     Column("agent_transfer", Boolean()),
+    # Version 2, for the explorer: the customer's words before translation (the pre-message
+    # webhook's original_input), the environment (environment_id, else the snapshot), whether
+    # translation failed open, and a call's end reason.
+    Column("original_text", Text()),
+    Column("environment", String(MAX_ID_LENGTH)),
+    Column("translation_failed", Boolean()),
+    Column("end_reason", String(64)),
     # The event as the assistant sent it (JSON text), so fields IBM adds later are never lost.
     Column("raw", Text(), nullable=False),
     UniqueConstraint("event", "idempotency_key", name="uq_log_events_key"),
@@ -60,6 +69,12 @@ events = Table(
 # and every index costs each insert.
 Index("ix_log_events_received_at", events.c.received_at)
 Index("ix_log_events_session_id", events.c.session_id)
+# The explorer's overview and session list: a period of one event type, read from the index
+# alone (no visit to the rows and their raw JSON), so a million messages count in well under
+# a second; newest first for the keyset-paginated session list.
+Index("ix_log_events_overview", events.c.event, events.c.received_at, events.c.language,
+      events.c.translation_failed, events.c.session_id, events.c.assistant_id,
+      events.c.environment)
 
 schema_version = Table(
     "log_schema_version", metadata,
@@ -104,6 +119,10 @@ class LogEvent:
     intent_confidence: float | None = None
     language: str | None = None
     agent_transfer: bool | None = None
+    original_text: str | None = None
+    environment: str | None = None
+    translation_failed: bool | None = None
+    end_reason: str | None = None
 
     def row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in COLUMNS if name != "id"} | {"raw": self.raw}
