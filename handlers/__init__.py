@@ -75,6 +75,14 @@ def create_app(config: Mapping[str, Any] | None = None,
         module = importlib.import_module(f"{__name__}.{WEBHOOK_MODULES[name][0]}")
         app.register_blueprint(module.bp)
     app.register_blueprint(health.bp)
+    if settings.explorer_auth:
+        from .explorer import bp as explorer_bp
+
+        app.register_blueprint(explorer_bp)
+        if settings.explorer_auth == "none":
+            log.warning("log explorer open to anyone (EXPLORER_AUTH=none) at /explorer/: it "
+                        "shows customers' messages; set EXPLORER_USERNAME and "
+                        "EXPLORER_PASSWORD before exposing this server")
     cli.init_app(app)
 
     if settings.open_webhooks:
@@ -93,7 +101,7 @@ def build_services(app: Flask, settings: Settings) -> Services:
     served = settings.webhooks
     services = Services(settings=settings)
     services.verifiers = {name: build_verifier(settings.auth_for(name)) for name in served}
-    if "log" in served:
+    if "log" in served or settings.explorer_auth:   # the explorer reads the log store
         from .store import EventStore, default_url
 
         services.store = EventStore.open(settings.database_url or default_url(app.instance_path),

@@ -106,6 +106,12 @@ class Settings:
     log_redact: bool = False
     log_retention_days: int | None = None
 
+    # Log explorer (/explorer/): "basic" (EXPLORER_USERNAME + EXPLORER_PASSWORD), "none" (a
+    # local machine, warned about at start-up) or "" (off).
+    explorer_auth: str = ""
+    explorer_username: str | None = field(default=None, repr=False)
+    explorer_password: str | None = field(default=None, repr=False)
+
     def auth_for(self, webhook: str) -> AuthSettings:
         return self.auth[webhook]
 
@@ -129,6 +135,28 @@ def _webhooks(source: Mapping[str, Any]) -> tuple[str, ...]:
                             "orchestrate")
     served = {WEBHOOK_NAMES[name] for name in names}
     return tuple(name for name in WEBHOOK_PREFIXES if name in served)
+
+
+def _explorer(source: Mapping[str, Any]) -> dict[str, Any]:
+    """The log explorer is off unless it has credentials (both, never one) or is explicitly
+    left open with EXPLORER_AUTH=none: it shows customers' messages."""
+    username = read_text(source, "EXPLORER_USERNAME")
+    password = read_text(source, "EXPLORER_PASSWORD")
+    method = read_choice(source, "EXPLORER_AUTH", ("basic", "none"), "basic") \
+        if read_text(source, "EXPLORER_AUTH") else ""
+    if bool(username) != bool(password):
+        raise SettingsError("EXPLORER_USERNAME and EXPLORER_PASSWORD go together: set both")
+    if username and ":" in username:
+        raise SettingsError("EXPLORER_USERNAME cannot contain ':' (HTTP Basic)")
+    if method == "none" and username:
+        raise SettingsError("EXPLORER_AUTH=none with EXPLORER_USERNAME/EXPLORER_PASSWORD: "
+                            "choose one")
+    if method == "basic" and not username:
+        raise SettingsError("EXPLORER_AUTH=basic needs EXPLORER_USERNAME and EXPLORER_PASSWORD")
+    if username:
+        method = "basic"
+    return {"explorer_auth": method, "explorer_username": username,
+            "explorer_password": password}
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None,
@@ -254,6 +282,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         database_timeout=database_timeout,
         log_redact=read_flag(source, "LOG_REDACT", DEFAULTS["log_redact"]),
         log_retention_days=retention,
+        **_explorer(source),
     )
     if "orchestrate" in settings.webhooks and settings.auth["orchestrate"].method == "jwt":
         # Orchestrate's connections send an API key, a token, Basic or OAuth 2 credentials; the

@@ -1,0 +1,198 @@
+"""The explorer's pages: overview (/explorer/), sessions (/explorer/sessions) and one session
+(/explorer/sessions/<id>).
+
+Every request to the blueprint, static files and errors included, passes `authenticate` first;
+every response gets `Cache-Control: no-store` and a Content-Security-Policy that allows nothing
+but this server's own stylesheet (no script at all, inline or not).
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, Response, current_app, render_template, request, url_for
+from markupsafe import Markup, escape
+
+from ..envelope import error_response
+from ..store import Filters, StoreUnavailable, utcnow
+from ..store.reports import PAGE_SIZE
+from . import charts
+
+bp = Blueprint("explorer", __name__, url_prefix="/explorer", template_folder="templates",
+               static_folder="static")
+
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'self'; script-src 'none'; object-src 'none'; "
+                               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+# What the redaction of LOG_REDACT leaves in a text (handlers/redact.py).
+REDACTED = re.compile(r"\[(email|card|national_id|phone|unscanned)\]")
+MAX_FILTER = 255
+
+
+class BadInput(ValueError):
+    """A query parameter the explorer cannot use: answered 400, nothing echoed."""
+
+
+@bp.before_request
+def authenticate() -> Response | None:
+    settings = current_app.config["WEBHOOK_SETTINGS"]
+    if settings.explorer_auth == "none":
+        return None
+    given = request.authorization
+    username = given.username if given and given.type == "basic" else None
+    password = given.password if given and given.type == "basic" else None
+    # Both compared every time, so the time taken says nothing about which one was wrong.
+    same_user = hmac.compare_digest((username or "").encode(),
+                                    settings.explorer_username.encode())
+    same_password = hmac.compare_digest((password or "").encode(),
+                                        settings.explorer_password.encode())
+    if username is not None and same_user and same_password:
+        return None
+    return error_response(401, "unauthorized", "the explorer needs its username and password",
+                          {"WWW-Authenticate": 'Basic realm="explorer", charset="UTF-8"'})
+
+
+@bp.after_request
+def secure(response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+@bp.errorhandler(BadInput)
+def bad_input(exc: BadInput) -> Response:
+    return error_response(400, "bad_request", str(exc))
+
+
+@bp.errorhandler(StoreUnavailable)
+def store_unavailable(_exc: StoreUnavailable) -> Response:
+    return error_response(503, "store_unavailable", "the log store did not answer; try again",
+                          {"Retry-After": "5"})
+
+
+@bp.app_template_filter("redacted")
+def show_redacted(value: str | None) -> Markup:
+    """The text, escaped, with what LOG_REDACT masked shown as redacted."""
+    text = str(escape(value or ""))
+    return Markup(REDACTED.sub(r'<span class="redacted">redacted \1</span>', text))
+
+
+@bp.get("/")
+def overview() -> str:
+    store = _store()
+    view = _view()
+    settings = current_app.config["WEBHOOK_SETTINGS"]
+    figures = store.overview(view["filters"], settings.supported_languages, view["bucket"])
+    series = figures["per_" + view["bucket"]]
+    bars = charts.columns(series, charts.slots(view["since"], view["until"], view["bucket"]))
+    return render_template("explorer/overview.html", figures=figures, bars=bars, view=view,
+                           share=charts.share, chart=charts)
+
+
+@bp.get("/sessions")
+def sessions() -> str:
+    store = _store()
+    view = _view()
+    search = _text("q", 200)
+    failed = request.args.get("failed") == "1"
+    after = _cursor(request.args.get("after"))
+    rows = store.sessions(view["filters"], failed_only=failed, search=search, after=after,
+                          limit=PAGE_SIZE + 1)
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    next_args = None
+    if more:
+        last = rows[-1]
+        next_args = dict(view["args"], failed="1" if failed else "", q=search,
+                         after=f"{last.last_at.isoformat()}|{last.session_id}")
+    return render_template("explorer/sessions.html", rows=rows, view=view, search=search,
+                           failed=failed, next_args=next_args)
+
+
+@bp.get("/sessions/<path:session_id>")
+def transcript(session_id: str) -> tuple[str, int] | str:
+    if len(session_id) > MAX_FILTER:
+        raise BadInput("a session id has at most 255 characters")
+    rows = _store().transcript(session_id)
+    turns = [_turn(row) for row in rows]
+    status = 200 if rows else 404
+    return render_template("explorer/transcript.html", session_id=session_id, turns=turns), status
+
+
+def _turn(row: Any) -> dict[str, Any]:
+    elapsed = None
+    if row.request_timestamp and row.response_timestamp:
+        elapsed = int((row.response_timestamp - row.request_timestamp).total_seconds() * 1000)
+    return {"row": row, "elapsed_ms": elapsed, "call": row.event == "cdr_logged",
+            # Without a translation, what the customer wrote is what the assistant received.
+            "wrote": row.original_text or row.customer_text}
+
+
+def _store() -> Any:
+    return current_app.extensions["webhooks"].store
+
+
+def _text(name: str, limit: int = MAX_FILTER) -> str:
+    value = request.args.get(name, "").strip()
+    if len(value) > limit:
+        raise BadInput(f"{name} has at most {limit} characters")
+    return value
+
+
+def _day(name: str) -> date:
+    try:
+        return date.fromisoformat(request.args.get(name, ""))
+    except ValueError:
+        raise BadInput(f"{name} must be a date (YYYY-MM-DD)") from None
+
+
+def _view() -> dict[str, Any]:
+    """The period and filters of the query string, as the store's Filters and as the links'
+    query arguments. A custom period is whole days, `until` included (as `logs stats
+    --since D1 --until D2` counts them)."""
+    period = request.args.get("period", "24h")
+    now = utcnow()
+    if period in PERIODS:
+        since, until = now - PERIODS[period], now
+    elif period == "custom":
+        first, last = _day("since"), _day("until")
+        if last < first:
+            raise BadInput("until must not be before since")
+        since = datetime.combine(first, datetime.min.time())
+        until = datetime.combine(last, datetime.min.time()) + timedelta(days=1)
+    else:
+        raise BadInput("period must be 24h, 7d, 30d or custom")
+    assistant, environment, language = _text("assistant"), _text("environment"), _text("language", 32)
+    bucket = "hour" if until - since <= timedelta(hours=48) else "day"
+    args = {"period": period, "assistant": assistant, "environment": environment,
+            "language": language}
+    if period == "custom":
+        args |= {"since": since.date().isoformat(),
+                 "until": (until - timedelta(days=1)).date().isoformat()}
+    return {"filters": Filters(since, until, assistant or None, environment or None,
+                               language or None),
+            "since": since, "until": until, "bucket": bucket, "period": period, "args": args,
+            "query": {key: value for key, value in args.items() if value}}
+
+
+def _cursor(value: str | None) -> tuple[datetime, str] | None:
+    if not value:
+        return None
+    moment, _, session = value.partition("|")
+    try:
+        return datetime.fromisoformat(moment), session
+    except ValueError:
+        raise BadInput("after is not a cursor this page gave") from None
+
+
+@bp.app_template_global("explorer_url")
+def explorer_url(endpoint: str, **args: Any) -> str:
+    """A link keeping the non-empty arguments only."""
+    return url_for(endpoint, **{key: value for key, value in args.items() if value})
