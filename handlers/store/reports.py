@@ -185,13 +185,23 @@ class EventReports:
                 .group_by(slot, events.c.language, events.c.translation_failed)):
             total += row.n
             if bucket:
-                per_slot[row.slot] = per_slot.get(row.slot, 0) + row.n
+                label = self._label(row.slot, bucket)
+                per_slot[label] = per_slot.get(label, 0) + row.n
             code = row.language or "unknown"
             languages[code] = languages.get(code, 0) + row.n
             if row.translation_failed:
                 failures += row.n
-        sessions = connection.execute(
-            select(func.count(events.c.session_id.distinct())).where(messages)).scalar_one()
+        if self.dialect == "postgresql":
+            # count(DISTINCT) sorts; a grouped subquery hashes: the same number, faster.
+            distinct = select(events.c.session_id).where(
+                messages, events.c.session_id.is_not(None)).group_by(events.c.session_id) \
+                .subquery()
+            sessions = connection.execute(select(func.count()).select_from(distinct)).scalar_one()
+        else:
+            # SQLite would group along the session index, visiting every row: count(DISTINCT)
+            # stays on the covering index.
+            sessions = connection.execute(
+                select(func.count(events.c.session_id.distinct())).where(messages)).scalar_one()
         unsupported = sum(n for code, n in languages.items()
                           if supported and code != "unknown" and code not in supported)
         calls = {"count": 0, "transferred": 0, "end_reasons": {}}
@@ -218,14 +228,20 @@ class EventReports:
         return figures
 
     def _bucket(self, bucket: str) -> Any:
-        """The hour or day of received_at as text (`2026-12-03 09:00`, `2026-12-03`)."""
+        """The hour or day of received_at, cheaply: on SQLite the stored text's prefix
+        (`2026-12-03 09`, `2026-12-03`; both the kit's inserts and SQLAlchemy's write
+        `YYYY-MM-DD HH:MM:SS.ffffff`), on PostgreSQL date_trunc; `_label` writes it out."""
         if bucket not in ("hour", "day"):
             raise ValueError(f"bucket {bucket!r}: hour or day")
         if self.dialect == "postgresql":
-            return func.to_char(events.c.received_at,
-                                "YYYY-MM-DD HH24:00" if bucket == "hour" else "YYYY-MM-DD")
-        return func.strftime("%Y-%m-%d %H:00" if bucket == "hour" else "%Y-%m-%d",
-                             events.c.received_at)
+            return func.date_trunc(bucket, events.c.received_at)
+        return func.substr(events.c.received_at, 1, 13 if bucket == "hour" else 10)
+
+    @staticmethod
+    def _label(value: Any, bucket: str) -> str:
+        if isinstance(value, datetime):
+            return value.strftime("%Y-%m-%d %H:00" if bucket == "hour" else "%Y-%m-%d")
+        return f"{value}:00" if bucket == "hour" else str(value)
 
     def sessions(self, filters: Filters, *, failed_only: bool = False, search: str = "",
                  after: tuple[datetime, str] | None = None,
