@@ -1,0 +1,188 @@
+"""The explorer in a real browser: Debian's headless Chromium driven by Playwright (pointed at
+/usr/bin/chromium: Playwright never downloads a browser here), against the kit under gunicorn
+on loopback. Opens the overview, applies a filter, opens a transcript, checks the pages, saves
+screenshots, and checks that nothing the pages load leaves this server. Few and fast: one
+browser for the module. Skipped, with the reason, when the browser or Playwright is missing
+(`.ci/run` installs Chromium)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+from datetime import timedelta
+from typing import Any, Iterator
+
+import pytest
+
+from bench.harness import serve
+from handlers.logs import call_columns, idempotency_key, message_columns, raw_json
+from handlers.store import EventStore, LogEvent, utcnow
+from logs_support import cdr_body, message_body
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+USER, PASSWORD = "analyst", "browser-pass"
+SCREENSHOTS = pathlib.Path(os.environ.get("EXPLORER_SCREENSHOTS", "")) \
+    if os.environ.get("EXPLORER_SCREENSHOTS") else None
+
+pytestmark = pytest.mark.slow
+
+
+def event(body: dict[str, Any], received_at: Any) -> LogEvent:
+    name, payload = body["event"]["name"], body["payload"]
+    columns = message_columns(payload, "customer_language") if name == "message_logged" \
+        else call_columns(payload)
+    return LogEvent(event=name, idempotency_key=idempotency_key(name, payload),
+                    raw=raw_json(body), received_at=received_at, **columns)
+
+
+def conversation(session: str, language: str, turns: list[tuple[str, str | None, str]],
+                 start: Any, failed_at: int | None = None) -> list[LogEvent]:
+    rows = []
+    for index, (received, original, reply) in enumerate(turns):
+        body = message_body(session=session, text=received, reply=reply,
+                            customer_language=language)
+        variables = body["payload"]["response"]["context"]["skills"]["actions skill"][
+            "skill_variables"]
+        if original:
+            variables["original_input"] = original
+        if index == failed_at:
+            variables["translation_failed"] = True
+        rows.append(event(body, start + timedelta(minutes=index)))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)")
+    playwright_api = pytest.importorskip("playwright.sync_api",
+                                         reason="Playwright's Python package is not installed")
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: Any) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("explorer-browser")
+    url = f"sqlite:///{folder}/events.sqlite3"
+    store = EventStore.open(url)
+    now = utcnow() - timedelta(hours=3)
+    rows = conversation("sess-es-1", "es", [
+        ("I want to know where my order is", "Quiero saber dónde está mi pedido",
+         "Su pedido llega mañana."),
+        ("Can I change the address?", "¿Puedo cambiar la dirección?",
+         "Sí, desde su cuenta."),
+        ("hablar con una persona", None, "Un momento, le paso con un agente."),
+    ], now, failed_at=2)
+    rows += conversation("sess-en-1", "en", [("Hello", None, "Hi! How can I help?"),
+                                             ("Reset my password", None,
+                                              "I sent a link to [email].")],
+                         now + timedelta(minutes=20))
+    rows += conversation("sess-fr-1", "fr", [("Where is my parcel", "Où est mon colis",
+                                              "Votre colis est en route.")],
+                         now + timedelta(minutes=40))
+    for index in range(30):
+        language = ("en", "es", "de")[index % 3]
+        rows += conversation(f"bulk-{index}", language, [("hi", None, "Hello")],
+                             now - timedelta(hours=index % 20, minutes=index))
+    call = cdr_body("sess-es-1")
+    call["payload"]["call"]["end_reason"] = "caller_hangup"
+    call["payload"]["assistant_interaction_summaries"][0]["session_id"] = "sess-es-1"
+    rows.append(event(call, now + timedelta(minutes=5)))
+    store.add_many(rows)
+    store.engine.dispose()
+    env = {"DATABASE_URL": url, "WEBHOOKS": "log", "EXPLORER_USERNAME": USER,
+           "EXPLORER_PASSWORD": PASSWORD, "SUPPORTED_LANGUAGES": "en,es,fr", "WEB_CONCURRENCY": 1}
+    with serve("handlers:create_app()", env, log_path=folder / "gunicorn.log") as base:
+        yield base
+
+
+@pytest.fixture
+def page(browser: Any, server: str) -> Iterator[Any]:
+    context = browser.new_context(http_credentials={"username": USER, "password": PASSWORD},
+                                  viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    elsewhere: list[str] = []
+    page.on("request", lambda request: None if request.url.startswith(server)
+            else elsewhere.append(request.url))
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+    assert elsewhere == []
+
+
+def shoot(page: Any, name: str, tmp_path: pathlib.Path) -> pathlib.Path:
+    target = (SCREENSHOTS or tmp_path) / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 5_000
+    return target
+
+
+def test_overview_filter_and_transcript(page: Any, server: str, tmp_path: pathlib.Path) -> None:
+    answer = page.goto(server + "/explorer/")
+    assert answer.status == 200
+    assert page.locator("h1").inner_text() == "Overview"
+    assert page.locator("#messages").inner_text() == "36"
+    assert page.locator("#translation-failures").inner_text() == "1"
+    assert page.locator("#unsupported").inner_text() == "10"          # de is not served
+    assert page.locator("svg.chart rect.bar").count() in (24, 25)    # partial hours at the ends
+    assert "caller_hangup" in page.locator("#end-reasons").inner_text()
+    shoot(page, "explorer-overview.png", tmp_path)
+
+    page.fill("input[name=language]", "es")
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    assert "language=es" in page.url
+    assert page.locator("#messages").inner_text() == "13"
+    assert page.locator("#sessions").inner_text() == "11"
+
+    page.click("text=Sessions where translation failed")
+    page.wait_for_load_state()
+    sessions = page.locator("a.session")
+    assert sessions.count() == 1 and sessions.first.inner_text() == "sess-es-1"
+    sessions.first.click()
+    page.wait_for_load_state()
+    text = page.locator("main").inner_text()
+    assert "Quiero saber dónde está mi pedido" in text
+    assert "I want to know where my order is" in text
+    assert "Su pedido llega mañana." in text
+    assert "translation failed" in text and "end reason: caller_hangup" in text
+    shoot(page, "explorer-transcript.png", tmp_path)
+
+
+def test_search_and_redaction_on_a_phone(browser: Any, server: str,
+                                         tmp_path: pathlib.Path) -> None:
+    context = browser.new_context(http_credentials={"username": USER, "password": PASSWORD},
+                                  viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    page.goto(server + "/explorer/sessions")
+    page.fill("input[name=q]", "PASSWORD")
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    assert page.locator("a.session").all_inner_texts() == ["sess-en-1"]
+    page.locator("a.session").first.click()
+    page.wait_for_load_state()
+    assert page.locator(".redacted").first.inner_text() == "redacted email"
+    # Readable on a phone: nothing wider than the screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shoot(page, "explorer-phone.png", tmp_path)
+    context.close()
+
+
+def test_no_credentials_no_content(browser: Any, server: str) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    # The browser refuses to show a Basic challenge it cannot answer headless.
+    with pytest.raises(Exception, match="AUTH"):
+        page.goto(server + "/explorer/sessions/sess-es-1")
+    answer = context.request.get(server + "/explorer/sessions/sess-es-1")
+    assert answer.status == 401 and answer.headers["www-authenticate"].startswith("Basic")
+    assert "pedido" not in answer.text()
+    context.close()
