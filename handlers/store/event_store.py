@@ -148,6 +148,9 @@ class EventStore(EventReports):
                 # Columns before indexes: a version 1 table lacks what the new index covers.
                 upgraded = found is not None and found < SCHEMA_VERSION \
                     and add_missing_columns(connection)
+                if upgraded and self.dialect == "postgresql":
+                    # A whole-table step (the new index, the filling), not a request.
+                    connection.execute(text("SET LOCAL statement_timeout = 0"))
                 for table in metadata.sorted_tables:
                     for index in table.indexes:
                         connection.execute(CreateIndex(index, if_not_exists=True))
