@@ -215,7 +215,8 @@ def test_hung_provider_misses_the_deadline_and_frees_its_thread(translator_for, 
     libre_server.hang(30)
     started = time.monotonic()
     assert translator.translate("gracias", "es", "en", 0.2) is None
-    assert translator.stats()["timeouts"] + translator.stats().get("failures", 0) == 1
+    assert translator.stats()["timeouts"] == 1
+    assert "failures" not in translator.stats()
     # The client's own read timeout ends the call: the thread is back within the deadline + 1 s.
     wait_until(lambda: translator.pool.stuck == 0, seconds=1.5)
     assert time.monotonic() - started < 0.2 + 1.0

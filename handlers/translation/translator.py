@@ -210,8 +210,11 @@ class Translator:
         elif error is None:
             self.breaker.success()
         else:
-            self._count(failures=1)
-            if is_outage(failure_reason(error)):
+            reason = failure_reason(error)
+            # The client's read timeout can end the call just before the requester's wait does:
+            # it is the same timeout, counted once either way.
+            self._count(**({"timeouts": 1} if reason == "timeout" else {"failures": 1}))
+            if is_outage(reason):
                 self.breaker.failure()
             elif call.probe:
                 self.breaker.success()  # it answered: up, whatever it thought of the text
