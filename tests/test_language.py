@@ -271,17 +271,12 @@ SENTENCES = ["¿Dónde está mi pedido? Lo pedí hace dos semanas", "Je voudrais
              "Siparişimi iptal etmek istiyorum", "Order 4411 arrived damaged yesterday"]
 
 
-def test_early_stopped_trials_agree_with_all_seven(langdetect):
+def test_langdetect_answers_what_langdetect_itself_answers(langdetect):
     factory = langdetect.factories["latin"]
-    for text in SENTENCES:
-        early = LangdetectDetector._run(factory, text, early_stop=True)
-        full = LangdetectDetector._run(factory, text)
-        assert early[0].lang == full[0].lang, text
-
-
-def test_short_texts_run_all_seven_trials_as_langdetect_does(langdetect):
-    factory = langdetect.factories["latin"]
-    for word in ("pedido", "rechnung", "ok", "tack", "fattura", "bestelling", "fatura"):
+    words = ("pedido", "rechnung", "ok", "tack", "fattura", "bestelling", "fatura")
+    sentences = [text for text in SENTENCES if not langdetect._fast_path(text)]
+    assert sentences
+    for word in words + tuple(sentences):
         full = LangdetectDetector._run(factory, word)
         detection = langdetect.detect(word)
         assert detection.language == full[0].lang
