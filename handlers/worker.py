@@ -189,8 +189,11 @@ class RequestDeadlineWorker(ThreadWorker):
     Uses gthread's own structure: `accept` (new connections), `enqueue_req` (a kept-alive
     connection has data), `murder_keepalived` (the loop's periodic sweep), `handle` (a thread's
     work), `handle_error` (gunicorn's error answer) and `handle_exit` (SIGTERM) are overridden;
-    the rest is gthread's. `self._lock` is gthread's lock around its selector, which this
-    subclass's registrations share.
+    the rest is gthread's. Two of gthread's private attributes are used because no public
+    interface reaches them: `_lock` (around the selector, which gthread's threads also register
+    kept-alive connections with, so this subclass's registrations must take the same lock) and
+    `_keep` (the kept-alive connections a retiring worker closes). gunicorn is pinned exactly in
+    requirements.in, and tests/test_gunicorn_hardening.py fails when an upgrade moves either.
     """
 
     request_read_timeout = 10.0

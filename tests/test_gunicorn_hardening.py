@@ -23,8 +23,9 @@ import pytest
 
 from bench.harness import ECHO_APP, serve
 from conftest import fixture
-from handlers.worker import request_state, usable_cpus
+from handlers.worker import RequestDeadlineWorker, request_state, usable_cpus
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 PREMESSAGE = json.dumps(fixture("pre_message_request.message_received.json")).encode()
 
 
@@ -394,6 +395,31 @@ def test_a_worker_stopped_under_load_drops_no_kept_alive_request(shipped: Any) -
         time.sleep(0.1)
     assert not failures, failures
     assert len(after) == len(before) and not after & before
+
+
+def test_gthread_still_has_what_the_worker_relies_on() -> None:
+    """RequestDeadlineWorker overrides gthread's methods and shares two private attributes
+    (its docstring says why); an upgrade of gunicorn that moves any of them fails here first."""
+    import gunicorn
+    from gunicorn.workers.gthread import ThreadWorker
+
+    pinned = [line.split("==")[1].strip() for line in
+              (ROOT / "requirements.in").read_text().splitlines() if line.startswith("gunicorn==")]
+    assert pinned == [gunicorn.__version__]
+    for method in ("accept", "enqueue_req", "murder_keepalived", "handle", "handle_error",
+                   "handle_exit", "finish_request"):
+        assert callable(getattr(ThreadWorker, method)), method
+        if method != "finish_request":
+            assert method in RequestDeadlineWorker.__dict__, method
+    assert {"_lock", "poller"} <= set(ThreadWorker.init_process.__code__.co_names)
+    assert {"_keep", "nr_conns", "max_keepalived"} <= set(ThreadWorker.__init__.__code__.co_names)
+    # gthread's threads register kept-alive connections under `_lock` and keep them in `_keep`.
+    assert {"_lock", "_keep", "poller"} <= set(ThreadWorker.finish_request.__code__.co_names)
+    assert {"_lock", "_keep"} <= set(ThreadWorker.murder_keepalived.__code__.co_names)
+    # It answers `Connection: close` once `max_keepalived` connections are kept (retire()), and
+    # stops after `max_requests` (which the worker takes over) when `nr` reaches it.
+    assert {"_keep", "max_keepalived", "max_requests", "nr"} <= set(
+        ThreadWorker.handle_request.__code__.co_names)
 
 
 def test_request_state_waits_for_the_whole_request() -> None:
