@@ -181,6 +181,21 @@ def answer(turn: Turn, reply: Response | None) -> tuple[Response | None, dict[st
     return reply, None
 
 
+def run_plugin_steps(turn: Turn, steps_of: str, payload: dict[str, Any]) -> Response | None:
+    """Run a webhook's steps on the adapted turn. None: they ran, and `turn.payload` holds what
+    they made of it. Otherwise the answer that ends the call: the payload unchanged when a step
+    failed, a violation when a step answered the customer itself, or a step's own error."""
+    reply, ran = run_failing_open(turn, steps_of)
+    if not ran:
+        return plugin_result(turn, payload)
+    own, violation = answer(turn, reply)
+    if own is not None:
+        return own
+    if violation is not None:
+        return plugin_result(turn, None, violation)
+    return None
+
+
 # --- the endpoints ------------------------------------------------------------------------------
 
 @bp.post("/plugins/agent-pre-invoke")
@@ -193,14 +208,9 @@ def agent_pre_invoke() -> Response:
     adapted: dict[str, Any] = {"input": {"message_type": "text", "text": original}
                                if original is not None else {}}
     turn = start_plugin_turn(PRE_INVOKE, payload, context, adapted)
-    reply, ran = run_failing_open(turn, "premessage")
-    if not ran:
-        return plugin_result(turn, payload)
-    own, violation = answer(turn, reply)
-    if own is not None:
-        return own
-    if violation is not None:
-        return plugin_result(turn, None, violation)
+    stopped = run_plugin_steps(turn, "premessage", payload)
+    if stopped is not None:
+        return stopped
     text = _object(turn.payload, "input").get("text")
     if original is not None and isinstance(text, str) and text != original:
         last["content"]["text"] = text  # type: ignore[index]
@@ -217,14 +227,9 @@ def agent_post_invoke() -> Response:
     adapted: dict[str, Any] = {"output": {"generic": [{"response_type": "text", "text": text}
                                                       for _, text in slots]}}
     turn = start_plugin_turn(POST_INVOKE, payload, context, adapted)
-    reply, ran = run_failing_open(turn, "postmessage")
-    if not ran:
-        return plugin_result(turn, payload)
-    own, violation = answer(turn, reply)
-    if own is not None:
-        return own
-    if violation is not None:
-        return plugin_result(turn, None, violation)
+    stopped = run_plugin_steps(turn, "postmessage", payload)
+    if stopped is not None:
+        return stopped
     generic = _object(turn.payload, "output").get("generic")
     if not isinstance(generic, list) or len(generic) != len(slots):
         # A step changed the number of items (a content key resolving into several): items no
