@@ -99,7 +99,8 @@ class Detection:
 
 
 class Detector:
-    """Detect among `languages` only. Subclasses implement `_statistical` for one script group."""
+    """Detect among `languages` only. Subclasses fill `models` (a model per script with at least
+    two candidates it knows) and implement `_scores` with one of them."""
 
     name = "detector"
 
@@ -107,6 +108,7 @@ class Detector:
         self.languages = tuple(languages)
         # Candidates the statistical model has no data for: detected by their script only.
         self.unknown: list[str] = []
+        self.models: dict[str, Any] = {}
         # The assistant's language, when it is a candidate; the fast path when it has one.
         self.assistant = fast_language if fast_language in self.languages else None
         self.fast_language = self.assistant if self.assistant in FAST_PATH_WORDS else None
@@ -143,7 +145,7 @@ class Detector:
         if opening in candidates:
             return Detection(opening, 0.99, letters, script, "opening_word", words,
                              1.0 if opening == self.assistant else 0.0)
-        scores = self._statistical(text[:MAX_DETECT_CHARS], script, candidates, letters)
+        scores = self._statistical(text[:MAX_DETECT_CHARS], script, candidates)
         if not scores:
             return Detection(None, 0.0, letters, script, "none", words)
         language = max(scores, key=scores.__getitem__)
@@ -165,9 +167,17 @@ class Detector:
         hits = sum(word in markers for word in words)
         return hits >= FAST_PATH_MIN_WORDS and hits >= FAST_PATH_MIN_SHARE * len(words)
 
-    def _statistical(self, text: str, script: str, candidates: tuple[str, ...],
-                     letters: int) -> dict[str, float]:
-        """Each candidate's score for the text (empty when the detector cannot tell)."""
+    def _statistical(self, text: str, script: str,
+                     candidates: tuple[str, ...]) -> dict[str, float]:
+        """Each candidate's score for the text (empty when the detector cannot tell); a script
+        with one candidate the model knows gets that one at 0.5."""
+        model = self.models.get(script)
+        if model is None:
+            known = [lang for lang in candidates if lang not in self.unknown]
+            return {known[0]: 0.5} if len(known) == 1 else {}
+        return self._scores(model, text)
+
+    def _scores(self, model: Any, text: str) -> dict[str, float]:
         raise NotImplementedError
 
 
@@ -190,12 +200,11 @@ class LangdetectDetector(Detector):
         available = {path.name for path in pathlib.Path(PROFILES_DIRECTORY).iterdir()}
         self.unknown = [lang for lang in self.languages if not all(
             name in available for name in self.PROFILE_NAMES.get(lang, (lang,)))]
-        self.factories: dict[str, Any] = {}
         for script, candidates in self.by_script.items():
             known = [lang for lang in candidates if lang not in self.unknown]
             if len(known) >= 2:
-                self.factories[script] = self._factory(PROFILES_DIRECTORY, known)
-        for script, factory in self.factories.items():
+                self.models[script] = self._factory(PROFILES_DIRECTORY, known)
+        for factory in self.models.values():
             self._run(factory, "warm up the detector once before the workers fork")
 
     def _factory(self, directory: str, languages: list[str]) -> Any:
@@ -221,14 +230,9 @@ class LangdetectDetector(Detector):
         except LangDetectException:
             return []
 
-    def _statistical(self, text: str, script: str, candidates: tuple[str, ...],
-                     letters: int) -> dict[str, float]:
-        factory = self.factories.get(script)
-        if factory is None:
-            known = [lang for lang in candidates if lang not in self.unknown]
-            return {known[0]: 0.5} if len(known) == 1 else {}
+    def _scores(self, model: Any, text: str) -> dict[str, float]:
         scores: dict[str, float] = {}
-        for item in self._run(factory, text):
+        for item in self._run(model, text):
             code = "zh" if item.lang.startswith("zh") else item.lang
             scores[code] = scores.get(code, 0.0) + item.prob
         return scores
@@ -254,23 +258,17 @@ class LinguaDetector(Detector):
                 return None
 
         self.unknown = [lang for lang in self.languages if lingua_language(lang) is None]
-        self.detectors: dict[str, Any] = {}
         for script, candidates in self.by_script.items():
             known = [lingua_language(lang) for lang in candidates if lang not in self.unknown]
             if len(known) >= 2:
-                self.detectors[script] = (LanguageDetectorBuilder.from_languages(*known)
+                self.models[script] = (LanguageDetectorBuilder.from_languages(*known)
                                           .with_preloaded_language_models().build())
-        for detector in self.detectors.values():
+        for detector in self.models.values():
             detector.compute_language_confidence_values("warm up before the workers fork")
 
-    def _statistical(self, text: str, script: str, candidates: tuple[str, ...],
-                     letters: int) -> dict[str, float]:
-        detector = self.detectors.get(script)
-        if detector is None:
-            known = [lang for lang in candidates if lang not in self.unknown]
-            return {known[0]: 0.5} if len(known) == 1 else {}
+    def _scores(self, model: Any, text: str) -> dict[str, float]:
         return {value.language.iso_code_639_1.name.lower(): float(value.value)
-                for value in detector.compute_language_confidence_values(text)
+                for value in model.compute_language_confidence_values(text)
                 if value.value > 0}
 
 

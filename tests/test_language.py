@@ -88,7 +88,7 @@ def test_langdetect_is_seeded_and_the_same_in_every_build(langdetect):
     texts = ["no se", "ok merci", "Perfetto grazie", "tak", "Danke schön", "hej hej"]
     assert [langdetect.detect(t) for t in texts] == [other.detect(t) for t in texts]
     assert [langdetect.detect(t) for t in texts] == [langdetect.detect(t) for t in texts]
-    assert all(factory.seed == 0 for factory in langdetect.factories.values())
+    assert all(factory.seed == 0 for factory in langdetect.models.values())
 
 
 def test_concurrent_first_calls_on_a_fresh_detector():
@@ -272,7 +272,7 @@ SENTENCES = ["¿Dónde está mi pedido? Lo pedí hace dos semanas", "Je voudrais
 
 
 def test_langdetect_answers_what_langdetect_itself_answers(langdetect):
-    factory = langdetect.factories["latin"]
+    factory = langdetect.models["latin"]
     words = ("pedido", "rechnung", "ok", "tack", "fattura", "bestelling", "fatura")
     sentences = [text for text in SENTENCES if not langdetect._fast_path(text)]
     assert sentences
