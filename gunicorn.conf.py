@@ -8,7 +8,7 @@ arrived, so slow clients cannot hold the threads.
 
 import os
 
-from handlers.worker import usable_cpus
+from handlers.cpus import usable_cpus
 
 
 def _number(name: str, default: object, cast: type = int, zero: bool = False) -> float:

@@ -23,7 +23,8 @@ import pytest
 
 from bench.harness import ECHO_APP, serve
 from conftest import fixture
-from handlers.worker import RequestDeadlineWorker, request_state, usable_cpus
+from handlers.cpus import usable_cpus
+from handlers.worker import RequestDeadlineWorker, request_state
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PREMESSAGE = json.dumps(fixture("pre_message_request.message_received.json")).encode()
