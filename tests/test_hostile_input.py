@@ -88,7 +88,7 @@ def test_the_public_functions_read_hostile_text_in_linear_time() -> None:
             redact.redact_text(text)
             fields.mask(text)
             language.has_letters(text)
-            language.letters_by_script(text)
+            scripts.letters_by_script(text)
 
     assert finishes_in_time(work)
 
