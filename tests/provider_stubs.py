@@ -1,7 +1,7 @@
 """Stand-ins on 127.0.0.1 that speak each translation provider's public HTTP API, for tests and
-benchmarks: DeepL v2, Microsoft Translator v3, Google Cloud Translation v2 and OpenAI-compatible
-chat completions (LibreTranslate: tests/libre_server.py), plus `SilentServer`, which accepts
-connections and never answers.
+benchmarks: DeepL v2, Microsoft Translator v3, Google Cloud Translation v2, OpenAI-compatible
+chat completions, MyMemory and Google's free web page (LibreTranslate: tests/libre_server.py),
+plus `SilentServer`, which accepts connections and never answers.
 
 Each records what reached it (method, raw path with its query, headers, JSON body), counts the
 connections it accepted, checks the key where the provider expects it (403 otherwise), and
@@ -12,6 +12,7 @@ Switches while it runs: `status` (answer an HTTP error), `hang` (hold each reque
 
 from __future__ import annotations
 
+import html
 import json
 import socket
 import threading
@@ -106,6 +107,9 @@ class StubServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+            def do_GET(self) -> None:
+                self._serve("GET", None)
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
@@ -113,7 +117,10 @@ class StubServer:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = None
-                seen = Seen("POST", self.path, dict(self.headers.items()), body)
+                self._serve("POST", body)
+
+            def _serve(self, method: str, body: Any) -> None:
+                seen = Seen(method, self.path, dict(self.headers.items()), body)
                 with stub.lock:
                     stub.seen.append(seen)
                     status, hang, delay, release = (stub.status, stub.hang, stub.delay_ms,
@@ -131,9 +138,12 @@ class StubServer:
                         status, answer = stub.answer(seen)
                     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
                         status, answer = 400, {"message": "Bad request"}
-                data = json.dumps(answer, ensure_ascii=False).encode()
+                if isinstance(answer, str):  # a web page
+                    data, kind = answer.encode(), "text/html; charset=utf-8"
+                else:
+                    data, kind = json.dumps(answer, ensure_ascii=False).encode(), "application/json"
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -201,6 +211,50 @@ class GoogleStub(StubServer):
             return 400, {"error": {"code": 400}}
         return 200, {"data": {"translations": [
             {"translatedText": translate(q, body["source"], body["target"])} for q in body["q"]]}}
+
+
+class MyMemoryStub(StubServer):
+    """MyMemory: GET /get?q=&langpair=src|tgt, answering HTTP 200 with its own `responseStatus`.
+    `quota_finished` answers as MyMemory does once the day's free words are spent."""
+
+    quota_finished = False
+
+    def authorised(self, seen: Seen) -> bool:
+        return True  # the free tier has no key
+
+    def texts_of(self, seen: Seen) -> list[str]:
+        return [seen.query["q"]]
+
+    def answer(self, seen: Seen) -> tuple[int, Any]:
+        if urlsplit(seen.path).path != "/get":
+            return 404, {"responseStatus": 404}
+        if self.quota_finished:
+            return 200, {"responseData": {"translatedText": "MYMEMORY WARNING: YOU USED ALL "
+                                          "AVAILABLE FREE TRANSLATIONS FOR TODAY."},
+                         "quotaFinished": True, "responseStatus": 429, "matches": []}
+        source, target = (code.split("-")[0].lower() for code in seen.query["langpair"].split("|"))
+        return 200, {"responseData": {"translatedText": translate(seen.query["q"], source, target),
+                                      "match": 1},
+                     "quotaFinished": False, "responseStatus": 200, "matches": []}
+
+
+class GoogleWebStub(StubServer):
+    """Google's free web page: GET /m?sl=&tl=&q=, the translation in a `result-container` div,
+    HTML-escaped as the page has it."""
+
+    def authorised(self, seen: Seen) -> bool:
+        return True
+
+    def texts_of(self, seen: Seen) -> list[str]:
+        return [seen.query["q"]]
+
+    def answer(self, seen: Seen) -> tuple[int, Any]:
+        if urlsplit(seen.path).path != "/m":
+            return 404, "<html><body>Not found</body></html>"
+        query = seen.query
+        translated = html.escape(translate(query["q"], query["sl"], query["tl"]))
+        return 200, (f'<html><body><div class="header">Google Translate</div>'
+                     f'<div class="result-container">{translated}</div></body></html>')
 
 
 class ChatStub(StubServer):

@@ -11,16 +11,16 @@ import os
 import threading
 import time
 from typing import Any, Callable
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 import pytest
 
 from handlers import SettingsError
 from handlers.settings import load_settings
-from handlers.translation.providers import DeepTranslatorProvider
 from handlers.translation.transport import ProviderSession
 from tests.libre_server import mark
-from tests.provider_stubs import ChatStub, DeeplStub, GoogleStub, MicrosoftStub, SilentServer
+from tests.provider_stubs import (ChatStub, DeeplStub, GoogleStub, GoogleWebStub, MicrosoftStub,
+                                  MyMemoryStub, SilentServer)
 
 KEY = "sk-secret-key-123"
 TEXTS = [f"Line {i} of the reply" for i in range(12)]
@@ -123,11 +123,46 @@ def test_microsoft_sends_the_region_maps_chinese_and_splits_at_a_hundred(make_ap
     assert server.seen[0].headers["Ocp-Apim-Subscription-Region"] == "westeurope"
 
 
-def test_google_without_a_key_stays_on_deep_translator(make_app):
-    provider = translator(make_app, TRANSLATOR="google").provider
-    assert isinstance(provider, DeepTranslatorProvider) and provider.batch_size == 1
-    with pytest.raises(SettingsError, match="TRANSLATOR_URL"):
-        make_app(TRANSLATOR="google", TRANSLATOR_URL="http://127.0.0.1:9")
+# The free endpoints: one string per GET (their only form, text in the query, no key), through
+# the kit's pooled session like every other provider.
+FREE = {"mymemory": (MyMemoryStub, "/get", {"langpair": "en-GB|es-ES"}),
+        "google": (GoogleWebStub, "/m", {"sl": "en", "tl": "es"})}
+
+
+@pytest.mark.parametrize("name", sorted(FREE))
+def test_the_free_endpoints_go_through_the_kits_session(make_app, stub, name):
+    kind, path, languages = FREE[name]
+    server = stub(kind)
+    tr = translator(make_app, TRANSLATOR=name, TRANSLATOR_URL=server.url)
+    assert tr.provider.batch_size == 1
+    texts = ["Tom & Jerry <3 you", "Your order has shipped"]
+    assert tr.translate_many(texts, "en", "es", 3.0) == {t: mark(t, "en", "es") for t in texts}
+    assert [seen.method for seen in server.seen] == ["GET", "GET"]
+    for seen in server.seen:
+        assert urlsplit(seen.path).path == path
+        assert {k: seen.query[k] for k in languages} == languages
+    assert sorted(server.texts()) == sorted(texts)
+    for turn in range(20):
+        assert tr.translate(f"turn {turn}", "en", "es", 3.0) == mark(f"turn {turn}", "en", "es")
+    assert len(server.seen) == 22
+    assert server.connections <= 2  # the two concurrent calls' connections, kept alive
+
+
+def test_a_spent_mymemory_quota_fails_open_and_never_reaches_the_customer(make_app, stub):
+    server = stub(MyMemoryStub)
+    server.quota_finished = True
+    tr = translator(make_app, TRANSLATOR="mymemory", TRANSLATOR_URL=server.url,
+                    BREAKER_FAILURES="2")
+    assert tr.translate_many(["one", "two"], "en", "es", 3.0) == {}
+    assert tr.breaker.state == "open"  # MyMemory's 429 in a 200 is an outage like any other
+    assert tr.stats()["failures"] == 2
+
+
+def test_texts_over_a_free_endpoints_limit_are_not_sent(make_app, stub):
+    server = stub(MyMemoryStub)
+    tr = translator(make_app, TRANSLATOR="mymemory", TRANSLATOR_URL=server.url)
+    assert tr.translate("x" * 501, "en", "es", 3.0) is None
+    assert server.seen == [] and tr.breaker.state == "closed"
 
 
 def test_google_v2_body(make_app, stub):
@@ -185,9 +220,10 @@ def test_twenty_sequential_turns_open_at_most_two_connections(make_app, libre_se
     assert libre_server.connections <= 2
 
 
-def test_a_silent_provider_ends_the_call_and_frees_the_thread(make_app, stub):
+@pytest.mark.parametrize("name", ["libre", "mymemory", "google"])
+def test_a_silent_provider_ends_the_call_and_frees_the_thread(make_app, stub, name):
     server = stub(SilentServer)
-    tr = translator(make_app, TRANSLATOR="libre", TRANSLATOR_URL=server.url,
+    tr = translator(make_app, TRANSLATOR=name, TRANSLATOR_URL=server.url,
                     TRANSLATION_TIMEOUT="0.5", BREAKER_FAILURES="50")
     started = time.monotonic()
     assert tr.translate_many(["uno", "dos"], "es", "en", 0.5) == {}
@@ -196,6 +232,7 @@ def test_a_silent_provider_ends_the_call_and_frees_the_thread(make_app, stub):
     while tr.pool.stuck and time.monotonic() < end:
         time.sleep(0.02)
     assert tr.pool.stuck == 0  # the client's read timeout released it
+    assert tr.stats()["timeouts"] >= 1 and not tr.stats().get("failures")
     assert server.connections >= 1
 
 
@@ -263,7 +300,6 @@ def test_the_session_is_made_again_after_a_fork():
     ({"TRANSLATOR": "llm", "TRANSLATOR_URL": "http://127.0.0.1:9/v1"}, "TRANSLATOR_MODEL"),
     ({"TRANSLATOR": "llm", "TRANSLATOR_MODEL": "m"}, "TRANSLATOR_URL"),
     ({"TRANSLATOR_FORMALITY": "polite"}, "TRANSLATOR_FORMALITY"),
-    ({"TRANSLATOR": "mymemory", "TRANSLATOR_URL": "http://127.0.0.1:9"}, "TRANSLATOR_URL"),
 ])
 def test_translator_settings_are_checked(settings, error):
     with pytest.raises(SettingsError, match=error):

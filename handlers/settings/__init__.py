@@ -28,8 +28,9 @@ WEBHOOK_NAMES = {"premessage": "premessage", "postmessage": "postmessage", "logs
 # order of every webhook the kit knows.
 WEBHOOK_PREFIXES = {"premessage": "PREMESSAGE_", "postmessage": "POSTMESSAGE_", "log": "LOG_",
                     "orchestrate": "ORCHESTRATE_"}
-# The providers the kit drives: its own HTTP clients (translation/clients.py), deep-translator for
-# mymemory and keyless google, "llm" any OpenAI-compatible chat completions endpoint.
+# The providers the kit drives, each through a client of its own (translation/clients.py); "google"
+# is Cloud Translation with a key, the free web page without; "llm" any OpenAI-compatible chat
+# completions endpoint.
 TRANSLATORS = ("none", "google", "libre", "deepl", "microsoft", "mymemory", "llm")
 FORMALITIES = ("default", "more", "less", "prefer_more", "prefer_less")  # DeepL's `formality`
 DETECTORS = ("langdetect", "lingua")
@@ -204,10 +205,6 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     if translator == "llm" and not (translator_url and translator_model):
         raise SettingsError("TRANSLATOR=llm needs TRANSLATOR_URL (the base URL ending in /v1) "
                             "and TRANSLATOR_MODEL")
-    if translator_url and (translator == "mymemory"
-                           or (translator == "google" and not translator_key)):
-        raise SettingsError(f"TRANSLATOR_URL cannot redirect TRANSLATOR={translator} (served by "
-                            "deep-translator, whose URL is fixed)")
     timeout = number("translation_timeout")
     if timeout >= 30:
         raise SettingsError(f"TRANSLATION_TIMEOUT={timeout} must stay below the assistant's "

@@ -4,15 +4,13 @@
 time, looking in this order: the translation memory (curated by the team), the cache (in process,
 and in Redis when `REDIS_URL` is set), then the provider.
 
-The transport (docs/translation.md says what reaches each provider):
-- libre, deepl, microsoft, google with a key and llm go through the kit's own clients
-  (`clients`): one pooled keep-alive `requests.Session` per provider per worker process
-  (`transport`), a reply's strings in one request where the provider takes a list, text and keys
-  in the body or headers, never in a URL, and HTTP timeouts taken from what is left of the
-  deadline, so a call never holds a thread longer than TRANSLATION_TIMEOUT + 1 s;
-- mymemory and keyless google go through deep-translator, one string per call, concurrently.
-  deep-translator calls `requests.get` itself with no timeout and offers no public way to pass a
-  session or a timeout, so only the pool's deadline bounds those calls (below).
+The transport (docs/translation.md says what reaches each provider): every provider goes through
+the kit's own clients (`clients`) on one pooled keep-alive `requests.Session` per provider per
+worker process (`transport`), with HTTP timeouts taken from what is left of the deadline, so a
+call never holds a thread longer than TRANSLATION_TIMEOUT + 1 s. Providers that take a list get a
+reply's strings in one request, text and keys in the body or headers, never in a URL; the two
+free endpoints (mymemory, keyless google) take one string per GET, concurrently, and no key.
+deep-translator supplies their language tables (its own HTTP has no timeout and no session).
 
 What keeps a slow provider from holding up a request:
 - every provider call runs on one bounded thread pool per process (`TRANSLATION_CONCURRENCY`
@@ -27,7 +25,7 @@ What keeps a slow provider from holding up a request:
 - failures are absent from the answer (the caller keeps the original text) and each call of
   `translate_many` logs at most one line saying why; never the text.
 
-The modules: `providers` (the interface, language codes, deep-translator), `clients` and
+The modules: `providers` (the interface, language codes), `clients` and
 `transport` (the kit's HTTP clients), `errors`, `resilience` (the pool, the deadline, the
 breaker), `memory` (translation memory and cache) and `translator`.
 """

@@ -1,9 +1,11 @@
 """The kit's own provider clients, written against each provider's public HTTP API.
 
-Each sends a reply's strings in one request (up to the provider's list limit), as JSON in the body,
-with the key in a header (LibreTranslate: in the body, where its API wants it): never text or key
-in a URL. What reaches each provider is listed in docs/translation.md. `TRANSLATOR_URL`, when set,
-replaces the provider's base URL.
+Each batching client sends a reply's strings in one request (up to the provider's list limit), as
+JSON in the body, with the key in a header (LibreTranslate: in the body, where its API wants it):
+never text or key in a URL. The two free endpoints (MyMemory, Google's web page) take only a GET
+with the text in the query: one string per call, concurrently, and no key. What reaches each
+provider is listed in docs/translation.md. `TRANSLATOR_URL`, when set, replaces the provider's
+base URL.
 """
 
 from __future__ import annotations
@@ -197,6 +199,68 @@ class GoogleCloudClient(HttpProvider):
                        len(texts))
 
 
+class MyMemoryClient(HttpProvider):
+    """MyMemory: GET /get?q=&langpair=src|tgt (its only form: the text is in the query), one
+    string per call. It answers HTTP 200 with its own `responseStatus`: a quota or language
+    error is a failure here, never a "translation" shown to the customer."""
+
+    default_url = "https://api.mymemory.translated.net"
+    MAX_CHARS = 500  # MyMemory's limit per text
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        super().__init__(name, settings)
+        from deep_translator import constants
+
+        self.codes = list(constants.MY_MEMORY_LANGUAGES_TO_CODES.values())
+
+    def code_for(self, language: str) -> str | None:
+        return map_code(language, self.codes)
+
+    def translate_batch(self, texts: Sequence[str], source: str, target: str,
+                        deadline: float) -> list[str | None]:
+        [text] = texts
+        if len(text) > self.MAX_CHARS:
+            raise TranslationError("text_rejected")
+        answer = self.http.request("GET", self.base + "/get", deadline,
+                                   params={"q": text, "langpair": f"{source}|{target}"})
+        status = str(answer.get("responseStatus", "")) if isinstance(answer, dict) else ""
+        if status != "200":
+            raise TranslationError(f"http_{status}" if status.isdigit() else "invalid_answer")
+        return strings([answer["responseData"].get("translatedText")], 1)
+
+
+class GoogleWebClient(HttpProvider):
+    """Google's free web page (no key): GET /m?sl=&tl=&q=, the translation read from the page's
+    `result-container`, one string per call. Unofficial: fine to try, unreliable at volume."""
+
+    default_url = "https://translate.google.com"
+    MAX_CHARS = 5000
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        super().__init__(name, settings)
+        from deep_translator import constants
+
+        self.codes = list(constants.GOOGLE_LANGUAGES_TO_CODES.values())
+
+    def code_for(self, language: str) -> str | None:
+        return map_code(language, self.codes)
+
+    def translate_batch(self, texts: Sequence[str], source: str, target: str,
+                        deadline: float) -> list[str | None]:
+        from bs4 import BeautifulSoup
+
+        [text] = texts
+        if len(text) > self.MAX_CHARS:
+            raise TranslationError("text_rejected")
+        page = self.http.request("GET", self.base + "/m", deadline, html=True,
+                                 params={"sl": source, "tl": target, "q": text})
+        soup = BeautifulSoup(page, "html.parser")
+        found = soup.find("div", {"class": "result-container"}) or soup.find("div", {"class": "t0"})
+        if found is None:
+            raise TranslationError("no_translation")
+        return strings([found.get_text(strip=True)], 1)
+
+
 LLM_INSTRUCTIONS = (
     "You translate customer-service messages. The user message is JSON: "
     '{"source": <ISO 639-1 code>, "target": <ISO 639-1 code>, "texts": [<string>, ...]}. '
@@ -257,9 +321,13 @@ def same_tokens(text: str, translation: str) -> bool:
 
 CLIENTS: dict[str, type[HttpProvider]] = {"libre": LibreClient, "deepl": DeeplClient,
                                           "microsoft": MicrosoftClient,
-                                          "google": GoogleCloudClient, "llm": LlmClient}
+                                          "google": GoogleCloudClient, "llm": LlmClient,
+                                          "mymemory": MyMemoryClient}
 
 
 def build_client(settings: Settings) -> HttpProvider:
-    """The kit's client for TRANSLATOR (google only with a key). Builds nothing that calls out."""
+    """The kit's client for TRANSLATOR: Google Cloud with a key, Google's web page without one.
+    Builds nothing that calls out."""
+    if settings.translator == "google" and not settings.translator_api_key:
+        return GoogleWebClient("google", settings)
     return CLIENTS[settings.translator](settings.translator, settings)

@@ -23,24 +23,7 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, TranslationError):
         return exc.reason
     import requests
-    from deep_translator import exceptions as dt
 
-    if isinstance(exc, dt.ServerException):
-        codes = {v: k for k, v in dt.ServerException.errors.items()}
-        status = codes.get(exc.args[0] if exc.args else None)
-        return f"http_{status}" if status else "server_error"
-    if isinstance(exc, dt.TooManyRequests):
-        return "http_429"
-    if isinstance(exc, (dt.AuthorizationException, dt.ApiKeyException)):
-        return "unauthorized"
-    if isinstance(exc, (dt.LanguageNotSupportedException, dt.InvalidSourceOrTargetLanguage)):
-        return "unsupported_language"
-    if isinstance(exc, (dt.NotValidLength, dt.NotValidPayload)):
-        return "text_rejected"
-    if isinstance(exc, (dt.TranslationNotFound, dt.ElementNotFoundInGetRequest)):
-        return "no_translation"
-    if isinstance(exc, dt.RequestError):
-        return "request_failed"
     if isinstance(exc, requests.exceptions.Timeout):
         return "timeout"
     if isinstance(exc, requests.exceptions.ConnectionError):

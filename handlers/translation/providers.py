@@ -1,7 +1,6 @@
 """The translation providers: each one's language codes and its blocking call. The kit's own HTTP
-clients (clients.py) serve libre, deepl, microsoft, google with a key, and llm; deep-translator
-serves mymemory and the keyless Google endpoint, one string per call. Everything else sees
-`Provider`.
+clients (clients.py) serve every TRANSLATOR; deep-translator supplies the language tables of the
+providers that publish none. Everything else sees `Provider`.
 
 Language codes are the kit's ISO 639-1 codes ("zh", "he"); each provider maps them to its own
 ("zh-CN" and "iw" for Google, "zh-CN" and "es-ES" for MyMemory, ...).
@@ -9,8 +8,7 @@ Language codes are the kit's ISO 639-1 codes ("zh", "he"); each provider maps th
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from ..settings import Settings
 from .errors import TranslationError, failure_reason
@@ -76,67 +74,11 @@ def map_code(language: str, codes: Iterable[str] | None) -> str | None:
     return regional[0] if regional else None
 
 
-class DeepTranslatorProvider(Provider):
-    """A deep-translator class behind the `Provider` interface.
-
-    `make(source, target)` builds the deep-translator object for one language pair. Objects that
-    keep per-call state (Google, MyMemory put the text in a shared dict) are built per call
-    (`reuse=False`, cheap); the others are built once per pair, on the pool, because some
-    (Microsoft) make a network call in their constructor.
-    """
-
-    def __init__(self, name: str, make: Callable[[str, str], Any], codes: Iterable[str] | None,
-                 *, reuse: bool, fixed: dict[str, str] | None = None) -> None:
-        self.name = name
-        self._make = make
-        self._codes = list(codes) if codes is not None else None
-        self._fixed = fixed or {}
-        self._reuse = reuse
-        self._instances: dict[tuple[str, str], Any] = {}
-        self._lock = threading.Lock()
-
-    def code_for(self, language: str) -> str | None:
-        return self._fixed.get(language) or map_code(language, self._codes)
-
-    def _instance(self, source: str, target: str) -> Any:
-        if not self._reuse:
-            return self._make(source, target)
-        with self._lock:
-            instance = self._instances.get((source, target))
-        if instance is None:
-            instance = self._make(source, target)
-            with self._lock:
-                self._instances.setdefault((source, target), instance)
-        return instance
-
-    def translate(self, text: str, source: str, target: str) -> str:
-        result = self._instance(source, target).translate(text)
-        if not isinstance(result, str) or not result.strip():
-            raise TranslationError("empty_answer")
-        return result
-
-
 def build_provider(settings: Settings) -> Provider | None:
     """The provider named by TRANSLATOR (None for "none"). Builds nothing that calls out."""
     name = settings.translator
     if name == "none":
         return None
-    if name in ("libre", "deepl", "microsoft", "llm") or (name == "google"
-                                                          and settings.translator_api_key):
-        from .clients import build_client
+    from .clients import build_client
 
-        return build_client(settings)
-    from deep_translator import GoogleTranslator, MyMemoryTranslator
-    from deep_translator import constants as dt
-
-    # deep-translator calls requests.get itself (no session, timeout or base URL to pass): these
-    # calls are bounded by the pool's deadline only, as the package's docstring says.
-    if name == "google":
-        return DeepTranslatorProvider(
-            name, lambda s, t: GoogleTranslator(source=s, target=t),
-            dt.GOOGLE_LANGUAGES_TO_CODES.values(), reuse=False)
-    if name == "mymemory":
-        return DeepTranslatorProvider(
-            name, lambda s, t: MyMemoryTranslator(source=s, target=t),
-            dt.MY_MEMORY_LANGUAGES_TO_CODES.values(), reuse=False)
-    raise ValueError(f"unknown translator {name!r}")
+    return build_client(settings)

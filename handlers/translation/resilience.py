@@ -1,9 +1,9 @@
 """What keeps a slow or failing provider from holding up a request: the bounded pool every call
 runs on (`CallPool`), the deadline each call carries (`Call`), and the `CircuitBreaker`.
 
-The kit's clients time out by themselves (transport.py); deep-translator (mymemory, keyless
-google) has no HTTP timeout, and a provider can hang. Either way `Translator` waits for its calls
-only up to the request's deadline and abandons the rest to these threads.
+The kit's clients time out by themselves (transport.py); a provider of the team's may have no
+timeout, and a provider can hang. Either way `Translator` waits for its calls only up to the
+request's deadline and abandons the rest to these threads.
 """
 
 from __future__ import annotations

@@ -196,11 +196,8 @@ class Translator:
         error: BaseException | None = None
         translations: list[str | None] = []
         try:
-            if len(call.texts) == 1 and provider.batch_size == 1:
-                translations = [provider.translate(call.texts[0], src, tgt)]
-            else:
-                translations = provider.translate_batch(call.texts, src, tgt, call.deadline)
-        except BaseException as exc:  # deep-translator's exceptions share no base class
+            translations = provider.translate_batch(call.texts, src, tgt, call.deadline)
+        except BaseException as exc:  # a provider of the team's may raise anything
             error = exc
         with call.lock:
             call.finished = True

@@ -2,7 +2,9 @@
 provider per worker process, and timeouts taken from what is left of the request's deadline.
 
 Why not deep-translator's own HTTP: it calls `requests.get/post` with no timeout, a new TCP (and
-TLS) connection per string, and puts the text (and for some providers the key) in the URL.
+TLS) connection per string, and puts the text (and for some providers the key) in the URL. It
+offers no public way to pass a session or a timeout, so every provider, mymemory and keyless
+google included, has a client of the kit's (clients.py).
 
 Bounds: a call gets `timeout=(connect, read)` with `connect = min(CONNECT_TIMEOUT, left)` and
 `read = left` (seconds left before the deadline), so a provider that accepts and never answers
@@ -54,8 +56,10 @@ class ProviderSession:
                 self._session, self._pid = session, os.getpid()
             return self._session
 
-    def request(self, method: str, url: str, deadline: float, **options: Any) -> Any:
-        """One HTTP exchange under `deadline` (time.monotonic()); the decoded JSON answer.
+    def request(self, method: str, url: str, deadline: float, *, html: bool = False,
+                **options: Any) -> Any:
+        """One HTTP exchange under `deadline` (time.monotonic()); the decoded JSON answer (the
+        body as text when `html`).
 
         Raises TranslationError with a short reason ("http_503", "invalid_answer"), or requests'
         Timeout / ConnectionError (counted as such by `failure_reason`).
@@ -68,6 +72,8 @@ class ProviderSession:
         with response:
             if response.status_code != 200:
                 raise TranslationError(f"http_{response.status_code}")
+            if html:
+                return response.text
             try:
                 return response.json()
             except ValueError:
