@@ -6,9 +6,12 @@ The kit's gthread subclass (handlers/worker.py) gives a thread only to a request
 arrived, so slow clients cannot hold the threads.
 """
 
+import glob
 import os
+import tempfile
 
 from handlers.cpus import usable_cpus
+from handlers.settings.readers import read_flag
 
 
 def _number(name: str, default: object, cast: type = int, zero: bool = False) -> float:
@@ -55,3 +58,28 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 def post_worker_init(worker):
     """gunicorn has no setting for the request read deadline: the kit's worker takes it here."""
     worker.request_read_timeout = request_read_timeout
+
+
+# METRICS=on: prometheus-client's multiprocess mode, so a scrape of any worker counts them all. It
+# reads PROMETHEUS_MULTIPROC_DIR when it is first imported (by the preloaded app, after this file):
+# set it here, to a directory of this server's own when the deployment names none.
+if read_flag(os.environ, "METRICS", False):
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="webhook-metrics-"))
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+
+def on_starting(server):
+    """Start the metrics from zero: an earlier run's files in the directory would be summed in.
+    (Here, once per start, not when the file is read: gunicorn reads it again on a HUP.)"""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        for path in glob.glob(os.path.join(folder, "*.db")):
+            os.remove(path)
+
+
+def child_exit(server, worker):
+    """A dead worker's live gauges (breaker state, stuck threads) leave the scrape with it."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -101,7 +101,7 @@ KIT_PREFIXES = ("WEBHOOK_", "PREMESSAGE_", "POSTMESSAGE_", "ORCHESTRATE_", "LOG_
                 "ASSISTANT_LANGUAGE",
                 "SUPPORTED_LANGUAGES", "UNSUPPORTED_", "MAX_CONTENT_LENGTH", "OFFERED_OPTIONS",
                 "SESSION_", "BREAKER_", "WEB_CONCURRENCY", "GUNICORN_", "PORT", "APP_LOG_LEVEL",
-                "WEBHOOKS", "REQUEST_READ_TIMEOUT")
+                "WEBHOOKS", "REQUEST_READ_TIMEOUT", "METRICS", "PROMETHEUS_")
 # Measured servers run in steady state: no worker recycling (GUNICORN_MAX_REQUESTS, 10,000 as
 # shipped), which a few rounds at thousands of req/s cross. A replaced worker's CPU time drops
 # out of `cpu_seconds` (negative CPU per request), and before the kit's worker retired

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from flask import Flask
 
-from . import cli, health, requestlog
+from . import cli, health, metrics, requestlog
 from .auth import build_verifier
 from .pipeline import Services, Step
 from .settings import Settings, SettingsError, load_settings
@@ -67,6 +67,7 @@ def create_app(config: Mapping[str, Any] | None = None,
     app.config["WEBHOOK_SETTINGS"] = settings
     services = app.extensions["webhooks"] = build_services(app, settings)
     requestlog.init_app(app)
+    metrics.init_app(app)
     for name in step_lists:
         module_name, steps_name = WEBHOOK_MODULES[name]
         module = importlib.import_module(f"{__name__}.{module_name}")

@@ -33,7 +33,7 @@ def test_the_settings_table_is_in_the_readme():
 
 
 def test_every_endpoint_is_documented(make_app):
-    app = make_app()
+    app = make_app(METRICS="on", EXPLORER_AUTH="none")
     rules = {(method, rule.rule) for rule in app.url_map.iter_rules()
              if rule.endpoint != "static" for method in rule.methods - {"HEAD", "OPTIONS"}}
     for method, path in rules:

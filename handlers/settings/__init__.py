@@ -113,6 +113,10 @@ class Settings:
     explorer_username: str | None = field(default=None, repr=False)
     explorer_password: str | None = field(default=None, repr=False)
 
+    # Prometheus metrics at /metrics (METRICS=on), behind a bearer token when METRICS_TOKEN is set.
+    metrics: bool = False
+    metrics_token: str | None = field(default=None, repr=False)
+
     def auth_for(self, webhook: str) -> AuthSettings:
         return self.auth[webhook]
 
@@ -280,6 +284,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         log_redact=read_flag(source, "LOG_REDACT", DEFAULTS["log_redact"]),
         log_retention_days=retention,
         **_explorer(source),
+        metrics=read_flag(source, "METRICS", DEFAULTS["metrics"]),
+        metrics_token=read_text(source, "METRICS_TOKEN"),
     )
     if "orchestrate" in settings.webhooks and settings.auth["orchestrate"].method == "jwt":
         # Orchestrate's connections send an API key, a token, Basic or OAuth 2 credentials; the

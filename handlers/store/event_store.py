@@ -37,6 +37,7 @@ from sqlalchemy.exc import (DataError, DBAPIError, IntegrityError, InterfaceErro
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from .. import metrics
 from ..settings import SettingsError
 from .commit import GROUP_COMMIT_DEFAULT, GroupCommitter, WriterLock
 from .deadlines import Budget
@@ -261,12 +262,14 @@ class EventStore(EventReports):
         """Insert `items` in one transaction: per item True (new), False (duplicate), or the
         StoreUnavailable that kept it out. Raises StoreUnavailable when none was stored. The
         outcome is what `check_writable` reports until the next write or probe."""
+        started = time.monotonic()
         try:
             results = self._write_attempts(items)
         except StoreUnavailable:
             self._failed_at = time.monotonic()
             raise
         self._failed_at = None
+        metrics.store_commit(len(items), time.monotonic() - started)
         return results
 
     def _write_attempts(self, items: list[LogEvent]) -> list[bool | StoreUnavailable]:

@@ -8,6 +8,7 @@ import json
 import pathlib
 from typing import Iterable, Sequence
 
+from .. import metrics
 from ..cache import SharedRedis, TTLCache
 from ..masking import TOKEN, mask
 from ..settings import SettingsError
@@ -117,13 +118,17 @@ class TranslationCache:
                 missing.append(text)
             else:
                 found[text] = hit
+        metrics.strings_served(provider, "cache", len(found))
         if missing and self.redis is not None:
             keys = [self._redis_key(provider, source, target, text) for text in missing]
             values = self.redis.run(lambda client: client.mget(keys), None) or []
+            shared = 0
             for text, value in zip(missing, values):
                 if value is not None:
                     found[text] = value
+                    shared += 1
                     self.local.set(self._digest(provider, source, target, text), value)
+            metrics.strings_served(provider, "redis", shared)
         return found
 
     def put(self, provider: str, source: str, target: str, text: str, translation: str) -> None:

@@ -16,6 +16,8 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable
 
+from .. import metrics
+
 log = logging.getLogger("handlers.translation")
 
 class CircuitBreaker:
@@ -45,6 +47,7 @@ class CircuitBreaker:
                 return True, False
             if self.state == "open" and self._clock() >= self._open_until:
                 self.state = "half_open"
+                metrics.breaker_state(self.name, self.state)
             if self.state == "half_open" and not self._probing:
                 self._probing = True
                 return True, True
@@ -55,6 +58,7 @@ class CircuitBreaker:
             was = self.state
             self.state, self.failures, self._probing = "closed", 0, False
         if was != "closed":
+            metrics.breaker_state(self.name, self.state)
             log.info("translator %s answered again: circuit closed", self.name)
 
     def failure(self) -> None:
@@ -67,6 +71,7 @@ class CircuitBreaker:
                 self.opened += 1
             else:
                 return
+        metrics.breaker_state(self.name, self.state)
         log.warning("translator %s %s: circuit open, no calls for %.0f s", self.name,
                     "still failing" if reopened else f"failed {self.failures} times in a row",
                     self.cooldown)

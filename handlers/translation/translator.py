@@ -10,6 +10,7 @@ from collections import Counter
 from concurrent.futures import Future, wait
 from typing import Any, Sequence
 
+from .. import metrics
 from ..cache import SharedRedis
 from ..settings import Settings
 from .memory import TranslationCache, TranslationMemory
@@ -67,6 +68,7 @@ class Translator:
         try:
             return self._translate_many(texts, source, target, timeout)
         finally:
+            metrics.stuck_threads(self.name, self.pool.stuck)
             if notes is not None:
                 if self.breaker.state != "closed":
                     notes["translator_breaker"] = self.breaker.state
@@ -84,6 +86,7 @@ class Translator:
         result = self.memory.lookup(wanted, source, target)
         if result:
             self._count(memory_hits=len(result))
+            metrics.strings_served(self.name, "memory", len(result))
         todo = [t for t in wanted if t not in result]
         if todo:
             cached = self.cache.get_many(self.name, source, target, todo)
@@ -94,6 +97,7 @@ class Translator:
         if todo:
             failures = self._call_provider(todo, source, target, deadline, result)
             if failures:
+                metrics.strings_failed(self.name, failures)
                 # While the circuit is open every request would say so; the breaker said it once.
                 level = logging.DEBUG if set(failures) == {"circuit_open"} else logging.WARNING
                 log.log(level, "translation %s->%s via %s: %d of %d strings left untranslated (%s)",
@@ -139,6 +143,7 @@ class Translator:
             allowed, probe = self.breaker.allow()
             if not allowed:
                 failures["circuit_open"] += len(batch)
+                metrics.provider_call(self.name, "breaker_open")
                 continue
             call = Call(batch, deadline, probe)
             calls[self.pool.submit(self._run, provider, call, source, target, src, tgt)] = call
@@ -166,6 +171,7 @@ class Translator:
                 continue
             failures["timeout"] += len(call.texts)
             self._count(timeouts=1)
+            metrics.provider_call(self.name, "timeout")
             self.pool.hold(+1)
             self.breaker.failure()
         return refused
@@ -195,10 +201,12 @@ class Translator:
         self._count(calls=1)
         error: BaseException | None = None
         translations: list[str | None] = []
+        started = time.monotonic()
         try:
             translations = provider.translate_batch(call.texts, src, tgt, call.deadline)
         except BaseException as exc:  # a provider of the team's may raise anything
             error = exc
+        metrics.provider_latency(self.name, time.monotonic() - started)
         with call.lock:
             call.finished = True
             abandoned = call.abandoned
@@ -206,11 +214,13 @@ class Translator:
             self.pool.hold(-1)  # its requester already counted the timeout against the breaker
         elif error is None:
             self.breaker.success()
+            metrics.provider_call(self.name, "ok")
         else:
             reason = failure_reason(error)
             # The client's read timeout can end the call just before the requester's wait does:
             # it is the same timeout, counted once either way.
             self._count(**({"timeouts": 1} if reason == "timeout" else {"failures": 1}))
+            metrics.provider_call(self.name, "timeout" if reason == "timeout" else "error")
             if is_outage(reason):
                 self.breaker.failure()
             elif call.probe:
@@ -222,6 +232,7 @@ class Translator:
             if isinstance(translation, str) and translation.strip():
                 answer[text] = translation
                 self.cache.put(self.name, source, target, text, translation)
+        metrics.strings_served(self.name, "provider", len(answer))
         return answer
 
 
