@@ -32,7 +32,6 @@ floor holds, no request failed and nothing acknowledged is missing.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -49,8 +48,9 @@ if str(REPO) not in sys.path:
 
 from bench import logs, postmessage, premessage  # noqa: E402
 from bench.harness import (ECHO_APP, KIT_APP, RESULT_HEAD, Load, Result,  # noqa: E402
-                           bench_lock, check_answers, gunicorn_settings, knobs, machine,
-                           measure_rounds, probe, result_cells, run_load, serve, summarise)
+                           bench_lock, check_answers, gunicorn_settings, machine,
+                           measure_rounds, probe, result_cells, round_arguments, run_load,
+                           serve, summarise)
 from tests.libre_server import LibreServer  # noqa: E402
 
 PLAIN_APP = "bench.plain_log_app:app"
@@ -151,15 +151,7 @@ def cpu_ratio(top: Result, bottom: Result) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=None,
-                        help="seconds per run (BENCH_DURATION, 8)")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds (BENCH_ROUNDS, 3)")
-    parser.add_argument("--connections", type=int, default=None,
-                        help="connections (BENCH_CONNECTIONS, 16)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per server (2)")
-    args = parser.parse_args(argv)
-    duration, rounds, connections = knobs(args.duration, args.rounds, args.connections)
+    duration, rounds, connections, warmup = round_arguments(__doc__.splitlines()[0], argv)
     how = os.environ.get("BENCH_SUMMARY", "best")
 
     print(f"machine: {machine()}")
@@ -169,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
           f"all: {conf.get('workers')} workers x {conf.get('threads')} threads "
           f"({conf.get('worker_class')})")
     print(f"load: {connections} connections, {rounds} x {duration:g} s per server and case "
-          f"after {args.warmup:g} s warm-up; {how} of the rounds shown", flush=True)
+          f"after {warmup:g} s warm-up; {how} of the rounds shown", flush=True)
 
     measured: dict[str, dict[str, list[Result]]] = {}
     problems: list[str] = []
@@ -187,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  post-message: translator quiet after {runs} warm-up run(s) of 1 s")
                 libre.reset_counts()
                 results = measure_rounds(chosen, case.load, duration=duration, rounds=rounds,
-                                         connections=connections, warmup=args.warmup)
+                                         connections=connections, warmup=warmup)
                 measured[case.name] = results
                 per_round = ", ".join("/".join(f"{results[who][n].rps:.0f}"
                                                for who in case.servers) for n in range(rounds))

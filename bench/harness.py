@@ -727,6 +727,23 @@ def knobs(duration: float | None = None, rounds: int | None = None,
             connections or _int_env("BENCH_CONNECTIONS", 16))
 
 
+def round_arguments(description: str, argv: Sequence[str] | None = None
+                    ) -> tuple[float, int, int, float]:
+    """(duration, rounds, connections, warm-up seconds) from a script's command line
+    (--duration, --rounds, --connections, --warmup), defaulting as `knobs` does."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--duration", type=float, default=None,
+                        help="seconds per run (BENCH_DURATION, 8)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (BENCH_ROUNDS, 3)")
+    parser.add_argument("--connections", type=int, default=None,
+                        help="connections (BENCH_CONNECTIONS, 16)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per server (2)")
+    args = parser.parse_args(argv)
+    return (*knobs(args.duration, args.rounds, args.connections), args.warmup)
+
+
 def check_answers(servers: Mapping[str, str], load: Load) -> None:
     """One request of `load` on each server must answer 2xx before anything is measured (a
     benchmark of 4xx answers measures nothing); RuntimeError names the server otherwise."""

@@ -16,7 +16,6 @@ request failed; the last line of the scrape is printed to show the metrics were 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -30,8 +29,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import floors, postmessage  # noqa: E402
-from bench.harness import (KIT_APP, RESULT_HEAD, bench_lock, check_answers, knobs,  # noqa: E402
-                           machine, measure_rounds, probe, result_cells, serve, summarise)
+from bench.harness import (KIT_APP, RESULT_HEAD, bench_lock, check_answers,  # noqa: E402
+                           machine, measure_rounds, probe, result_cells, round_arguments,
+                           serve, summarise)
 from tests.libre_server import LibreServer  # noqa: E402
 
 TARGET = 0.95   # METRICS=on keeps at least this share of the throughput with it off
@@ -46,19 +46,11 @@ def scraped_requests(url: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=None,
-                        help="seconds per run (BENCH_DURATION, 8)")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds (BENCH_ROUNDS, 3)")
-    parser.add_argument("--connections", type=int, default=None,
-                        help="connections (BENCH_CONNECTIONS, 16)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per server (2)")
-    args = parser.parse_args(argv)
-    duration, rounds, connections = knobs(args.duration, args.rounds, args.connections)
+    duration, rounds, connections, warmup = round_arguments(__doc__.splitlines()[0], argv)
     how = os.environ.get("BENCH_SUMMARY", "best")
     print(f"machine: {machine()}")
     print(f"load: {connections} connections, {rounds} x {duration:g} s per server and case "
-          f"after {args.warmup:g} s warm-up; {how} of the rounds shown", flush=True)
+          f"after {warmup:g} s warm-up; {how} of the rounds shown", flush=True)
 
     problems: list[str] = []
     lines: list[str] = []
@@ -82,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                         postmessage.check_translated(json.loads(answer), postmessage.STRINGS)
                         floors.warm_cache(url, case.load, libre, connections)
                 results = measure_rounds(urls, case.load, duration=duration, rounds=rounds,
-                                         connections=connections, warmup=args.warmup)
+                                         connections=connections, warmup=warmup)
                 off, on = summarise(results["off"], how), summarise(results["on"], how)
                 for result in (off, on):
                     if result.non2xx or result.errors:

@@ -29,12 +29,22 @@ class HttpProvider(Provider):
     """A provider reached through the kit's pooled session (see transport.py)."""
 
     default_url = ""
+    # The deep-translator table of the provider's language codes (None: the code as it is).
+    code_table: str | None = None
 
     def __init__(self, name: str, settings: Settings) -> None:
         self.name = name
         self.key = settings.translator_api_key
         self.base = (settings.translator_url or self.default_url).rstrip("/")
         self.http = ProviderSession(settings.translation_concurrency)
+        self.codes: list[str] | None = None
+        if self.code_table:
+            from deep_translator import constants
+
+            self.codes = list(getattr(constants, self.code_table).values())
+
+    def code_for(self, language: str) -> str | None:
+        return map_code(language, self.codes)
 
     def post(self, path: str, deadline: float, **options: Any) -> Any:
         return self.http.request("POST", self.base + path, deadline, **options)
@@ -51,6 +61,14 @@ def strings(answer: Any, count: int) -> list[str | None]:
     if not isinstance(answer, list) or len(answer) != count:
         raise TranslationError("invalid_answer")
     return [item if isinstance(item, str) and item.strip() else None for item in answer]
+
+
+def only_text(texts: Sequence[str], max_chars: int) -> str:
+    """The one text of a call to a provider that takes one (batch_size 1), within its limit."""
+    [text] = texts
+    if len(text) > max_chars:
+        raise TranslationError("text_rejected")
+    return text
 
 
 class LibreClient(HttpProvider):
@@ -119,6 +137,7 @@ class DeeplClient(HttpProvider):
     """DeepL API v2: POST /v2/translate, `Authorization: DeepL-Auth-Key`, `text` a list (<= 50)."""
 
     batch_size = 50
+    code_table = "DEEPL_LANGUAGE_TO_CODE"
     # DeepL wants a variant for these targets ("EN" and "PT" alone are deprecated as targets).
     TARGETS = {"en": "EN-US", "pt": "PT-BR"}
 
@@ -128,12 +147,6 @@ class DeeplClient(HttpProvider):
         super().__init__(name, settings)
         self.formality = settings.translator_formality
         self.glossary_id = settings.translator_glossary_id
-        from deep_translator import constants
-
-        self.codes = list(constants.DEEPL_LANGUAGE_TO_CODE.values())
-
-    def code_for(self, language: str) -> str | None:
-        return map_code(language, self.codes)
 
     def translate_batch(self, texts: Sequence[str], source: str, target: str,
                         deadline: float) -> list[str | None]:
@@ -179,15 +192,7 @@ class GoogleCloudClient(HttpProvider):
 
     batch_size = 128
     default_url = "https://translation.googleapis.com"
-
-    def __init__(self, name: str, settings: Settings) -> None:
-        super().__init__(name, settings)
-        from deep_translator import constants
-
-        self.codes = list(constants.GOOGLE_LANGUAGES_TO_CODES.values())
-
-    def code_for(self, language: str) -> str | None:
-        return map_code(language, self.codes)
+    code_table = "GOOGLE_LANGUAGES_TO_CODES"
 
     def translate_batch(self, texts: Sequence[str], source: str, target: str,
                         deadline: float) -> list[str | None]:
@@ -205,22 +210,11 @@ class MyMemoryClient(HttpProvider):
     error is a failure here, never a "translation" shown to the customer."""
 
     default_url = "https://api.mymemory.translated.net"
-    MAX_CHARS = 500  # MyMemory's limit per text
-
-    def __init__(self, name: str, settings: Settings) -> None:
-        super().__init__(name, settings)
-        from deep_translator import constants
-
-        self.codes = list(constants.MY_MEMORY_LANGUAGES_TO_CODES.values())
-
-    def code_for(self, language: str) -> str | None:
-        return map_code(language, self.codes)
+    code_table = "MY_MEMORY_LANGUAGES_TO_CODES"
 
     def translate_batch(self, texts: Sequence[str], source: str, target: str,
                         deadline: float) -> list[str | None]:
-        [text] = texts
-        if len(text) > self.MAX_CHARS:
-            raise TranslationError("text_rejected")
+        text = only_text(texts, 500)  # MyMemory's limit per text
         answer = self.http.request("GET", self.base + "/get", deadline,
                                    params={"q": text, "langpair": f"{source}|{target}"})
         status = str(answer.get("responseStatus", "")) if isinstance(answer, dict) else ""
@@ -234,24 +228,13 @@ class GoogleWebClient(HttpProvider):
     `result-container`, one string per call. Unofficial: fine to try, unreliable at volume."""
 
     default_url = "https://translate.google.com"
-    MAX_CHARS = 5000
-
-    def __init__(self, name: str, settings: Settings) -> None:
-        super().__init__(name, settings)
-        from deep_translator import constants
-
-        self.codes = list(constants.GOOGLE_LANGUAGES_TO_CODES.values())
-
-    def code_for(self, language: str) -> str | None:
-        return map_code(language, self.codes)
+    code_table = "GOOGLE_LANGUAGES_TO_CODES"
 
     def translate_batch(self, texts: Sequence[str], source: str, target: str,
                         deadline: float) -> list[str | None]:
         from bs4 import BeautifulSoup
 
-        [text] = texts
-        if len(text) > self.MAX_CHARS:
-            raise TranslationError("text_rejected")
+        text = only_text(texts, 5000)  # what the page takes
         page = self.http.request("GET", self.base + "/m", deadline, html=True,
                                  params={"sl": source, "tl": target, "q": text})
         soup = BeautifulSoup(page, "html.parser")
