@@ -1,7 +1,8 @@
-"""Schema version 1 -> 2 in place, on SQLite and PostgreSQL: a database made by the previous
-kit (its table, indexes and version row, with events in it) is opened by the new code, which
-adds the explorer's columns and index, fills them for the stored events from their raw JSON,
-records version 2, and keeps every row as it was."""
+"""Schema versions 1 and 2 -> 3 in place, on SQLite and PostgreSQL: a database made by an
+earlier kit (its table, indexes and version row, with events in it) is opened by the new code,
+which adds the explorer's columns and index (from 1), fills them for the stored events from
+their raw JSON, creates the overview's roll-up tables (empty: the readers fill them), records
+version 3, and keeps every row as it was."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float, Index, Int
                         String, Table, Text, UniqueConstraint, create_engine, inspect, select)
 
 from handlers.logs import raw_json
-from handlers.store import EventStore, Filters, events, normalize_url
+from handlers.store import SCHEMA_VERSION, EventStore, Filters, events, normalize_url
+from handlers.store.schema import hourly, rolled_hours, schema_version, session_hours
 from logs_support import cdr_body, message_body, pg_store_url, store_url  # noqa: F401
 
 DAY = datetime(2024, 5, 1, 9, 30)
@@ -86,7 +88,9 @@ def test_a_version_1_database_upgrades_in_place(store_url: str) -> None:
         before = [tuple(row) for row in connection.execute(select(old).order_by(old.c.id))]
 
     store = EventStore.open(store_url)
-    assert store.schema_version() == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert {"log_hourly", "log_session_hours", "log_rolled_hours"} <= \
+        set(inspect(engine).get_table_names())
     columns = {column["name"] for column in inspect(engine).get_columns("log_events")}
     assert {"original_text", "environment", "translation_failed", "end_reason"} <= columns
     indexes = {index["name"] for index in inspect(engine).get_indexes("log_events")}
@@ -106,7 +110,29 @@ def test_a_version_1_database_upgrades_in_place(store_url: str) -> None:
     assert figures["translation_failures"] == 1 and figures["calls"]["end_reasons"] == \
         {"caller_hangup": 1}
     # Opening it again changes nothing.
-    assert EventStore.open(store_url).create_schema() == 2
+    assert EventStore.open(store_url).create_schema() == 3
     with engine.connect() as connection:
         assert connection.execute(select(events).order_by(events.c.id)).all() == rows
+    engine.dispose()
+
+
+def test_a_version_2_database_gets_the_roll_up_tables(store_url: str) -> None:
+    store = EventStore.open(store_url)
+    engine = store.engine
+    rows = old_rows()[:3]
+    with engine.begin() as connection:   # what version 2 was: these tables absent
+        for table in (hourly, session_hours, rolled_hours):
+            table.drop(connection)
+        connection.execute(schema_version.delete())
+        connection.execute(schema_version.insert().values(version=2, applied_at=DAY))
+        connection.execute(events.insert(), rows)
+    period = Filters(DAY - timedelta(hours=2), DAY + timedelta(hours=2))
+
+    upgraded = EventStore.open(store_url)
+    assert upgraded.schema_version() == 3
+    figures = upgraded.overview(period)
+    assert (figures["messages"], figures["sessions"], figures["calls"]["count"]) == (2, 1, 1)
+    with engine.connect() as connection:   # the whole hours of the period were rolled up
+        assert connection.execute(select(rolled_hours.c.hour).order_by(rolled_hours.c.hour)) \
+            .scalars().all() == [DAY.replace(minute=0) + timedelta(hours=n) for n in (-1, 0, 1)]
     engine.dispose()

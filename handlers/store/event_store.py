@@ -43,6 +43,7 @@ from .commit import GROUP_COMMIT_DEFAULT, GroupCommitter, WriterLock
 from .deadlines import Budget
 from .raw_insert import insert_raw
 from .reports import EventReports
+from .rollup import HOUR, RollUp, ceil_hour
 from .upgrade import add_missing_columns, backfill_version_2
 from .schema import (DEFAULT_TIMEOUT, SCHEMA_VERSION, STARTUP_TIMEOUT, LogEvent, StoreUnavailable,
                      build_engine, events, metadata, normalize_url, safe_url, schema_version,
@@ -110,6 +111,7 @@ class EventStore(EventReports):
             and not database.startswith("file:") else None
         self.committer = GroupCommitter(self._write, wait=timeout,
                                         gate=self._writer) if group_commit else None
+        self.rollup = RollUp(self.engine, self._writer)
 
     @classmethod
     def open(cls, url: str, **options: Any) -> "EventStore":
@@ -253,10 +255,22 @@ class EventStore(EventReports):
         return stored
 
     def add_many(self, items: Sequence[LogEvent]) -> list[bool]:
-        """Store several events in one transaction (tests, imports)."""
+        """Store several events in one transaction (tests, imports). They may belong to past
+        hours: the overview's roll-up of those hours is dropped, to be counted again."""
         with self.budget.within():
             self._ensure_schema()
-            return [_outcome(result) for result in self._write(list(items))]
+            results = [_outcome(result) for result in self._write(list(items))]
+            if items:
+                times = [item.received_at for item in items]
+                self._forget_rollup(min(times), max(times) + HOUR)
+            return results
+
+    def _forget_rollup(self, since: datetime | None, until: datetime | None) -> None:
+        try:
+            with self._writer(), self.engine.begin() as connection:
+                self.rollup.forget(connection, since, until)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
 
     def _write(self, items: list[LogEvent]) -> list[bool | StoreUnavailable]:
         """Insert `items` in one transaction: per item True (new), False (duplicate), or the
@@ -357,9 +371,12 @@ class EventStore(EventReports):
                         events.delete().where(events.c.id.in_(doomed.scalar_subquery()))).rowcount
                 total += deleted
                 if deleted < PURGE_BATCH:
-                    return total
+                    break
         except SQLAlchemyError as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
+        if total:
+            self._forget_rollup(None, ceil_hour(cutoff))
+        return total
 
     def _maybe_purge(self) -> None:
         """Run the retention purge in the background if it has not run for an hour."""

@@ -10,15 +10,16 @@ Unlike a log request these have no deadline: they lift the webhook's statement t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import and_, case, func, literal, or_, select, text, tuple_
+from sqlalchemy import Table, and_, case, func, literal, or_, select, text, tuple_, union
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .schema import StoreUnavailable, events
+from .rollup import RollUp, Split, split
+from .schema import StoreUnavailable, events, hourly, session_hours
 
 
 @dataclass(frozen=True)
@@ -32,19 +33,25 @@ class Filters:
     environment: str | None = None
     language: str | None = None
 
-    def where(self, event: str) -> Any:
-        conditions = [events.c.event == event]
+    def where(self, event: str, table: Table = events) -> Any:
+        """The conditions on the events, or on a roll-up table (rollup.py: its `hour`)."""
+        time = table.c.received_at if table is events else table.c.hour
+        conditions = [table.c.event == event] if "event" in table.c else []
         if self.since is not None:
-            conditions.append(events.c.received_at >= self.since)
+            conditions.append(time >= self.since)
         if self.until is not None:
-            conditions.append(events.c.received_at < self.until)
+            conditions.append(time < self.until)
         if self.assistant:
-            conditions.append(events.c.assistant_id == self.assistant)
+            conditions.append(table.c.assistant_id == self.assistant)
         if self.environment:
-            conditions.append(events.c.environment == self.environment)
+            conditions.append(table.c.environment == self.environment)
         if self.language and event == "message_logged":
-            conditions.append(events.c.language == self.language)
-        return and_(*conditions)
+            conditions.append(table.c.language == self.language)
+        return and_(True, *conditions)
+
+    def during(self, period: tuple[datetime | None, datetime | None]) -> "Filters":
+        """The same filters over another period (a part of this one)."""
+        return replace(self, since=period[0], until=period[1])
 
 
 # Sessions listed per page of the explorer (keyset pagination: the page after a cursor).
@@ -55,6 +62,7 @@ class EventReports:
     """count, iter_events and stats over `self.engine` (set by EventStore)."""
 
     engine: Engine
+    rollup: RollUp
 
     @property
     def dialect(self) -> str:
@@ -116,6 +124,7 @@ class EventReports:
         where = self._filters(since, until)
         messages = and_(where, events.c.event == "message_logged")
         day = func.date(events.c.received_at)
+        plan = self._plan(Filters(since, until))
         with self._connect() as connection, connection.begin():
             self._no_statement_timeout(connection)
             per_day: dict[str, dict[str, int]] = {}
@@ -124,7 +133,7 @@ class EventReports:
                     .where(where).group_by(day, events.c.event).order_by(day, events.c.event)):
                 key = row.day.isoformat() if isinstance(row.day, date) else str(row.day)
                 per_day.setdefault(key, {})[row.event] = row.n
-            figures = self._overview(connection, Filters(since, until), supported)
+            figures = self._overview(connection, Filters(since, until), plan, supported)
             totals = connection.execute(select(
                 func.sum(case((events.c.agent_transfer.is_(True), 1), else_=0)).label("transfers"),
             ).where(messages)).one()
@@ -166,51 +175,46 @@ class EventReports:
         """The explorer's overview: the figures `logs stats` prints for the same period, plus
         messages per hour or day (`bucket`). `supported`: SUPPORTED_LANGUAGES, to count the
         replies in a language the assistant does not serve."""
+        plan = self._plan(filters)
         with self._connect() as connection, connection.begin():
             self._no_statement_timeout(connection)
-            return self._overview(connection, filters, supported, bucket)
+            return self._overview(connection, filters, plan, supported, bucket)
 
-    def _overview(self, connection: Connection, filters: Filters,
+    def _plan(self, filters: Filters) -> Split:
+        """Which part of the period the roll-up serves (filled first where it lacks hours);
+        the rest is counted from the events (see rollup.py)."""
+        first = None
+        if filters.since is None:
+            with self._connect() as connection:
+                first = connection.execute(select(func.min(events.c.received_at))).scalar()
+        plan = split(filters.since, filters.until, first)
+        if plan.rolled is not None and not self.rollup.ready(*plan.rolled):
+            return Split(None, ((filters.since, filters.until),))
+        return plan
+
+    def _overview(self, connection: Connection, filters: Filters, plan: Split,
                   supported: Sequence[str] | None, bucket: str | None = None) -> dict[str, Any]:
-        messages = filters.where("message_logged")
-        slot = self._bucket(bucket) if bucket else literal("")
-        # One pass over the covering index gives the total, the chart, the languages and the
-        # failures: grouped by (slot, language, failed), summed here (a few hundred rows).
+        # Grouped by (slot, language, failed), from the events of the edges and the roll-up of
+        # the hours between, then summed here (a few thousand rows at most).
         per_slot: dict[str, int] = {}
         languages: dict[str, int] = {}
         failures = total = 0
-        for row in connection.execute(
-                select(slot.label("slot"), events.c.language, events.c.translation_failed,
-                       func.count().label("n")).where(messages)
-                .group_by(slot, events.c.language, events.c.translation_failed)):
+        for row in self._message_groups(connection, filters, plan, bucket):
             total += row.n
             if bucket:
                 label = self._label(row.slot, bucket)
                 per_slot[label] = per_slot.get(label, 0) + row.n
             code = row.language or "unknown"
             languages[code] = languages.get(code, 0) + row.n
-            if row.translation_failed:
+            if row.flag:
                 failures += row.n
-        if self.dialect == "postgresql":
-            # count(DISTINCT) sorts; a grouped subquery hashes: the same number, faster.
-            distinct = select(events.c.session_id).where(
-                messages, events.c.session_id.is_not(None)).group_by(events.c.session_id) \
-                .subquery()
-            sessions = connection.execute(select(func.count()).select_from(distinct)).scalar_one()
-        else:
-            # SQLite would group along the session index, visiting every row: count(DISTINCT)
-            # stays on the covering index.
-            sessions = connection.execute(
-                select(func.count(events.c.session_id.distinct())).where(messages)).scalar_one()
+        sessions = self._sessions_count(connection, filters, plan)
         unsupported = sum(n for code, n in languages.items()
                           if supported and code != "unknown" and code not in supported)
         calls = {"count": 0, "transferred": 0, "end_reasons": {}}
-        for row in connection.execute(
-                select(events.c.end_reason, events.c.agent_transfer, func.count().label("n"))
-                .where(filters.where("cdr_logged"))
-                .group_by(events.c.end_reason, events.c.agent_transfer)):
+        for row in self._call_groups(connection, filters, plan):
             calls["count"] += row.n
-            calls["transferred"] += row.n if row.agent_transfer else 0
+            calls["transferred"] += row.n if row.flag else 0
             reason = row.end_reason or "unknown"
             calls["end_reasons"][reason] = calls["end_reasons"].get(reason, 0) + row.n
         calls["end_reasons"] = dict(sorted(calls["end_reasons"].items(),
@@ -226,6 +230,66 @@ class EventReports:
         if bucket:
             figures["per_" + bucket] = dict(sorted(per_slot.items()))
         return figures
+
+    def _message_groups(self, connection: Connection, filters: Filters, plan: Split,
+                        bucket: str | None) -> list[Any]:
+        rows: list[Any] = []
+        slot = self._bucket(bucket) if bucket else literal("")
+        for period in plan.edges:
+            rows += connection.execute(
+                select(slot.label("slot"), events.c.language,
+                       events.c.translation_failed.label("flag"), func.count().label("n"))
+                .where(filters.during(period).where("message_logged"))
+                .group_by(slot, events.c.language, events.c.translation_failed)).all()
+        if plan.rolled is not None:
+            hour = [hourly.c.hour] if bucket else []
+            rows += connection.execute(
+                select((hourly.c.hour if bucket else literal("")).label("slot"),
+                       hourly.c.language, hourly.c.flag, func.sum(hourly.c.n).label("n"))
+                .where(filters.during(plan.rolled).where("message_logged", hourly))
+                .group_by(*hour, hourly.c.language, hourly.c.flag)).all()
+        return rows
+
+    def _call_groups(self, connection: Connection, filters: Filters, plan: Split) -> list[Any]:
+        rows: list[Any] = []
+        for period in plan.edges:
+            rows += connection.execute(
+                select(events.c.end_reason, events.c.agent_transfer.label("flag"),
+                       func.count().label("n"))
+                .where(filters.during(period).where("cdr_logged"))
+                .group_by(events.c.end_reason, events.c.agent_transfer)).all()
+        if plan.rolled is not None:
+            rows += connection.execute(
+                select(hourly.c.end_reason, hourly.c.flag, func.sum(hourly.c.n).label("n"))
+                .where(filters.during(plan.rolled).where("cdr_logged", hourly))
+                .group_by(hourly.c.end_reason, hourly.c.flag)).all()
+        return rows
+
+    def _sessions_count(self, connection: Connection, filters: Filters, plan: Split) -> int:
+        """Distinct sessions with a message in the period: the roll-up's hours and the edges'
+        events in one UNION (a session spans hours: counts cannot be added)."""
+        if plan.rolled is None:
+            return self._raw_sessions_count(connection, filters)
+        parts = [select(events.c.session_id).where(filters.during(period).where("message_logged"),
+                                                   events.c.session_id.is_not(None))
+                 for period in plan.edges]
+        parts.append(select(session_hours.c.session_id).where(
+            filters.during(plan.rolled).where("message_logged", session_hours)))
+        distinct = (union(*parts) if len(parts) > 1 else parts[0].distinct()).subquery()
+        return connection.execute(select(func.count()).select_from(distinct)).scalar_one()
+
+    def _raw_sessions_count(self, connection: Connection, filters: Filters) -> int:
+        messages = filters.where("message_logged")
+        if self.dialect == "postgresql":
+            # count(DISTINCT) sorts; a grouped subquery hashes: the same number, faster.
+            distinct = select(events.c.session_id).where(
+                messages, events.c.session_id.is_not(None)).group_by(events.c.session_id) \
+                .subquery()
+            return connection.execute(select(func.count()).select_from(distinct)).scalar_one()
+        # SQLite would group along the session index, visiting every row: count(DISTINCT)
+        # stays on the covering index.
+        return connection.execute(
+            select(func.count(events.c.session_id.distinct())).where(messages)).scalar_one()
 
     def _bucket(self, bucket: str) -> Any:
         """The hour or day of received_at, cheaply: on SQLite the stored text's prefix

@@ -23,7 +23,9 @@ from ..settings import SettingsError
 
 # 2: the explorer's columns (original_text, environment, translation_failed, end_reason) and
 # its covering index; `upgrade.py` brings a version 1 database there in place.
-SCHEMA_VERSION = 2
+# 3: the overview's hourly roll-up tables (log_hourly, log_session_hours, log_rolled_hours),
+# created empty and filled by the readers (rollup.py).
+SCHEMA_VERSION = 3
 # Seconds a log request may spend on the database (pool, connect, statement, locks) before the
 # webhook gives up and answers 503 (DATABASE_TIMEOUT): the bound is 2 s from a silent
 # partition, and the watchdog that enforces it looks every WATCHDOG_PERIOD seconds.
@@ -75,6 +77,41 @@ Index("ix_log_events_session_id", events.c.session_id)
 Index("ix_log_events_overview", events.c.event, events.c.received_at, events.c.language,
       events.c.translation_failed, events.c.session_id, events.c.assistant_id,
       events.c.environment)
+
+# Version 3: what the explorer's overview (and `logs stats`) reads for whole past hours instead
+# of the events, filled by the readers the first time a period asks for an hour (rollup.py).
+# log_hourly: the count of each hour's events by the overview's dimensions; `flag` is
+# translation_failed for a message, agent_transfer for a call.
+hourly = Table(
+    "log_hourly", metadata,
+    Column("hour", DateTime(), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("assistant_id", String(MAX_ID_LENGTH)),
+    Column("environment", String(MAX_ID_LENGTH)),
+    Column("language", String(32)),
+    Column("end_reason", String(64)),
+    Column("flag", Boolean()),
+    Column("n", Integer(), nullable=False),
+)
+Index("ix_log_hourly_hour", hourly.c.hour)
+# Sessions cannot be summed over hours (one spans several): each hour's distinct sessions, with
+# the dimensions the overview filters on, so a period's sessions are one count(DISTINCT) over
+# far fewer rows than its messages.
+session_hours = Table(
+    "log_session_hours", metadata,
+    Column("hour", DateTime(), nullable=False),
+    Column("session_id", String(MAX_ID_LENGTH), nullable=False),
+    Column("assistant_id", String(MAX_ID_LENGTH)),
+    Column("environment", String(MAX_ID_LENGTH)),
+    Column("language", String(32)),
+)
+Index("ix_log_session_hours", session_hours.c.hour, session_hours.c.session_id,
+      session_hours.c.assistant_id, session_hours.c.environment, session_hours.c.language)
+# The hours the two tables above hold (an hour with no events is rolled up too).
+rolled_hours = Table(
+    "log_rolled_hours", metadata,
+    Column("hour", DateTime(), primary_key=True),
+)
 
 schema_version = Table(
     "log_schema_version", metadata,
