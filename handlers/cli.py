@@ -106,16 +106,18 @@ until_option = click.option("--until", type=When(),
 
 @logs_cli.command("init-db")
 def init_db() -> None:
-    """Create the event store's tables (if missing) and record the schema version."""
+    """Create the event store's tables (if missing), record the schema version and fill the
+    explorer's hourly roll-up of the stored events."""
     from .store import StoreUnavailable, safe_url
 
     store = _event_store()
     try:
         version = store.create_schema()
+        rolled = store.roll_up()
     except StoreUnavailable as exc:
         _fail_unavailable(exc)
     click.echo(f"log store ready: {safe_url(store.url)} ({store.dialect}, "
-               f"schema version {version})")
+               f"schema version {version}); explorer roll-up: {rolled} hours")
 
 
 @logs_cli.command("export")

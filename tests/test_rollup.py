@@ -170,3 +170,14 @@ def test_what_the_webhook_writes_now_counts_at_once(store: EventStore):
                               language="en"))
     after = store.overview(Filters(now - timedelta(days=1), None))
     assert after["messages"] == before + 1
+
+
+def test_init_db_fills_the_roll_up_before_anyone_looks(make_app, store_url):
+    app = make_app(DATABASE_URL=store_url, WEBHOOKS="logs")
+    store = app.extensions["webhooks"].store
+    now = utcnow()
+    store.add_many(history(now, count=100))
+    result = app.test_cli_runner().invoke(args=["logs", "init-db"])
+    assert result.exit_code == 0, result.output
+    held = rolled(store)
+    assert held >= 3 * 24 - 2 and f"explorer roll-up: {held} hours" in result.output

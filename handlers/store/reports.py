@@ -18,7 +18,7 @@ from sqlalchemy import Table, and_, case, func, literal, or_, select, text, tupl
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .rollup import RollUp, Split, split
+from .rollup import RollUp, Split, hours, split
 from .schema import StoreUnavailable, events, hourly, session_hours
 
 
@@ -179,6 +179,12 @@ class EventReports:
         with self._connect() as connection, connection.begin():
             self._no_statement_timeout(connection)
             return self._overview(connection, filters, plan, supported, bucket)
+
+    def roll_up(self) -> int:
+        """Fill the overview's roll-up of every closed hour now, so that the first view after
+        an upgrade is not the one that waits (`logs init-db`); returns the hours it holds."""
+        plan = self._plan(Filters())
+        return 0 if plan.rolled is None else sum(1 for _ in hours(*plan.rolled))
 
     def _plan(self, filters: Filters) -> Split:
         """Which part of the period the roll-up serves (filled first where it lacks hours);
