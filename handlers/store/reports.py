@@ -189,10 +189,8 @@ class EventReports:
     def _plan(self, filters: Filters) -> Split:
         """Which part of the period the roll-up serves (filled first where it lacks hours);
         the rest is counted from the events (see rollup.py)."""
-        first = None
-        if filters.since is None:
-            with self._connect() as connection:
-                first = connection.execute(select(func.min(events.c.received_at))).scalar()
+        with self._connect() as connection:
+            first = connection.execute(select(func.min(events.c.received_at))).scalar()
         plan = split(filters.since, filters.until, first)
         if plan.rolled is not None and not self.rollup.ready(*plan.rolled):
             return Split(None, ((filters.since, filters.until),))

@@ -61,11 +61,13 @@ class Split:
 def split(since: datetime | None, until: datetime | None, first: datetime | None,
           now: datetime | None = None) -> Split:
     """Split [since, until) at the hours the roll-up can serve. `first`: when the oldest
-    event was received (None: the store is empty)."""
+    event was received (None: the store is empty); no hour before its is rolled up."""
+    if first is None:
+        return Split(None, ((since, until),))
     closed = floor_hour((now or utcnow()) - GRACE)
     end = closed if until is None else min(floor_hour(until), closed)
-    start = ceil_hour(since) if since is not None else (floor_hour(first) if first else None)
-    if start is None or start >= end:
+    start = floor_hour(first) if since is None else max(ceil_hour(since), floor_hour(first))
+    if start >= end:
         return Split(None, ((since, until),))
     edges = []
     if since is not None and since < start:
