@@ -6,17 +6,20 @@ Where things are:
 | module | holds |
 |---|---|
 | schema.py | the table, the row (`LogEvent`), URLs, the engine and its options |
-| event_store.py | `EventStore`: add (durable, idempotent), readiness, retention purge |
+| event_store.py | `EventStore`: add (durable, idempotent), readiness |
+| retention.py | the retention purge (`LOG_RETENTION_DAYS`, `logs purge`) |
 | raw_insert.py | the insert of every event, at the driver's level (kept by measurement) |
 | commit.py | group commit and SQLite's writer lock across processes |
 | deadlines.py | the request's budget, the PostgreSQL watchdog, bounded connects |
 | reports.py | count, export and stats for `flask logs ...`; the explorer's queries |
+| rollup.py | the overview's hourly roll-up of past hours (schema version 3) |
 | upgrade.py | schema version steps (an older database upgraded in place) |
 """
 
 from .commit import GroupCommitter
-from .event_store import PROBE_EVENT, PURGE_BATCH, EventStore
+from .event_store import PROBE_EVENT, EventStore
 from .reports import Filters
+from .retention import PURGE_BATCH
 from .schema import (COLUMNS, MAX_ID_LENGTH, SCHEMA_VERSION, LogEvent, StoreUnavailable,
                      default_url, events, normalize_url, safe_url, schema_version, utcnow)
 

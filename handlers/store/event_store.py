@@ -16,7 +16,8 @@ Losing or duplicating events is the failure that matters, so:
 - Readiness (`check_writable`, /readyz) is the ability to write: a recent failed write, or a
   probe that inserts an event-sized row and rolls it back, says 503.
 - Concurrent inserts of one process are grouped into one transaction (commit.py).
-- `LOG_RETENTION_DAYS` purges old events at most once an hour, from a background thread.
+- `LOG_RETENTION_DAYS` purges old events at most once an hour, from a background thread
+  (retention.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import logging
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Sequence
 
 from sqlalchemy import event, func, select, text
@@ -43,7 +44,8 @@ from .commit import GROUP_COMMIT_DEFAULT, GroupCommitter, WriterLock
 from .deadlines import Budget
 from .raw_insert import insert_raw
 from .reports import EventReports
-from .rollup import HOUR, RollUp, ceil_hour
+from .retention import Retention
+from .rollup import HOUR, RollUp
 from .upgrade import add_missing_columns, backfill_version_2
 from .schema import (DEFAULT_TIMEOUT, SCHEMA_VERSION, STARTUP_TIMEOUT, LogEvent, StoreUnavailable,
                      build_engine, events, metadata, normalize_url, safe_url, schema_version,
@@ -61,8 +63,6 @@ RECENT_FAILURE = 3.0
 # and costs no fsync.
 PROBE_EVENT = "readiness_probe"
 PROBE_SIZE = 4096
-PURGE_INTERVAL = 3600.0
-PURGE_BATCH = 1000
 
 
 def insert_ignoring_duplicates_core(dialect: str) -> Any:
@@ -76,7 +76,7 @@ def insert_ignoring_duplicates_core(dialect: str) -> Any:
         events.c.event, events.c.idempotency_key)
 
 
-class EventStore(EventReports):
+class EventStore(EventReports, Retention):
     """The log events table and everything done with it: insert, readiness, purge; export and
     stats come from EventReports."""
 
@@ -351,54 +351,6 @@ class EventStore(EventReports):
         except SQLAlchemyError as exc:
             log.warning("log store write failed: %s", type(exc).__name__)
             return StoreUnavailable(type(exc).__name__)
-
-    # --- retention -------------------------------------------------------------------------
-
-    def purge(self, older_than_days: float, *, now: datetime | None = None) -> int:
-        """Delete events received more than `older_than_days` ago; returns how many.
-
-        Deletes in batches of PURGE_BATCH rows, one short transaction each, so inserts (which
-        need SQLite's single write lock) are never held up for long.
-        """
-        self._ensure_schema()
-        cutoff = (now or utcnow()) - timedelta(days=older_than_days)
-        doomed = select(events.c.id).where(events.c.received_at < cutoff).limit(PURGE_BATCH)
-        total = 0
-        try:
-            while True:
-                with self._writer(), self.engine.begin() as connection:
-                    deleted = connection.execute(
-                        events.delete().where(events.c.id.in_(doomed.scalar_subquery()))).rowcount
-                total += deleted
-                if deleted < PURGE_BATCH:
-                    break
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable(type(exc).__name__) from exc
-        if total:
-            self._forget_rollup(None, ceil_hour(cutoff))
-        return total
-
-    def _maybe_purge(self) -> None:
-        """Run the retention purge in the background if it has not run for an hour."""
-        if not self.retention_days or time.monotonic() - self._last_purge < PURGE_INTERVAL:
-            return
-        if not self._purge_lock.acquire(blocking=False):
-            return
-        self._last_purge = time.monotonic()
-        threading.Thread(target=self._purge_in_background, name="log-retention",
-                         daemon=True).start()
-
-    def _purge_in_background(self) -> None:
-        try:
-            deleted = self.purge(self.retention_days or 0)
-            if deleted:
-                log.info("retention purge", extra={"fields": {
-                    "deleted": deleted, "older_than_days": self.retention_days}})
-        except Exception as exc:
-            log.warning("retention purge failed: %s", type(exc).__name__)
-        finally:
-            self._purge_lock.release()
-
 
 def _outcome(result: bool | StoreUnavailable) -> bool:
     if isinstance(result, BaseException):
