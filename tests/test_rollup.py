@@ -186,3 +186,49 @@ def test_init_db_fills_the_roll_up_before_anyone_looks(make_app, store_url):
     assert result.exit_code == 0, result.output
     held = rolled(store)
     assert held >= 3 * 24 - 2 and f"explorer roll-up: {held} hours" in result.output
+
+
+def expected_sessions(rows: list[LogEvent], filters: Filters,
+                      failed_only: bool = False) -> list[tuple[Any, ...]]:
+    """The session list counted in Python: (session, first, last, messages, failed), newest
+    last message first."""
+    found: dict[str, list[Any]] = {}
+    for row in rows:
+        if row.event != "message_logged" or not row.session_id \
+                or (filters.since and row.received_at < filters.since) \
+                or (filters.until and row.received_at >= filters.until) \
+                or (filters.assistant and row.assistant_id != filters.assistant) \
+                or (filters.language and row.language != filters.language):
+            continue
+        entry = found.setdefault(row.session_id, [row.session_id, row.received_at,
+                                                  row.received_at, 0, 0])
+        entry[1], entry[2] = min(entry[1], row.received_at), max(entry[2], row.received_at)
+        entry[3] += 1
+        entry[4] += 1 if row.translation_failed else 0
+    sessions = [tuple(entry) for entry in found.values() if entry[4] or not failed_only]
+    return sorted(sessions, key=lambda entry: (entry[2], entry[0]), reverse=True)
+
+
+def walk(store: EventStore, filters: Filters, **options: Any) -> list[tuple[Any, ...]]:
+    """Every page of the session list, following the keyset cursor."""
+    listed, after = [], None
+    while True:
+        page = store.sessions(filters, after=after, limit=7, **options)
+        listed += [(row.session_id, row.first_at, row.last_at, row.messages, row.failed)
+                   for row in page]
+        if len(page) < 7:
+            return listed
+        after = (page[-1].last_at, page[-1].session_id)
+
+
+def test_the_session_list_over_rolled_up_hours_equals_the_events(store: EventStore):
+    now = utcnow()
+    rows = history(now, count=400)
+    store.add_many(rows)
+    for filters, failed_only in [
+            (Filters(now - timedelta(days=2, minutes=13), None), False),
+            (Filters(now - timedelta(days=3), now - timedelta(hours=7, minutes=5)), True),
+            (Filters(now - timedelta(days=3), None, assistant="a2", language="es"), False)]:
+        assert walk(store, filters, failed_only=failed_only) == \
+            expected_sessions(rows, filters, failed_only)
+    assert rolled(store) > 0     # the list read the roll-up, not only the events

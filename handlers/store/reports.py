@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import Table, and_, case, func, literal, or_, select, text, tuple_, union
+from sqlalchemy import (Table, and_, case, func, literal, or_, select, text, tuple_, union,
+                        union_all)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -318,35 +319,60 @@ class EventReports:
         the cursor `after` (last message time, session id): keyset pagination, so page 1,000
         costs what page 1 does. `search` matches the customer's words (as typed or as the
         assistant received them), case-insensitively."""
+        plan = Split(None, ((filters.since, filters.until),)) if search else self._plan(filters)
+        # Each part of the period gives rows of (session, first, last, messages, language, ...):
+        # the events of the edges grouped by session, the roll-up's session-hours as they are
+        # (a text search needs the words: events only); the sessions are their sum.
+        parts = [self._session_rows(filters.during(period), search) for period in plan.edges]
+        if plan.rolled is not None:
+            parts.append(select(
+                session_hours.c.session_id, session_hours.c.first_at, session_hours.c.last_at,
+                session_hours.c.messages, session_hours.c.language,
+                session_hours.c.assistant_id, session_hours.c.environment,
+                session_hours.c.failed)
+                .where(filters.during(plan.rolled).where("message_logged", session_hours)))
+        rows = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
+        last = func.max(rows.c.last_at)
+        failed = func.sum(rows.c.failed)
+        query = select(rows.c.session_id, func.min(rows.c.first_at).label("first_at"),
+                       last.label("last_at"), func.sum(rows.c.messages).label("messages"),
+                       func.max(rows.c.language).label("language"),
+                       func.max(rows.c.assistant_id).label("assistant_id"),
+                       func.max(rows.c.environment).label("environment"),
+                       failed.label("failed")).group_by(rows.c.session_id)
+        having = []
+        if failed_only:
+            having.append(failed > 0)
+        if after is not None:
+            having.append(tuple_(last, rows.c.session_id) < tuple_(*after)
+                          if self.dialect == "postgresql" else
+                          or_(last < after[0], and_(last == after[0],
+                                                    rows.c.session_id < after[1])))
+        if having:
+            query = query.having(and_(*having))
+        query = query.order_by(last.desc(), rows.c.session_id.desc()).limit(limit)
+        with self._connect() as connection, connection.begin():
+            self._no_statement_timeout(connection)
+            return connection.execute(query).all()
+
+    @staticmethod
+    def _session_rows(filters: Filters, search: str) -> Any:
+        """A part of the period's messages grouped by session, as the session list sums them."""
         where = and_(filters.where("message_logged"), events.c.session_id.is_not(None))
         if search:
             pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%") \
                 .replace("_", "\\_") + "%"
             where = and_(where, or_(events.c.customer_text.ilike(pattern, escape="\\"),
                                     events.c.original_text.ilike(pattern, escape="\\")))
-        last = func.max(events.c.received_at)
-        failed = func.sum(case((events.c.translation_failed.is_(True), 1), else_=0))
-        query = select(events.c.session_id, func.min(events.c.received_at).label("first_at"),
-                       last.label("last_at"), func.count().label("messages"),
-                       func.max(events.c.language).label("language"),
-                       func.max(events.c.assistant_id).label("assistant_id"),
-                       func.max(events.c.environment).label("environment"),
-                       failed.label("failed")) \
+        return select(events.c.session_id, func.min(events.c.received_at).label("first_at"),
+                      func.max(events.c.received_at).label("last_at"),
+                      func.count().label("messages"),
+                      func.max(events.c.language).label("language"),
+                      func.max(events.c.assistant_id).label("assistant_id"),
+                      func.max(events.c.environment).label("environment"),
+                      func.sum(case((events.c.translation_failed.is_(True), 1), else_=0))
+                      .label("failed")) \
             .where(where).group_by(events.c.session_id)
-        having = []
-        if failed_only:
-            having.append(failed > 0)
-        if after is not None:
-            having.append(tuple_(last, events.c.session_id) < tuple_(*after)
-                          if self.dialect == "postgresql" else
-                          or_(last < after[0], and_(last == after[0],
-                                                    events.c.session_id < after[1])))
-        if having:
-            query = query.having(and_(*having))
-        query = query.order_by(last.desc(), events.c.session_id.desc()).limit(limit)
-        with self._connect() as connection, connection.begin():
-            self._no_statement_timeout(connection)
-            return connection.execute(query).all()
 
     def transcript(self, session: str, limit: int = 2000) -> list[Any]:
         """A session's messages and calls, oldest first (at most `limit`)."""

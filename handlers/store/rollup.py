@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, ContextManager, Iterator
 
-from sqlalchemy import and_, delete, func, insert, literal, select, text
+from sqlalchemy import and_, case, delete, func, insert, literal, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -152,11 +152,16 @@ class RollUp:
             connection.execute(insert(hourly).from_select(into, select(
                 bucket, literal(event), *dimensions, func.count())
                 .where(period, events.c.event == event).group_by(bucket, *dimensions)))
+        keys = [events.c.session_id, events.c.assistant_id, events.c.environment,
+                events.c.language]
         connection.execute(insert(session_hours).from_select(
-            ["hour", "session_id", "assistant_id", "environment", "language"],
-            select(bucket, events.c.session_id, events.c.assistant_id, events.c.environment,
-                   events.c.language).distinct()
-            .where(period, events.c.event == "message_logged", events.c.session_id.is_not(None))))
+            ["hour", "session_id", "assistant_id", "environment", "language", "first_at",
+             "last_at", "messages", "failed"],
+            select(bucket, *keys, func.min(events.c.received_at), func.max(events.c.received_at),
+                   func.count(), func.sum(case((events.c.translation_failed.is_(True), 1),
+                                               else_=0)))
+            .where(period, events.c.event == "message_logged", events.c.session_id.is_not(None))
+            .group_by(bucket, *keys)))
         connection.execute(insert(rolled_hours), [{"hour": hour} for hour in hours(start, end)])
 
     def forget(self, connection: Connection, since: datetime | None,

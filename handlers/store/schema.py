@@ -94,9 +94,10 @@ hourly = Table(
     Column("n", Integer(), nullable=False),
 )
 Index("ix_log_hourly_hour", hourly.c.hour)
-# Sessions cannot be summed over hours (one spans several): each hour's distinct sessions, with
-# the dimensions the overview filters on, so a period's sessions are one count(DISTINCT) over
-# far fewer rows than its messages.
+# Sessions cannot be summed over hours (one spans several): each hour's sessions, with the
+# dimensions the overview filters on, so a period's sessions are one count(DISTINCT) over far
+# fewer rows than its messages; and what the session list shows of each (its messages, failures,
+# first and last message in the hour), so the list groups these rows instead of every message.
 session_hours = Table(
     "log_session_hours", metadata,
     Column("hour", DateTime(), nullable=False),
@@ -104,6 +105,10 @@ session_hours = Table(
     Column("assistant_id", String(MAX_ID_LENGTH)),
     Column("environment", String(MAX_ID_LENGTH)),
     Column("language", String(32)),
+    Column("first_at", DateTime(), nullable=False),
+    Column("last_at", DateTime(), nullable=False),
+    Column("messages", Integer(), nullable=False),
+    Column("failed", Integer(), nullable=False),
 )
 Index("ix_log_session_hours", session_hours.c.hour, session_hours.c.session_id,
       session_hours.c.assistant_id, session_hours.c.environment, session_hours.c.language)
