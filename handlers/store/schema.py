@@ -110,8 +110,9 @@ session_hours = Table(
     Column("messages", Integer(), nullable=False),
     Column("failed", Integer(), nullable=False),
 )
-Index("ix_log_session_hours", session_hours.c.hour, session_hours.c.session_id,
-      session_hours.c.assistant_id, session_hours.c.environment, session_hours.c.language)
+# Every column: the session count and the session list read the index alone (on SQLite, a
+# visit to each row from the index cost the 30-day list a third of its time).
+Index("ix_log_session_hours", *session_hours.c)
 # The hours the two tables above hold (an hour with no events is rolled up too).
 rolled_hours = Table(
     "log_rolled_hours", metadata,
