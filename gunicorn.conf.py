@@ -8,6 +8,7 @@ arrived, so slow clients cannot hold the threads.
 
 import glob
 import os
+import shutil
 import tempfile
 
 from handlers.cpus import usable_cpus
@@ -63,8 +64,11 @@ def post_worker_init(worker):
 # METRICS=on: prometheus-client's multiprocess mode, so a scrape of any worker counts them all. It
 # reads PROMETHEUS_MULTIPROC_DIR when it is first imported (by the preloaded app, after this file):
 # set it here, to a directory of this server's own when the deployment names none.
+_own_metrics_dir = None
 if read_flag(os.environ, "METRICS", False):
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="webhook-metrics-"))
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = \
+            tempfile.mkdtemp(prefix="webhook-metrics-")
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 
@@ -83,3 +87,9 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """The folder this file made for the metrics goes with the server."""
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)

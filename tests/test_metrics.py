@@ -226,3 +226,22 @@ def test_every_gunicorn_worker_is_counted_in_one_scrape(tmp_path):
         assert value(scrape, "webhook_requests_total", webhook="premessage", status="200",
                      decision="processed") == 40
         assert value(scrape, "webhook_request_duration_seconds_count", webhook="premessage") == 40
+
+
+@pytest.mark.slow
+def test_without_a_folder_gunicorn_makes_one_and_removes_it(tmp_path):
+    env = {"WEB_CONCURRENCY": "2", "WEBHOOK_AUTH": "none", "WEBHOOKS": "premessage",
+           "METRICS": "on", "TMPDIR": str(tmp_path)}
+    body = json.dumps(event("Good morning")).encode()
+    with serve("handlers:create_app()", env, log_path=tmp_path / "gunicorn.log") as url:
+        made = [path.name for path in tmp_path.iterdir() if path.name.startswith("webhook-")]
+        for _ in range(3):
+            request = urllib.request.Request(f"{url}/webhooks/premessage", data=body)
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                assert answer.status == 200
+        with urllib.request.urlopen(f"{url}/metrics", timeout=30) as answer:
+            scrape = samples(answer.read().decode())
+    assert len(made) == 1
+    assert value(scrape, "webhook_requests_total", webhook="premessage", status="200",
+                 decision="processed") == 3
+    assert not (tmp_path / made[0]).exists()
