@@ -15,8 +15,9 @@ Then times the first 30-day overview, which fills the hourly roll-up of the mont
 hours (once; handlers/store/rollup.py), and then best and median of `--repeat` runs after one
 warm-up, each through the explorer's pages (Flask's test client: query, template, SVG) and,
 for the overview, the store's query alone: the overview for 30 days, 7 days, 24 hours, 30 days
-filtered to one language, and to one assistant; the first and the 20th page of sessions (keyset); a transcript. Target: every
-overview under 1 s on both backends. Exit status 1 when one misses it.
+filtered to one language, and to one assistant; the first and the 20th page of sessions
+(keyset); a transcript. Target: every overview under 1 s on both backends. Exit status 1 when
+one misses it.
 """
 
 from __future__ import annotations
