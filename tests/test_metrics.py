@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -115,6 +116,22 @@ def test_a_translated_turn_counts_its_decision_language_and_strings(make_app, li
     assert grew("translation_strings_total", provider="libre", source="cache") == 1
 
 
+def test_each_place_a_language_comes_from_is_counted(make_app):
+    app = make_app(METRICS="on", WEBHOOK_AUTH="none")
+    scrape, client = Scraper(app), app.test_client()
+    before = scrape()
+    turns = [event("Bonjour", variables={"chosen_language": "fr"}, session="c-1"),  # chosen
+             event("12345", locale="de-DE", session="c-2"),                      # locale
+             event("12345", variables={"customer_language": "es"}, session="c-3")]  # session
+    for body in turns:
+        assert post(client, "/webhooks/premessage", body).status_code == 200
+    after = scrape()
+    for language, source in (("fr", "chosen"), ("de", "locale"), ("es", "session")):
+        assert value(after, "language_detections_total", language=language, source=source) \
+            - value(before, "language_detections_total", language=language, source=source) \
+            == 1, source
+
+
 def test_translation_memory_and_redis_are_counted_as_sources(make_app, libre_server, tmp_path,
                                                              redis_url, redis_prefix):
     (tmp_path / "memory").mkdir()
@@ -203,16 +220,26 @@ def test_every_gunicorn_worker_is_counted_in_one_scrape(tmp_path):
     os.makedirs(tmp_path / "metrics")
     (tmp_path / "metrics" / "counter_1.db").write_bytes(b"left by an earlier run")
     body = json.dumps(event("Good morning, where is my order?")).encode()
-    with serve("handlers:create_app()", env, log_path=tmp_path / "gunicorn.log") as url:
-        pids = set()
-        for _ in range(40):   # a new connection each: the kernel spreads them over the workers
-            request = urllib.request.Request(f"{url}/webhooks/premessage", data=body,
-                                             headers={"Content-Type": "application/json",
-                                                      "Connection": "close"})
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                assert answer.status == 200
+    def send() -> int:
+        request = urllib.request.Request(f"{url}/webhooks/premessage", data=body,
+                                         headers={"Content-Type": "application/json",
+                                                  "Connection": "close"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status
+
+    def worker_files() -> tuple[list[str], set[str]]:
         files = os.listdir(tmp_path / "metrics")
-        pids = {name.rsplit("_", 1)[1] for name in files if name.startswith("counter_")}
+        return files, {name.rsplit("_", 1)[1] for name in files if name.startswith("counter_")}
+
+    with serve("handlers:create_app()", env, log_path=tmp_path / "gunicorn.log") as url, \
+            ThreadPoolExecutor(8) as senders:
+        sent = 0
+        for _ in range(25):   # bursts of 8 connections at once, until both workers took some
+            assert list(senders.map(lambda _: send(), range(8))) == [200] * 8
+            sent += 8
+            files, pids = worker_files()
+            if len(pids) == 2:
+                break
         scrapes = []
         for _ in range(4):   # whichever worker answers the scrape, it counts both
             request = urllib.request.Request(f"{url}/metrics",
@@ -224,8 +251,9 @@ def test_every_gunicorn_worker_is_counted_in_one_scrape(tmp_path):
     assert len(pids) == 2, files          # both workers served (and wrote their own files)
     for scrape in scrapes:
         assert value(scrape, "webhook_requests_total", webhook="premessage", status="200",
-                     decision="processed") == 40
-        assert value(scrape, "webhook_request_duration_seconds_count", webhook="premessage") == 40
+                     decision="processed") == sent
+        assert value(scrape, "webhook_request_duration_seconds_count", webhook="premessage") \
+            == sent
 
 
 @pytest.mark.slow
