@@ -260,10 +260,10 @@ class EventStore(EventReports, Retention):
         with self.budget.within():
             self._ensure_schema()
             results = [_outcome(result) for result in self._write(list(items))]
-            if items:
-                times = [item.received_at for item in items]
-                self._forget_rollup(min(times), max(times) + HOUR)
-            return results
+        if items:   # outside the write's budget: it may wait for a fill of those hours
+            times = [item.received_at for item in items]
+            self._forget_rollup(min(times), max(times) + HOUR)
+        return results
 
     def _forget_rollup(self, since: datetime | None, until: datetime | None) -> None:
         try:
