@@ -61,7 +61,7 @@ class Split:
 def split(since: datetime | None, until: datetime | None, first: datetime | None,
           now: datetime | None = None) -> Split:
     """Split [since, until) at the hours the roll-up can serve. `first`: when the oldest
-    event was received (None: the store is empty); no hour before its is rolled up."""
+    event was received (None: the store is empty); no hour before its hour is rolled up."""
     if first is None:
         return Split(None, ((since, until),))
     closed = floor_hour((now or utcnow()) - GRACE)
