@@ -71,8 +71,9 @@ EMAIL = re.compile(
     rf"|{LABEL}(?:{DOT}{LABEL})*{DOT}(?=[^\W\d_]){LABEL})")  # the last label starts with a letter
 IBAN = re.compile(rf"(?<![0-9A-Za-z])[A-Za-z]{{2}}[0-9]{{2}}[0-9A-Za-z]*"
                   rf"(?:[{SPACES}{DASHES}]{{1,2}}[0-9A-Za-z]+)*")
-# Every run of 13 digits or more, in groups; `_card_spans` finds the card number in it.
-CARD = re.compile(rf"(?<!\d)\d(?:[{SPACES}{DASHES}.]{{0,3}}\d){{12,}}")
+# Every run of 13 digits or more, in groups (a line break may part them too); `_card_spans`
+# finds the card number in it.
+CARD = re.compile(rf"(?<!\d)\d(?:[{SPACES}{DASHES}.\r\n]{{0,3}}\d){{12,}}")
 # A phone number may be followed by letters ("555-0100ext"), but not by the rest of a UUID.
 PHONE = re.compile(rf"(?<![\w@.+{DASHES}])(?:\+|\b00)?\(?\d(?:[{SPACES}{DASHES}().]{{0,2}}\d)"
                    r"{6,16}(?![\d_])(?![0-9A-Fa-f]*-[0-9A-Fa-f]{4}-)")

@@ -39,6 +39,7 @@ from handlers.redact import luhn_valid, redact_json, redact_text
     ("4111\u202f1111\u202f1111\u202f1111", "[card]"),
     ("4111.1111.1111.1111 or 4111  1111  1111  1111", "[card] or [card]"),
     ("3782\u2013822463\u201310005", "[card]"),
+    ("4111\n1111\r\n1111 1111", "[card]"),
     ("mycard4111111111111111please", "mycard[card]please"),
     ("Ref 2024 4111 1111 1111 1111 exp 12/25", "Ref 2024 [card] exp 12/25"),
     ("josé@example.es", "[email]"),
