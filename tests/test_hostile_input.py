@@ -45,6 +45,12 @@ HOSTILE = {
     "unclosed {{": "{{" * (N // 2),
     "unclosed comments": "<!--" * (N // 4),
     "link targets": "](" + "a](" * (N // 3),
+    # issue 22's separators and spellings: every group a candidate card, IBAN or address
+    "digits and no-break spaces": "1\u00a02\u202f" * (N // 4),
+    "digits and en dashes": "12\u2013" * (N // 3),
+    "IBAN-shaped groups": "AB12 " * (N // 5),
+    "percent-encoded at signs": "a%40" * (N // 4),
+    "full-width at signs": "a\uff20" * (N // 2),
 }
 
 
@@ -89,6 +95,16 @@ def test_the_public_functions_read_hostile_text_in_linear_time() -> None:
             fields.mask(text)
             language.has_letters(text)
             scripts.letters_by_script(text)
+
+    assert finishes_in_time(work)
+
+
+def test_many_keys_masked_to_one_label_cost_one_pass() -> None:
+    keys = {f"user{index}@example.com": index for index in range(50_000)}
+
+    def work() -> None:
+        redacted, count = redact.redact_json(keys)
+        assert count == len(redacted) == len(keys) and "[email] 50000" in redacted
 
     assert finishes_in_time(work)
 

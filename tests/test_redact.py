@@ -1,8 +1,11 @@
-"""LOG_REDACT's masking: what is personal data, what only looks like it, and the JSON walk."""
+"""LOG_REDACT's masking: what is personal data, what only looks like it, and the JSON walk.
+tests/test_logs_redaction.py sends the same cases through the log webhook to every place the
+stored event can be read."""
 
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -30,6 +33,29 @@ from handlers.redact import luhn_valid, redact_json, redact_text
     ("aadhaar 2345 6789 0123", "aadhaar [national_id]"),
     ("NIR 1 85 05 78 006 084 36", "NIR [national_id]"),
     ("mail a@b.io or call 555-123-4567", "mail [email] or call [phone]"),
+    # issue 22: how customers really write them
+    ("My card is 4111111111111111.", "My card is [card]."),
+    ("4111\u00a01111\u00a01111\u00a01111", "[card]"),
+    ("4111\u202f1111\u202f1111\u202f1111", "[card]"),
+    ("4111.1111.1111.1111 or 4111  1111  1111  1111", "[card] or [card]"),
+    ("3782\u2013822463\u201310005", "[card]"),
+    ("4111\n1111\r\n1111 1111", "[card]"),
+    ("mycard4111111111111111please", "mycard[card]please"),
+    ("Ref 2024 4111 1111 1111 1111 exp 12/25", "Ref 2024 [card] exp 12/25"),
+    ("josé@example.es", "[email]"),
+    ("jose\u0301@example.es, प्रिया@example.in", "[email], [email]"),
+    ("info@bücher.de or info@пример.рф", "[email] or [email]"),
+    ("ｊｏｓｅ＠ｅｘａｍｐｌｅ．ｃｏｍ", "[email]"),
+    ("mailto:jose%40example.es", "mailto:[email]"),
+    ("user@[203.0.113.5] user@[IPv6:2001:db8::1]", "[email] [email]"),
+    ("sip:+18885550456@203.0.113.5", "sip:[email]"),
+    ("+1 415\u2013555\u20130100", "[phone]"),
+    ("4155550100ext 12", "[phone]ext 12"),
+    ("IBAN DE89 3704 0044 0532 0130 00.", "IBAN [iban]."),
+    ("GB82WEST12345698765432 and fr14 2004 1010 0505 0001 3m02 606",
+     "[iban] and [iban]"),
+    # a DNI with a wrong check letter is no [national_id], but its digits are a phone's
+    ("dni 12345678A", "dni [phone]A"),
 ])
 def test_personal_data_is_masked(text: str, expected: str) -> None:
     assert redact_text(text)[0] == expected
@@ -38,7 +64,9 @@ def test_personal_data_is_masked(text: str, expected: str) -> None:
 @pytest.mark.parametrize("text", [
     "4111-1111-1111-1112",                       # fails Luhn: not a card (and 16 digits: no phone)
     "0000 0000 0000 0000",                       # passes Luhn, but no card is all one digit
-    "dni 12345678A",                             # wrong check letter
+    "order 4111111111111112.",                   # 16 digits failing Luhn
+    "AB12 CDEF GHIJ KLMN OP",                    # IBAN-shaped, wrong check digits
+    "x-request-id 23860083-88b6-41d7-9130-30bbfebe647e",
     "2021-10-12T20:54:00.722Z",
     "on 2021-10-12 at 10:30",
     "12/10/2021",
@@ -59,7 +87,8 @@ def test_luhn() -> None:
     assert not luhn_valid("79927398710")
 
 
-def test_json_walk_masks_strings_only_keeps_ids_and_leaves_the_input_untouched() -> None:
+def test_json_walk_masks_values_keeps_ids_at_their_paths_and_leaves_the_input_untouched(
+        ) -> None:
     body = fixture("log_webhook_request.cdr_logged.full.json")
     original = copy.deepcopy(body)
     body["payload"]["customer_id"] = "jane@example.com"
@@ -78,6 +107,41 @@ def test_json_walk_masks_strings_only_keeps_ids_and_leaves_the_input_untouched()
     assert count >= 4
     # the shape is unchanged: same keys everywhere
     assert _shape(redacted) == _shape(before)
+
+
+def test_numbers_and_keys_are_scanned_and_no_value_is_lost() -> None:
+    body = {"payload": {"card_number": 4111111111111111, "phone": 4155550100, "turns": 123456,
+                        "confidence": 0.93, "ok": True,
+                        "contacts": {"a@example.com": 1, "b@example.com": 2, "[email]": 3}}}
+    redacted, count = redact_json(body)
+    payload = redacted["payload"]
+    assert payload["card_number"] == "[card]" and payload["phone"] == "[phone]"
+    assert payload["turns"] == 123456                       # too short for a phone: kept as is
+    assert payload["confidence"] == 0.93 and payload["ok"] is True
+    assert sorted(payload["contacts"].values()) == [1, 2, 3]
+    assert "a@example.com" not in json.dumps(payload)
+    assert count == 4
+
+
+def test_ids_are_kept_only_at_the_paths_where_the_assistant_puts_them() -> None:
+    body = fixture("log_webhook_request.message_logged.SYNTHESIZED.json")
+    payload = body["payload"]
+    payload["session_id"] = "+44 20 7946 0958"              # an odd id, but the assistant's
+    skill = payload["response"]["context"]["skills"]["actions skill"]
+    skill["system"]["state"] = "a@example.com"
+    skill["skill_variables"] = {"state": "a@example.com", "session_id": "a@example.com",
+                                "log_id": {"nested": "+44 20 7946 0958"}}
+    redacted, _ = redact_json(body)
+    kept = redacted["payload"]
+    assert kept["session_id"] == "+44 20 7946 0958"
+    assert kept["response"]["context"]["skills"]["actions skill"]["system"]["state"] == \
+        "a@example.com"
+    assert kept["response"]["context"]["skills"]["actions skill"]["skill_variables"] == {
+        "state": "[email]", "session_id": "[email]", "log_id": {"nested": "[phone]"}}
+    # a key spelt like the marker of a list's items leads nowhere
+    fake = {"payload": {"assistant_interaction_summaries": {"[]": {"session_id": "a@b.io"}}}}
+    assert redact_json(fake)[0]["payload"]["assistant_interaction_summaries"]["[]"] == {
+        "session_id": "[email]"}
 
 
 def _shape(value: object) -> object:

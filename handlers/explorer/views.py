@@ -33,7 +33,7 @@ SECURITY_HEADERS = {
 }
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 # What the redaction of LOG_REDACT leaves in a text (handlers/redact.py).
-REDACTED = re.compile(r"\[(email|card|national_id|phone|unscanned)\]")
+REDACTED = re.compile(r"\[(email|iban|card|national_id|phone|unscanned)\]")
 MAX_FILTER = 255
 
 
