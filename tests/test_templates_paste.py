@@ -16,21 +16,22 @@ from tests.test_templates_contract import (EVENT_OF, SECRET, TEMPLATE_OF, load_t
 @pytest.fixture
 def host(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, libre_server: Any
          ) -> Iterator[Any]:
-    """`host(webhook)`: another app with a route of its own and the template's blueprint."""
+    """`host(*webhooks)`: another app with a route of its own and those templates' blueprints."""
     modules: list[Any] = []
 
-    def build(webhook: str) -> Any:
+    def build(*webhooks: str) -> Any:
         monkeypatch.setenv("WEBHOOK_SECRET", SECRET)
         monkeypatch.setenv("TRANSLATOR_URL", libre_server.url)
         monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/events.sqlite3")
-        modules.append(load_template(webhook))
         app = Flask("host")
 
         @app.get("/orders")
         def orders() -> dict[str, Any]:
             return {"orders": []}
 
-        app.register_blueprint(modules[-1].bp)
+        for webhook in webhooks:
+            modules.append(load_template(webhook))
+            app.register_blueprint(modules[-1].bp)
         return app.test_client()
 
     yield build
@@ -67,3 +68,12 @@ def test_the_blueprint_serves_its_event_in_the_host_app(host, webhook):
                          headers={"Authorization": token(SECRET)})
     assert answer.status_code == 400
     assert answer.get_json()["error"] == "not_the_event"
+
+
+def test_the_three_templates_fit_in_one_app(host):
+    client = host(*TEMPLATE_OF)
+    for webhook in TEMPLATE_OF:
+        answer = client.post(f"/webhooks/{webhook}", data=json.dumps(valid_body(webhook)),
+                             headers={"Authorization": token(SECRET)})
+        assert 200 <= answer.status_code < 300, webhook
+    assert client.get("/orders").status_code == 200
