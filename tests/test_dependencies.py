@@ -94,8 +94,8 @@ def test_side_path_packages_are_not_runtime_requirements():
 
 def test_installs_check_the_hashes():
     makefile = (ROOT / "Makefile").read_text()
-    assert "pip install --quiet --require-hashes -r requirements.txt" in makefile
-    assert "pip install --quiet --require-hashes -r requirements-test.txt" in makefile
+    assert "pip install --require-hashes -r requirements.txt" in makefile
+    assert "pip install --require-hashes -r requirements-test.txt" in makefile
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^RUN pip install .*--require-hashes -r requirements\.txt$", dockerfile,
                      re.MULTILINE)
