@@ -14,16 +14,27 @@ LOCK_FLAGS = --quiet --generate-hashes --universal --python-version $(shell cat 
 
 .PHONY: run test bench clean lock audit
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+# Python 3.11+ (the locks and the code need it): an older one stops here, before any venv is made.
+NEED_PYTHON = import sys; sys.exit(None if sys.version_info >= (3, 11) else "The kit needs Python \
+	3.11 or newer; $(PYTHON) is %d.%d. Install 3.11+, then: make PYTHON=python3.11 ..." \
+	% sys.version_info[:2])
 
-$(VENV)/.installed: requirements.txt | $(BIN)/python
-	$(BIN)/pip install --quiet --require-hashes -r requirements.txt
+# Each step leaves its marker only when it succeeded: a failed first try is started again
+# (--clear) by the next make, never left half built.
+$(VENV)/.created:
+	@$(PYTHON) -c '$(NEED_PYTHON)'
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	touch $@
+
+$(VENV)/.installed: requirements.txt $(VENV)/.created
+	@echo "Installing the locked requirements into $(VENV) (a minute or two the first time)"
+	$(BIN)/pip install --require-hashes -r requirements.txt
 	touch $@
 
 $(VENV)/.installed-test: requirements.txt requirements-test.txt $(VENV)/.installed
-	$(BIN)/pip install --quiet --require-hashes -r requirements-test.txt
+	@echo "Installing the test requirements into $(VENV)"
+	$(BIN)/pip install --require-hashes -r requirements-test.txt
 	touch $@
 
 run: $(VENV)/.installed
@@ -45,5 +56,6 @@ lock:
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run_all.py
 
+# instance/ is kept: it holds the log store (instance/events.sqlite3), the data, not a build.
 clean:
-	rm -rf $(VENV) .pytest_cache instance
+	rm -rf $(VENV) .pytest_cache

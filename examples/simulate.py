@@ -5,15 +5,16 @@ reply) → post-message → log, signed with the configured authentication metho
 account of what happened. The exit status is 0 only when every turn succeeded, so the same
 command is a smoke test after a deployment:
 
-    python examples/simulate.py examples/conversations/banking_es.yaml --url https://my-kit.example.com
-    python examples/simulate.py examples/conversations/agent_transfer_fr.yaml        # in process
+    python examples/simulate.py examples/conversations/banking_es.json --url https://my-kit.example.com
+    python examples/simulate.py examples/conversations/agent_transfer_fr.json        # in process
 
 With `--orchestrate` the same script plays through the watsonx Orchestrate plug-ins instead:
 pre-invoke → a stand-in agent (the script's canned reply, its texts as assistant messages) →
 post-invoke, one thread for the whole script (WEBHOOKS must include orchestrate; in process it
 is added).
 
-A script (YAML or JSON):
+A script is JSON (the shipped ones are) or YAML when PyYAML is installed; here in YAML, for the
+comments:
 
     name: Spanish banking conversation
     locale: es-ES                  # optional: context.global.system.locale of the session
@@ -125,18 +126,25 @@ def auth_headers(auth: AuthSettings, token: str | None = None) -> dict[str, str]
 
 def load_script(path: str | pathlib.Path) -> dict[str, Any]:
     """Read a JSON or YAML script. PyYAML is a test/examples requirement, not a runtime one (the
-    server image lacks it), so it is imported only for a YAML script."""
+    server image lacks it), so it is imported only for a YAML script; the shipped scripts are
+    JSON, so the simulator runs from the server's own install."""
     text = pathlib.Path(path).read_text(encoding="utf-8")
     if str(path).endswith(".json"):
-        script = json.loads(text)
+        try:
+            script = json.loads(text)
+        except ValueError as exc:
+            raise SystemExit(f"{path}: not valid JSON ({exc})") from None
     else:
         try:
             import yaml
         except ImportError:
-            raise SystemExit(f"{path}: YAML scripts need the PyYAML package (pip install PyYAML, "
-                             "or pip install -r requirements-test.txt); JSON scripts need "
-                             "nothing more") from None
-        script = yaml.safe_load(text)
+            raise SystemExit(f"{path}: YAML scripts need PyYAML (pip install PyYAML); JSON "
+                             "scripts, like examples/conversations/*.json, need nothing more"
+                             ) from None
+        try:
+            script = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise SystemExit(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(script, dict) or not isinstance(script.get("turns"), list):
         raise SystemExit(f"{path}: a script is an object with a list of 'turns'")
     for number, turn in enumerate(script["turns"], 1):

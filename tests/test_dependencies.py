@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
 import pytest
-import yaml
 from packaging.markers import Marker
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -95,8 +94,8 @@ def test_side_path_packages_are_not_runtime_requirements():
 
 def test_installs_check_the_hashes():
     makefile = (ROOT / "Makefile").read_text()
-    assert "pip install --quiet --require-hashes -r requirements.txt" in makefile
-    assert "pip install --quiet --require-hashes -r requirements-test.txt" in makefile
+    assert "pip install --require-hashes -r requirements.txt" in makefile
+    assert "pip install --require-hashes -r requirements-test.txt" in makefile
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^RUN pip install .*--require-hashes -r requirements\.txt$", dockerfile,
                      re.MULTILINE)
@@ -142,19 +141,28 @@ def run_simulator(tmp_path: pathlib.Path, script: pathlib.Path) -> subprocess.Co
                           env=kit_env(tmp_path), capture_output=True, text=True, timeout=120)
 
 
-def test_the_simulator_plays_json_scripts_without_pyyaml(tmp_path):
-    source = ROOT / "examples" / "conversations" / "banking_es.yaml"
-    script = tmp_path / "banking_es.json"
-    script.write_text(json.dumps(yaml.safe_load(source.read_text(encoding="utf-8"))))
-    done = run_simulator(tmp_path, script)
+@pytest.mark.parametrize("name", ["banking_es.json", "agent_transfer_fr.json"])
+def test_the_simulator_plays_the_shipped_scripts_without_pyyaml(tmp_path, name):
+    done = run_simulator(tmp_path, ROOT / "examples" / "conversations" / name)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "turns succeeded" in done.stdout
 
 
 def test_the_simulator_names_pyyaml_when_a_yaml_script_needs_it(tmp_path):
-    done = run_simulator(tmp_path, ROOT / "examples" / "conversations" / "banking_es.yaml")
+    script = tmp_path / "mine.yaml"
+    script.write_text("turns:\n  - {customer: hola, assistant: []}\n")
+    done = run_simulator(tmp_path, script)
     assert done.returncode == 1
-    assert "PyYAML" in done.stderr and "JSON scripts" in done.stderr
+    assert "pip install PyYAML" in done.stderr and "JSON" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr  # one line, no traceback
+
+
+def test_the_simulator_says_which_script_is_not_json(tmp_path):
+    script = tmp_path / "mine.json"
+    script.write_text('{"turns": [')
+    done = run_simulator(tmp_path, script)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"{script}: not valid JSON"), done.stderr
     assert "Traceback" not in done.stderr
 
 

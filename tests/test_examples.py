@@ -21,12 +21,12 @@ from handlers.settings import load_settings
 from tests.libre_server import unmark
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SCRIPTS = sorted((ROOT / "examples" / "conversations").glob("*.yaml"))
+SCRIPTS = sorted((ROOT / "examples" / "conversations").glob("*.json"))
 SECRET = "simulator-secret"
 
 
 def test_both_scripts_ship():
-    assert {p.name for p in SCRIPTS} == {"banking_es.yaml", "agent_transfer_fr.yaml"}
+    assert {p.name for p in SCRIPTS} == {"banking_es.json", "agent_transfer_fr.json"}
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
@@ -65,10 +65,10 @@ def test_simulator_command_exit_status(tmp_path, capsys, monkeypatch):
     from examples.simulate import main
 
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/events.sqlite3")
-    assert main([str(ROOT / "examples/conversations/banking_es.yaml")]) == 0
+    assert main([str(ROOT / "examples/conversations/banking_es.json")]) == 0
     assert "turns succeeded" in capsys.readouterr().out
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("turns:\n  - customer: hola\n")
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"turns": [{"customer": "hola"}]}')
     with pytest.raises(SystemExit) as stopped:   # as `python examples/simulate.py` exits
         main([str(broken)])
     assert stopped.value.code not in (0, None)

@@ -452,7 +452,7 @@ def test_the_answers_validate_against_the_adk_models(orchestrate, libre_server, 
         sent.append((phase, json.loads(data)))
         return send(path, data, headers)
 
-    script = load_script(ROOT / "examples/conversations/banking_es.yaml")
+    script = load_script(ROOT / "examples/conversations/banking_es.json")
     assert AgentConversation(script, app.config["WEBHOOK_SETTINGS"], recording,
                              out=lambda line: None).play()
     assert {phase for phase, _ in sent} == {"pre", "post"}
@@ -479,7 +479,7 @@ def test_the_simulator_plays_a_script_through_the_plugins(orchestrate, make_app,
     app = make_app(WEBHOOKS="orchestrate", TRANSLATOR="libre", TRANSLATOR_URL=libre_server.url,
                    **APIKEY)
     lines: list[str] = []
-    script = ROOT / "examples/conversations/banking_es.yaml"
+    script = ROOT / "examples/conversations/banking_es.json"
     assert simulate(str(script), app=app, orchestrate=True, out=lines.append), "\n".join(lines)
     output = "\n".join(lines)
     turns = len([line for line in lines if "── turn" in line])
@@ -500,7 +500,7 @@ def test_the_simulator_command_with_orchestrate(capsys):
     """`python examples/simulate.py --orchestrate SCRIPT` builds an app serving the plug-ins."""
     from examples.simulate import main
 
-    assert main(["--orchestrate", str(ROOT / "examples/conversations/banking_es.yaml")]) == 0
+    assert main(["--orchestrate", str(ROOT / "examples/conversations/banking_es.json")]) == 0
     out = capsys.readouterr().out
     assert "turns succeeded" in out and "agent receives" in out
 
@@ -519,7 +519,7 @@ def test_the_simulator_against_gunicorn(tmp_path, libre_server):
     with serve("handlers:create_app()", env, log_path=log_path) as url:
         result = subprocess.run(
             [sys.executable, "examples/simulate.py", "--orchestrate", "--url", url,
-             str(ROOT / "examples/conversations/banking_es.yaml")],
+             str(ROOT / "examples/conversations/banking_es.json")],
             cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "turns succeeded" in result.stdout and "[en>es]" in result.stdout

@@ -20,7 +20,11 @@ def test_every_setting_is_documented():
     names |= {"WEBHOOK_" + key for key in re.findall(r'pick\("([A-Z_]+)"\)', source)}
     # Settings read by their field's name (number("translation_timeout") reads TRANSLATION_TIMEOUT)
     names |= {f.name.upper() for f in fields(Settings) if f.name not in ("auth", "log_level")}
-    names |= set(re.findall(r'_number\("([A-Z_]+)"', (ROOT / "gunicorn.conf.py").read_text()))
+    # What gunicorn.conf.py and any module read from the environment themselves.
+    direct = "".join(path.read_text() for path in [ROOT / "gunicorn.conf.py",
+                                                   *ROOT.glob("handlers/**/*.py")])
+    names |= set(re.findall(r'(?:_number\(|os\.environ\.get\(|os\.environ\[)\s*["\']([A-Z_]+)',
+                            direct))
     assert len(names) > 30
     missing = sorted(name for name in names if f"`{name}`" not in MANUAL)
     assert not missing, f"settings missing from README.md and docs/: {missing}"

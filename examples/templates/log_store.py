@@ -1,8 +1,9 @@
 """Log webhook: keep every event watsonx Assistant logs, exactly once, in a SQLite file.
 
-Run `DATABASE_URL=sqlite:///events.sqlite3 WEBHOOK_SECRET=... flask --app log_store run` for the
-webhook POST /webhooks/logs (the assistant always signs log calls with the webhook's secret). Each
-row keeps the event as received; read it with SQLite's JSON functions, e.g.
+POST /webhooks/logs, on its own (`DATABASE_URL=sqlite:///events.sqlite3 WEBHOOK_SECRET=... flask
+--app log_store run --port 8000`) or in your app (`app.register_blueprint(log_store.bp)`); the
+assistant always signs log calls with the webhook's secret. Each row keeps the event as received;
+read it with SQLite's JSON functions, e.g.
 `SELECT json_extract(raw, '$.payload.request.input.text') FROM events`.
 """
 import hashlib
@@ -13,7 +14,7 @@ from contextlib import closing
 from datetime import datetime, timezone
 
 import jwt
-from flask import Flask, Response, abort, jsonify, make_response, request
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, make_response, request
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite:///events.sqlite3")
 WEBHOOK_SECRET = os.environ.get("WEBHOOK_SECRET")
@@ -22,14 +23,14 @@ if not DATABASE_URL.startswith("sqlite:///"):
 DATABASE = DATABASE_URL.removeprefix("sqlite:///")  # sqlite:////abs/path or sqlite:///rel/path
 ID_FIELDS = {"message_logged": "log_id", "cdr_logged": "global_session_id"}
 
-app = Flask(__name__)
+bp = Blueprint("log_store", __name__)
 with closing(sqlite3.connect(DATABASE)) as db:  # WAL: readers do not block the webhook's writes
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("CREATE TABLE IF NOT EXISTS events (event TEXT NOT NULL, id TEXT NOT NULL,"
                " received_at TEXT NOT NULL, raw TEXT NOT NULL, PRIMARY KEY (event, id))")
 
 
-@app.post("/webhooks/logs")
+@bp.post("/webhooks/logs")
 def logs() -> Response:
     event, payload = read_event(*ID_FIELDS)
     event_id = payload.get(ID_FIELDS[event])
@@ -43,12 +44,12 @@ def logs() -> Response:
             db.execute("PRAGMA synchronous=FULL")  # committed means on disk
             stored = db.execute("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)", row).rowcount
     except sqlite3.Error as exc:  # never a 200 for an event that is not on disk
-        app.logger.error("event not stored: %s", type(exc).__name__)
+        current_app.logger.error("event not stored: %s", type(exc).__name__)
         return error(503, "store_unavailable", "the event was not stored; send it again later")
     return jsonify(accepted=True, duplicate=stored == 0)
 
 
-@app.before_request
+@bp.before_request  # the blueprint's routes only: the other routes of your app are not affected
 def check_signed_jwt() -> Response | None:
     """With WEBHOOK_SECRET set, only the assistant gets in (its "Signed JWT" authentication)."""
     token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -75,3 +76,7 @@ def read_event(*events: str) -> tuple[str, dict]:
 def error(status: int, code: str, detail: str) -> Response:
     """The kit's error shape, {"error": code, "detail": ...}; it never repeats the request."""
     return make_response(jsonify(error=code, detail=detail), status)
+
+
+app = Flask(__name__)  # the template on its own (flask --app log_store run)
+app.register_blueprint(bp)

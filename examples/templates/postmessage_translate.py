@@ -1,9 +1,9 @@
 """Post-message webhook: hand the customer watsonx Assistant's reply in the customer's language.
 
-Run `TRANSLATOR_URL=http://127.0.0.1:5000/ flask --app postmessage_translate run` for the webhook
-POST /webhooks/postmessage. Settings (the kit's names): ASSISTANT_LANGUAGE (en), TRANSLATOR=libre,
-TRANSLATOR_URL, TRANSLATOR_API_KEY, TRANSLATION_TIMEOUT (3 s), WEBHOOK_SECRET (JWT check if set).
-The customer's language is the `customer_language` variable premessage_translate.py writes.
+POST /webhooks/postmessage, on its own (`flask --app postmessage_translate run --port 8000`) or in
+your app (`app.register_blueprint(postmessage_translate.bp)`). Settings, by the kit's names:
+ASSISTANT_LANGUAGE (en), TRANSLATOR=libre, TRANSLATOR_URL, TRANSLATOR_API_KEY, TRANSLATION_TIMEOUT
+(3 s), WEBHOOK_SECRET (when set, the assistant's signed JWT is required).
 """
 import json
 import os
@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import jwt
 from deep_translator import LibreTranslator
-from flask import Flask, Response, abort, jsonify, make_response, request
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, make_response, request
 
 ASSISTANT_LANGUAGE = os.environ.get("ASSISTANT_LANGUAGE", "en").strip().lower()
 TRANSLATOR_URL = os.environ.get("TRANSLATOR_URL", "").strip().rstrip("/") + "/"
@@ -22,10 +22,10 @@ if os.environ.get("TRANSLATOR", "libre") != "libre" or TRANSLATOR_URL == "/":
     raise SystemExit("this template translates with LibreTranslate: set TRANSLATOR_URL")
 
 pool = ThreadPoolExecutor(max_workers=16)  # deep-translator sets no timeout: calls wait here
-app = Flask(__name__)
+bp = Blueprint("postmessage_translate", __name__)
 
 
-@app.post("/webhooks/postmessage")
+@bp.post("/webhooks/postmessage")
 def postmessage() -> Response:
     payload = read_payload("message_processed")
     language = customer_language(payload)
@@ -39,7 +39,7 @@ def postmessage() -> Response:
 
 
 def customer_language(payload: dict) -> str | None:
-    """context.skills["actions skill"].skill_variables.customer_language ("es"), or None."""
+    """skill_variables.customer_language ("es"; premessage_translate.py writes it), or None."""
     node = payload
     for key in ("context", "skills", "actions skill", "skill_variables", "customer_language"):
         node = node.get(key) if isinstance(node, dict) else None
@@ -66,11 +66,11 @@ def translate_all(texts: list[str], source: str, target: str) -> list[str | None
     for future in late:
         future.cancel()  # if it is still queued, it is never sent
     if late or any(future.exception() for future in done):
-        app.logger.warning("translations failed or timed out; those texts go out as written")
+        current_app.logger.warning("some translations failed or timed out; they go out as written")
     return [f.result() if f in done and not f.exception() else None for f in futures]
 
 
-@app.before_request
+@bp.before_request  # the blueprint's routes only: the other routes of your app are not affected
 def check_signed_jwt() -> Response | None:
     """With WEBHOOK_SECRET set, only the assistant gets in (its "Signed JWT" authentication)."""
     token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -96,3 +96,7 @@ def read_payload(event: str) -> dict:
 def error(status: int, code: str, detail: str) -> Response:
     """The kit's error shape, {"error": code, "detail": ...}; it never repeats the request."""
     return make_response(jsonify(error=code, detail=detail), status)
+
+
+app = Flask(__name__)  # the template on its own (flask --app postmessage_translate run)
+app.register_blueprint(bp)

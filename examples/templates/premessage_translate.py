@@ -1,8 +1,9 @@
 """Pre-message webhook: hand watsonx Assistant each customer message in the assistant's language.
 
-Run `TRANSLATOR_URL=http://127.0.0.1:5000/ flask --app premessage_translate run` for the webhook
-POST /webhooks/premessage. Settings (the kit's names): ASSISTANT_LANGUAGE (en), TRANSLATOR=libre,
-TRANSLATOR_URL, TRANSLATOR_API_KEY, TRANSLATION_TIMEOUT (3 s), WEBHOOK_SECRET (JWT check if set).
+POST /webhooks/premessage, on its own (`flask --app premessage_translate run --port 8000`) or in
+your app (`app.register_blueprint(premessage_translate.bp)`). Settings, by the kit's names:
+ASSISTANT_LANGUAGE (en), TRANSLATOR (libre; none detects only), TRANSLATOR_URL, TRANSLATOR_API_KEY,
+TRANSLATION_TIMEOUT (3 s), WEBHOOK_SECRET (when set, the assistant's signed JWT is required).
 """
 import json
 import os
@@ -10,23 +11,24 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import jwt
 from deep_translator import LibreTranslator
-from flask import Flask, Response, abort, jsonify, make_response, request
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, make_response, request
 from langdetect import DetectorFactory, LangDetectException, detect
 
 ASSISTANT_LANGUAGE = os.environ.get("ASSISTANT_LANGUAGE", "en").strip().lower()
+TRANSLATOR = os.environ.get("TRANSLATOR", "libre")
 TRANSLATOR_URL = os.environ.get("TRANSLATOR_URL", "").strip().rstrip("/") + "/"
 TRANSLATOR_API_KEY = os.environ.get("TRANSLATOR_API_KEY") or None
 TRANSLATION_TIMEOUT = float(os.environ.get("TRANSLATION_TIMEOUT", "3"))
 WEBHOOK_SECRET = os.environ.get("WEBHOOK_SECRET")
-if os.environ.get("TRANSLATOR", "libre") != "libre" or TRANSLATOR_URL == "/":
-    raise SystemExit("this template translates with LibreTranslate: set TRANSLATOR_URL")
+if TRANSLATOR not in ("libre", "none") or (TRANSLATOR == "libre" and TRANSLATOR_URL == "/"):
+    raise SystemExit("set TRANSLATOR_URL (a LibreTranslate), or TRANSLATOR=none to detect only")
 
 DetectorFactory.seed = 0  # langdetect is random without a seed
 pool = ThreadPoolExecutor(max_workers=16)  # deep-translator sets no timeout: calls wait here
-app = Flask(__name__)
+bp = Blueprint("premessage_translate", __name__)
 
 
-@app.post("/webhooks/premessage")
+@bp.post("/webhooks/premessage")
 def premessage() -> Response:
     payload = read_payload("message_received")
     variables = skill_variables(payload)
@@ -51,7 +53,10 @@ def detect_language(text: object) -> str | None:
 
 
 def translate(text: str, source: str, target: str) -> str | None:
-    """The translation, or None if it failed or took over TRANSLATION_TIMEOUT (fail open)."""
+    """The translation; None with TRANSLATOR=none, or if it failed or took over the timeout."""
+    if TRANSLATOR == "none":
+        return None
+
     def call() -> str:  # LibreTranslator wants a key to start, even when the server needs none
         libre = LibreTranslator(source, target, api_key="-", custom_url=TRANSLATOR_URL)
         libre.api_key = TRANSLATOR_API_KEY
@@ -60,7 +65,7 @@ def translate(text: str, source: str, target: str) -> str | None:
     if wait([future], TRANSLATION_TIMEOUT).done and not future.exception():
         return future.result()
     future.cancel()  # if it is still queued, it is never sent
-    app.logger.warning("translation failed or timed out; the text goes on as written")
+    current_app.logger.warning("translation failed or timed out; the text goes on as written")
     return None
 
 
@@ -72,7 +77,7 @@ def skill_variables(payload: dict) -> dict:
     return node if isinstance(node, dict) else {}
 
 
-@app.before_request
+@bp.before_request  # the blueprint's routes only: the other routes of your app are not affected
 def check_signed_jwt() -> Response | None:
     """With WEBHOOK_SECRET set, only the assistant gets in (its "Signed JWT" authentication)."""
     token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -98,3 +103,7 @@ def read_payload(event: str) -> dict:
 def error(status: int, code: str, detail: str) -> Response:
     """The kit's error shape, {"error": code, "detail": ...}; it never repeats the request."""
     return make_response(jsonify(error=code, detail=detail), status)
+
+
+app = Flask(__name__)  # the template on its own (flask --app premessage_translate run)
+app.register_blueprint(bp)
