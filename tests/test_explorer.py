@@ -18,7 +18,7 @@ from handlers.settings import SettingsError
 from handlers.store import Filters, LogEvent, utcnow
 from logs_support import cdr_body, message_body, pg_store_url, store_url  # noqa: F401
 
-USER, PASSWORD = "analyst", "s3cret-pass"
+USER, PASSWORD = "analyst", "s3cret-pass-42"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
 SECRET_TEXT = "my parcel number is ZX-SECRET-42"
 DAY = datetime(2024, 5, 1, 9, 30)
