@@ -27,14 +27,18 @@ import time
 import zlib
 from typing import Callable, Iterator
 
-SLOT = struct.Struct("=16sdI")   # address (16 bytes), minute's start (time.time()), failures
+# address (16 bytes), when its minute started (time.monotonic(): one clock for every process of
+# the machine, and one the wall clock's jumps do not move), its failures in that minute
+SLOT = struct.Struct("=16sdI")
 SLOTS = 4096
 NEIGHBOURS = 16
 
 
 class LoginThrottle:
+    """`limit` wrong passwords per address and `window` seconds, counted by every worker."""
+
     def __init__(self, limit: int = 10, window: float = 60.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.window = window
         self._clock = clock
