@@ -77,16 +77,35 @@ def on_starting(server):
     (Here, once per start, not when the file is read: gunicorn reads it again on a HUP.)"""
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if folder:
-        for path in glob.glob(os.path.join(folder, "*.db")):
+        for path in glob.glob(os.path.join(folder, "*.db")) + \
+                glob.glob(os.path.join(folder, "*.db.merging")):
             os.remove(path)
 
 
-def child_exit(server, worker):
-    """A dead worker's live gauges (breaker state, stuck threads) leave the scrape with it."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+# Dead workers whose counter and histogram files are not merged yet (a scrape held the lock).
+_unmerged_pids = []
 
-        multiprocess.mark_process_dead(worker.pid)
+
+def child_exit(server, worker):
+    """A dead worker's live gauges (breaker state, stuck threads) leave the scrape with it, and
+    its counters and histograms are merged into the folder's compacted files (one per kind), so
+    the folder and the scrape stay small however many workers GUNICORN_MAX_REQUESTS replaced."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        return
+    from prometheus_client import multiprocess
+
+    from handlers.metrics_folder import compact
+
+    multiprocess.mark_process_dead(worker.pid)
+    _unmerged_pids.append(worker.pid)
+    # A new worker with a waiting pid has taken its files over and counts on from their values.
+    _unmerged_pids[:] = [pid for pid in _unmerged_pids if pid not in server.WORKERS]
+    try:
+        if compact(folder, _unmerged_pids):
+            _unmerged_pids.clear()
+    except Exception as exc:  # the master must go on: the files stay, and are summed as before
+        server.log.warning("could not merge dead workers' metric files: %r", exc)
 
 
 def on_exit(server):

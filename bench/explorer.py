@@ -129,7 +129,7 @@ def measure(backend: str, url: str, args: argparse.Namespace) -> list[tuple[str,
     from handlers.store import Filters, utcnow
 
     app = create_app({"DATABASE_URL": url, "EXPLORER_USERNAME": "bench",
-                      "EXPLORER_PASSWORD": "bench", "WEBHOOKS": "log"})
+                      "EXPLORER_PASSWORD": "bench-password", "WEBHOOKS": "log"})
     store = app.extensions["webhooks"].store
     store.create_schema()
     now = utcnow()
@@ -144,7 +144,7 @@ def measure(backend: str, url: str, args: argparse.Namespace) -> list[tuple[str,
     print(f"  {'overview 30 d, first view':<38} {(time.perf_counter() - started) * 1000:7.0f} ms"
           f"   (fills the hourly roll-up of the month; once)")
     client = app.test_client()
-    auth = {"Authorization": "Basic " + base64.b64encode(b"bench:bench").decode()}
+    auth = {"Authorization": "Basic " + base64.b64encode(b"bench:bench-password").decode()}
 
     def page(path: str) -> Callable[[], Any]:
         def run() -> None:

@@ -77,13 +77,15 @@ def create_app(config: Mapping[str, Any] | None = None,
         app.register_blueprint(module.bp)
     app.register_blueprint(health.bp)
     if settings.explorer_auth:
-        from .explorer import bp as explorer_bp
+        from . import explorer
 
-        app.register_blueprint(explorer_bp)
+        explorer.init_app(app)
         if settings.explorer_auth == "none":
-            log.warning("log explorer open to anyone (EXPLORER_AUTH=none) at /explorer/: it "
-                        "shows customers' messages; set EXPLORER_USERNAME and "
-                        "EXPLORER_PASSWORD before exposing this server")
+            log.warning("log explorer without credentials (EXPLORER_AUTH=none) at /explorer/: "
+                        "it shows customers' messages, so it answers only requests addressed "
+                        "to localhost, 127.0.0.1 or [::1] (a request naming this server "
+                        "otherwise gets 403); set EXPLORER_USERNAME and EXPLORER_PASSWORD to "
+                        "serve it under another name")
     cli.init_app(app)
 
     if settings.open_webhooks:

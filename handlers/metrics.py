@@ -5,7 +5,9 @@ prometheus-client keeps its values per process, and under gunicorn every worker 
 the kit runs it in multiprocess mode: each worker writes its values to files in
 `PROMETHEUS_MULTIPROC_DIR`, and a scrape of any worker sums every worker's files. gunicorn.conf.py
 makes that directory when it is not set, empties it when gunicorn starts (values of an earlier run
-would be summed in) and drops a dead worker's live gauges. Without the variable (`flask run`, one
+would be summed in), drops a dead worker's live gauges and merges its counters and histograms into
+one file (handlers/metrics_folder.py), so the folder stays small however often workers restart.
+Without the variable (`flask run`, one
 process) the values are kept in memory.
 
 Recording is a no-op until an app with METRICS=on is created in the process: an app without
@@ -157,13 +159,19 @@ def metrics() -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     assert _m is not None
-    registry = _m.registry
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
         from prometheus_client import multiprocess
+
+        from .metrics_folder import scrape_lock
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-    response = Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+        with scrape_lock(folder):   # no dead worker's files merged away mid-read
+            body = generate_latest(registry)
+    else:
+        body = generate_latest(_m.registry)
+    response = Response(body, content_type=CONTENT_TYPE_LATEST)
     response.headers["Cache-Control"] = "no-store"
     return response
 

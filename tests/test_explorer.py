@@ -18,7 +18,7 @@ from handlers.settings import SettingsError
 from handlers.store import Filters, LogEvent, utcnow
 from logs_support import cdr_body, message_body, pg_store_url, store_url  # noqa: F401
 
-USER, PASSWORD = "analyst", "s3cret-pass"
+USER, PASSWORD = "analyst", "s3cret-pass-42"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
 SECRET_TEXT = "my parcel number is ZX-SECRET-42"
 DAY = datetime(2024, 5, 1, 9, 30)
@@ -76,7 +76,7 @@ def app(make_app: Any, store_url: str) -> Any:
 
 
 def get(app: Any, path: str, **args: Any) -> Any:
-    return app.test_client().get(path, headers=AUTH, query_string=args)
+    return app.test_client().get(path, headers=AUTH, query_string=args or None)
 
 
 def figure(html: str, name: str) -> int:
@@ -112,8 +112,8 @@ def test_every_page_asset_and_error_needs_the_credentials(app: Any) -> None:
     known(app)
     client = app.test_client()
     wrong = {"Authorization": "Basic " + base64.b64encode(f"{USER}:nope".encode()).decode()}
-    for path in ("/explorer/", "/explorer/sessions?q=pedido", "/explorer/sessions/s1",
-                 "/explorer/sessions/nope", "/explorer/static/explorer.css",
+    for path in ("/explorer/", "/explorer/sessions?q=pedido", "/explorer/session?id=s1",
+                 "/explorer/session?id=nope", "/explorer/static/explorer.css",
                  "/explorer/?period=bogus"):
         for headers in ({}, wrong, {"Authorization": "Bearer x"}):
             answer = client.get(path, headers=headers)
@@ -127,7 +127,7 @@ def test_every_page_asset_and_error_needs_the_credentials(app: Any) -> None:
 
 def test_pages_send_no_store_and_a_strict_csp(app: Any) -> None:
     known(app)
-    for path in ("/explorer/", "/explorer/sessions", "/explorer/sessions/s1",
+    for path in ("/explorer/", "/explorer/sessions", "/explorer/session?id=s1",
                  "/explorer/static/explorer.css"):
         answer = get(app, path)
         assert answer.status_code == 200, path
@@ -183,9 +183,9 @@ def test_overview_numbers_equal_logs_stats(app: Any) -> None:
         assert figure(html, "unsupported") == stats["unsupported_language_replies"]
         assert figure(html, "calls") == stats["calls"]["count"]
         for code, n in stats["languages"].items():
-            assert re.search(rf">{code}</a></td>\s*<td class=\"n\">{n}</td>", html), code
+            assert re.search(rf"><bdi>{code}</bdi></a></td>\s*<td class=\"n\">{n}</td>", html), code
         for reason, n in stats["calls"]["end_reasons"].items():
-            assert re.search(rf"<td>{reason}</td><td class=\"n\">{n}</td>", html), reason
+            assert re.search(rf"<td><bdi>{reason}</bdi></td><td class=\"n\">{n}</td>", html), reason
     whole = json.loads(app.test_cli_runner().invoke(
         args=["logs", "stats", "--since", "2024-05-01", "--until", "2024-05-02",
               "--format", "json"]).output)
@@ -231,7 +231,7 @@ def test_recent_periods(app: Any) -> None:
 
 def sessions_on(app: Any, **args: Any) -> tuple[list[str], str | None]:
     html = get(app, "/explorer/sessions", **args).get_data(as_text=True)
-    ids = re.findall(r'class="session" href="/explorer/sessions/([^"]+)"', html)
+    ids = re.findall(r'class="session" href="/explorer/session\?id=([^"]+)"', html)
     following = re.search(r'rel="next" class="next" href="([^"]+)"', html)
     return ids, following.group(1).replace("&amp;", "&") if following else None
 
@@ -249,7 +249,7 @@ def test_sessions_newest_first_with_keyset_pages(app: Any) -> None:
         if path is None:
             break
         html = client.get(path, headers=AUTH).get_data(as_text=True)
-        page = re.findall(r'class="session" href="/explorer/sessions/([^"]+)"', html)
+        page = re.findall(r'class="session" href="/explorer/session\?id=([^"]+)"', html)
         assert len(page) <= 50
         seen += page
         found = re.search(r'rel="next" class="next" href="([^"]+)"', html)
@@ -276,15 +276,15 @@ def test_session_filters_and_search(app: Any) -> None:
 
 def test_transcript_shows_each_turn_and_the_calls(app: Any) -> None:
     known(app)
-    answer = get(app, "/explorer/sessions/s1")
+    answer = get(app, "/explorer/session?id=s1")
     assert answer.status_code == 200
     html = answer.get_data(as_text=True)
     assert "mi pedido" in html and "my order" in html and "Hello" in html
     assert html.index("mi pedido") < html.index("my order")        # wrote, then received
-    assert "language es" in html and "339 ms" in html
+    assert "language <bdi>es</bdi>" in html and "339 ms" in html
     assert "translation failed" in html
-    assert "end reason: assistant_hangup" in html
-    missing = get(app, "/explorer/sessions/no-such-session")
+    assert "end reason: <bdi>assistant_hangup</bdi>" in html
+    missing = get(app, "/explorer/session?id=no-such-session")
     assert missing.status_code == 404 and "no-such-session" in missing.get_data(as_text=True)
 
 
@@ -293,7 +293,7 @@ def test_transcript_escapes_text_and_shows_redaction(make_app: Any, store_url: s
     body = turn("r1", "<script>alert(1)</script> write to jane.doe@example.com")
     answer = app.test_client().post("/webhooks/logs", json=body)
     assert answer.status_code == 200, answer.get_data(as_text=True)
-    html = app.test_client().get("/explorer/sessions/r1").get_data(as_text=True)
+    html = app.test_client().get("/explorer/session?id=r1").get_data(as_text=True)
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)" in html
     assert "jane.doe" not in html
     assert '<span class="redacted">redacted email</span>' in html
@@ -311,5 +311,5 @@ def test_the_log_webhook_fills_the_explorer_columns(make_app: Any, store_url: st
     assert (message.original_text, message.translation_failed, message.environment) \
         == ("dónde está mi pedido", True, "draft")
     assert record.end_reason == "caller_hangup"
-    html = app.test_client().get("/explorer/sessions/w1").get_data(as_text=True)
-    assert "dónde está mi pedido" in html and "end reason: caller_hangup" in html
+    html = app.test_client().get("/explorer/session?id=w1").get_data(as_text=True)
+    assert "dónde está mi pedido" in html and "end reason: <bdi>caller_hangup</bdi>" in html

@@ -29,6 +29,26 @@ SCREENSHOTS = pathlib.Path(os.environ.get("EXPLORER_SCREENSHOTS", "")) \
 
 pytestmark = pytest.mark.slow
 
+# Session ids a browser would rewrite in a path (dot segments, even percent-encoded; a query;
+# a fragment; a double slash): each must still open its own transcript.
+ODD_IDS = ["..", ".", "a//b", "%2e%2e", "x/../y", "q?x=1#frag", "./"]
+RLO = "\u202e"   # RIGHT-TO-LEFT OVERRIDE: shows what follows it, to the paragraph's end, mirrored
+# Where `needle` is drawn inside `element`: [left, right] of the first text node holding it.
+TEXT_BOX = """([element, needle]) => {
+  const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const at = node.data.indexOf(needle);
+    if (at >= 0) {
+      const range = document.createRange();
+      range.setStart(node, at);
+      range.setEnd(node, at + needle.length);
+      const box = range.getBoundingClientRect();
+      return [box.left, box.right];
+    }
+  }
+  return null;
+}"""
+
 
 def event(body: dict[str, Any], received_at: Any) -> LogEvent:
     name, payload = body["event"]["name"], body["payload"]
@@ -90,6 +110,18 @@ def server(tmp_path_factory: Any) -> Iterator[str]:
         language = ("en", "es", "de")[index % 3]
         rows += conversation(f"bulk-{index}", language, [("hi", None, "Hello")],
                              now - timedelta(hours=index % 20, minutes=index))
+    # Two days ago, outside the default 24 hours: ids a path would not carry, and a turn full of
+    # right-to-left overrides (found with the search).
+    earlier = now - timedelta(days=2)
+    for index, session in enumerate(ODD_IDS):
+        rows += conversation(session, "en", [(f"odd-id {index}", None, "Hello")],
+                             earlier + timedelta(minutes=index))
+    bidi = message_body(session="bidi-1", text=f"bidi-test {RLO}abc", assistant=f"{RLO}helper",
+                        snapshot="live", customer_language="es", reply=f"{RLO}reply",
+                        intents=[{"intent": f"{RLO}order_status", "confidence": 0.9}])
+    bidi["payload"]["response"]["context"]["skills"]["actions skill"]["skill_variables"][
+        "translation_failed"] = True
+    rows.append(event(bidi, earlier))
     call = cdr_body("sess-es-1")
     call["payload"]["call"]["end_reason"] = "caller_hangup"
     call["payload"]["assistant_interaction_summaries"][0]["session_id"] = "sess-es-1"
@@ -181,8 +213,41 @@ def test_no_credentials_no_content(browser: Any, server: str) -> None:
     page = context.new_page()
     # The browser refuses to show a Basic challenge it cannot answer headless.
     with pytest.raises(Exception, match="AUTH"):
-        page.goto(server + "/explorer/sessions/sess-es-1")
-    answer = context.request.get(server + "/explorer/sessions/sess-es-1")
+        page.goto(server + "/explorer/session?id=sess-es-1")
+    answer = context.request.get(server + "/explorer/session?id=sess-es-1")
     assert answer.status == 401 and answer.headers["www-authenticate"].startswith("Basic")
     assert "pedido" not in answer.text()
     context.close()
+
+
+def test_odd_session_ids_open_their_own_transcript(page: Any, server: str) -> None:
+    listing = server + "/explorer/sessions?period=7d&q=odd-id"
+    page.goto(listing)
+    assert sorted(page.locator("a.session").all_inner_texts()) == sorted(ODD_IDS)
+    for index, session in enumerate(ODD_IDS):
+        page.goto(listing)
+        links = page.locator("a.session")
+        position = links.all_inner_texts().index(session)
+        links.nth(position).click()
+        page.wait_for_load_state()
+        assert page.locator("h1 code").inner_text() == session
+        text = page.locator("main").inner_text()
+        assert f"odd-id {index}" in text
+        assert [other for other in range(len(ODD_IDS))
+                if other != index and f"odd-id {other}" in text] == []
+
+
+def test_a_right_to_left_override_stays_inside_its_text(page: Any, server: str) -> None:
+    page.goto(server + "/explorer/sessions?period=7d&q=bidi-test")
+    assert page.locator("a.session").all_inner_texts() == ["bidi-1"]
+    cell = page.locator("#sessions tbody tr td").nth(4).element_handle()
+    helper, slash, live = (page.evaluate(TEXT_BOX, [cell, needle])
+                           for needle in ("helper", "/", "live"))
+    assert helper[1] <= slash[0] <= live[0], (helper, slash, live)   # read left to right
+
+    page.locator("a.session").first.click()
+    page.wait_for_load_state()
+    meta = page.locator("li.turn .meta").first.element_handle()
+    intent, failed = (page.evaluate(TEXT_BOX, [meta, needle])
+                      for needle in ("order_status", "translation failed"))
+    assert intent[1] <= failed[0], (intent, failed)

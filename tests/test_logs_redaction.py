@@ -122,7 +122,7 @@ def everything_shown(app: Any) -> dict[str, str]:
     jsonl = runner.invoke(args=["logs", "export"])
     table = runner.invoke(args=["logs", "export", "--format", "csv"])
     assert jsonl.exit_code == 0 and table.exit_code == 0, (jsonl.output, table.output)
-    page = app.test_client().get(f"/explorer/sessions/{SESSION}")
+    page = app.test_client().get("/explorer/session", query_string={"id": SESSION})
     assert page.status_code == 200
     return {"row": " | ".join(str(value) for value in row if value is not None),
             "raw": row.raw, "jsonl": jsonl.output, "csv": table.output,

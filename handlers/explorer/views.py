@@ -1,69 +1,39 @@
 """The explorer's pages: overview (/explorer/), sessions (/explorer/sessions) and one session
-(/explorer/sessions/<id>).
+(/explorer/session?id=<id>).
 
-Every request to the blueprint, static files and errors included, passes `authenticate` first;
-every response gets `Cache-Control: no-store` and a Content-Security-Policy that allows nothing
-but this server's own stylesheet (no script at all, inline or not).
+Access and headers are guard.py's: it runs before every request under /explorer/, these pages
+only see requests it let through.
 """
 
 from __future__ import annotations
 
-import hmac
 import re
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, Response, current_app, render_template, request, url_for
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from markupsafe import Markup, escape
 
 from ..envelope import error_response
 from ..store import Filters, StoreUnavailable, utcnow
 from ..store.reports import PAGE_SIZE
-from . import charts
+from . import charts, guard
 
-bp = Blueprint("explorer", __name__, url_prefix="/explorer", template_folder="templates",
+bp = Blueprint("explorer", __name__, url_prefix=guard.PREFIX, template_folder="templates",
                static_folder="static")
+bp.before_app_request(guard.guard)
+bp.after_app_request(guard.secure)
 
-SECURITY_HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": "default-src 'self'; script-src 'none'; object-src 'none'; "
-                               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 # What the redaction of LOG_REDACT leaves in a text (handlers/redact.py).
 REDACTED = re.compile(r"\[(email|iban|card|national_id|phone|unscanned)\]")
 MAX_FILTER = 255
+# The last day a custom period may name: the period ends the day after `until`, which must exist.
+LAST_DAY = date.max - timedelta(days=1)
 
 
 class BadInput(ValueError):
     """A query parameter the explorer cannot use: answered 400, nothing echoed."""
-
-
-@bp.before_request
-def authenticate() -> Response | None:
-    settings = current_app.config["WEBHOOK_SETTINGS"]
-    if settings.explorer_auth == "none":
-        return None
-    given = request.authorization
-    username = given.username if given and given.type == "basic" else None
-    password = given.password if given and given.type == "basic" else None
-    # Both compared every time, so the time taken says nothing about which one was wrong.
-    same_user = hmac.compare_digest((username or "").encode(),
-                                    settings.explorer_username.encode())
-    same_password = hmac.compare_digest((password or "").encode(),
-                                        settings.explorer_password.encode())
-    if username is not None and same_user and same_password:
-        return None
-    return error_response(401, "unauthorized", "the explorer needs its username and password",
-                          {"WWW-Authenticate": 'Basic realm="explorer", charset="UTF-8"'})
-
-
-@bp.after_request
-def secure(response: Response) -> Response:
-    response.headers.update(SECURITY_HEADERS)
-    return response
 
 
 @bp.errorhandler(BadInput)
@@ -82,6 +52,13 @@ def show_redacted(value: str | None) -> Markup:
     """The text, escaped, with what LOG_REDACT masked shown as redacted."""
     text = str(escape(value or ""))
     return Markup(REDACTED.sub(r'<span class="redacted">redacted \1</span>', text))
+
+
+@bp.app_template_filter("isolated")
+def isolated(value: Any) -> Markup:
+    """Stored text (a customer's words, an id), escaped, in a `<bdi>`: its own direction, so a
+    right-to-left override or an Arabic word inside cannot reorder what is shown beside it."""
+    return Markup("<bdi>{}</bdi>").format("" if value is None else value)
 
 
 @bp.get("/")
@@ -116,14 +93,25 @@ def sessions() -> str:
                            failed=failed, next_args=next_args)
 
 
-@bp.get("/sessions/<path:session_id>")
-def transcript(session_id: str) -> tuple[str, int] | str:
+@bp.get("/session")
+def transcript() -> tuple[str, int] | str:
+    """One session, its id in the query: in the path, ids such as `..` or `a//b` would be
+    rewritten by the browser (dot segments, even percent-encoded) before they were sent."""
+    session_id = request.args.get("id", "")
+    if not session_id:
+        raise BadInput("id (the session id) is required")
     if len(session_id) > MAX_FILTER:
         raise BadInput("a session id has at most 255 characters")
     rows = _store().transcript(session_id)
     turns = [_turn(row) for row in rows]
     status = 200 if rows else 404
     return render_template("explorer/transcript.html", session_id=session_id, turns=turns), status
+
+
+@bp.get("/sessions/<path:session_id>")
+def old_transcript_link(session_id: str) -> Response:
+    """Where transcripts were before: links saved then still open (ids without dot segments)."""
+    return redirect(url_for("explorer.transcript", id=session_id), 308)
 
 
 def _turn(row: Any) -> dict[str, Any]:
@@ -148,9 +136,12 @@ def _text(name: str, limit: int = MAX_FILTER) -> str:
 
 def _day(name: str) -> date:
     try:
-        return date.fromisoformat(request.args.get(name, ""))
+        day = date.fromisoformat(request.args.get(name, ""))
     except ValueError:
         raise BadInput(f"{name} must be a date (YYYY-MM-DD)") from None
+    if day > LAST_DAY:
+        raise BadInput(f"{name} must be a day up to {LAST_DAY}")
+    return day
 
 
 def _view() -> dict[str, Any]:
@@ -187,9 +178,12 @@ def _cursor(value: str | None) -> tuple[datetime, str] | None:
         return None
     moment, _, session = value.partition("|")
     try:
-        return datetime.fromisoformat(moment), session
+        after = datetime.fromisoformat(moment)
     except ValueError:
         raise BadInput("after is not a cursor this page gave") from None
+    if after.tzinfo is not None or len(session) > MAX_FILTER:
+        raise BadInput("after is not a cursor this page gave")
+    return after, session
 
 
 @bp.app_template_global("explorer_url")

@@ -8,6 +8,7 @@ answering 500 to the assistant later. Nothing else in the kit reads `os.environ`
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Mapping
@@ -35,6 +36,9 @@ TRANSLATORS = ("none", "google", "libre", "deepl", "microsoft", "mymemory", "llm
 FORMALITIES = ("default", "more", "less", "prefer_more", "prefer_less")  # DeepL's `formality`
 DETECTORS = ("langdetect", "lingua")
 SKILL_TYPES = ("actions", "dialog")
+
+# Guessing a password this long at the explorer's throttled 10 tries a minute takes forever.
+MIN_EXPLORER_PASSWORD = 12
 
 # Sixteen widely used languages, all of which both detectors and the main translators know.
 DEFAULT_LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "nl", "sv", "pl", "ru", "tr", "ar",
@@ -112,6 +116,8 @@ class Settings:
     explorer_auth: str = ""
     explorer_username: str | None = field(default=None, repr=False)
     explorer_password: str | None = field(default=None, repr=False)
+    # The proxies whose X-Forwarded-For names the client (the explorer's login throttle).
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
 
     # Prometheus metrics at /metrics (METRICS=on), behind a bearer token when METRICS_TOKEN is set.
     metrics: bool = False
@@ -144,9 +150,11 @@ def _webhooks(source: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _explorer(source: Mapping[str, Any]) -> dict[str, Any]:
     """The log explorer is off unless it has credentials (both, never one) or is explicitly
-    left open with EXPLORER_AUTH=none: it shows customers' messages."""
+    left open with EXPLORER_AUTH=none: it shows customers' messages. The password is taken as
+    set, spaces included (it is what the browser will send), and is long enough to make the
+    throttled guessing of a public port hopeless."""
     username = read_text(source, "EXPLORER_USERNAME")
-    password = read_text(source, "EXPLORER_PASSWORD")
+    password = str(source.get("EXPLORER_PASSWORD") or "") or None
     method = read_choice(source, "EXPLORER_AUTH", ("basic", "none"), "basic") \
         if read_text(source, "EXPLORER_AUTH") else ""
     if bool(username) != bool(password):
@@ -158,10 +166,28 @@ def _explorer(source: Mapping[str, Any]) -> dict[str, Any]:
                             "choose one")
     if method == "basic" and not username:
         raise SettingsError("EXPLORER_AUTH=basic needs EXPLORER_USERNAME and EXPLORER_PASSWORD")
+    if password and len(password) < MIN_EXPLORER_PASSWORD:
+        raise SettingsError(f"EXPLORER_PASSWORD is shorter than {MIN_EXPLORER_PASSWORD} "
+                            "characters (spaces count: it is used as set)")
     if username:
         method = "basic"
     return {"explorer_auth": method, "explorer_username": username,
             "explorer_password": password}
+
+
+def _forwarded_allow_ips(source: Mapping[str, Any]) -> tuple[str, ...]:
+    """The proxies trusted to say who their client is (gunicorn's FORWARDED_ALLOW_IPS, which
+    trusts them for the scheme): addresses, or `*` for any peer."""
+    raw = read_text(source, "FORWARDED_ALLOW_IPS", DEFAULTS["forwarded_allow_ips"][0])
+    items = tuple(item.strip() for item in (raw or "").split(",") if item.strip())
+    for item in items:
+        if item != "*":
+            try:
+                ipaddress.ip_address(item)
+            except ValueError:
+                raise SettingsError(f"FORWARDED_ALLOW_IPS: {item!r} is not an IP address or *"
+                                    ) from None
+    return items
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None,
@@ -284,6 +310,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         log_redact=read_flag(source, "LOG_REDACT", DEFAULTS["log_redact"]),
         log_retention_days=retention,
         **_explorer(source),
+        forwarded_allow_ips=_forwarded_allow_ips(source),
         metrics=read_flag(source, "METRICS", DEFAULTS["metrics"]),
         metrics_token=read_text(source, "METRICS_TOKEN"),
     )
