@@ -229,7 +229,9 @@ def test_every_gunicorn_worker_shares_the_count_through_restarts(tmp_path: Any) 
         assert failures == [401] * 10
         after = list(pool.map(lambda _: status(port, basic()), range(12)))
     assert after == [429] * 12
-    assert (tmp_path / "gunicorn.log").read_text().count("Booting worker with pid") >= 6
+    # Workers were replaced on the way (a worker's threads may take a request or two past its
+    # maximum before it retires, so fewer than 22 / 3 replacements are certain under load).
+    assert (tmp_path / "gunicorn.log").read_text().count("Booting worker with pid") >= 4
 
 
 # --- NUL characters and dates out of range, on both backends -------------------------------------
