@@ -86,12 +86,14 @@ def conversations(detect: Callable[[str], Detection], min_confidence: float,
     policy_right = message_right = total = openings = 0
     for language, opening, follow_ups in CONVERSATIONS:
         session, _ = choose_language(detect(opening), chosen=None, session=None, hint=None,
-                                     min_confidence=min_confidence, default=default)
+                                     min_confidence=min_confidence, default=default,
+                                     text=opening)
         openings += session == language
         for text in follow_ups:
             detection = detect(text)
             session, _ = choose_language(detection, chosen=None, session=session, hint=None,
-                                         min_confidence=min_confidence, default=default)
+                                         min_confidence=min_confidence, default=default,
+                                         text=text)
             total += 1
             policy_right += session == language
             message_right += detection.language == language
