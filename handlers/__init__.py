@@ -18,7 +18,7 @@ from flask import Flask
 from . import cli, health, metrics, requestlog
 from .auth import build_verifier
 from .pipeline import Services, Step
-from .settings import Settings, SettingsError, load_settings
+from .settings import Settings, SettingsError, load_settings, settings_errors_in_one_line
 
 __all__ = ["create_app", "Settings", "SettingsError"]
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ def create_app(config: Mapping[str, Any] | None = None,
     `{"premessage": [my_step, *PREMESSAGE_STEPS]}` where `def my_step(turn: Turn) -> Response |
     None` reads and changes `turn.payload` (see handlers/pipeline.py and examples/custom_step.py).
     """
+    settings_errors_in_one_line()
     settings = load_settings(config)
     requestlog.configure_logging(settings.log_level)
     unknown = set(steps or {}) - {name for name, (_, lst) in WEBHOOK_MODULES.items() if lst}
@@ -133,3 +134,4 @@ def build_services(app: Flask, settings: Settings) -> Services:
 
         services.content = ContentStore.load(settings.content_dir)
     return services
+
