@@ -13,6 +13,7 @@ import importlib
 import logging
 from typing import Any, Mapping, Sequence
 
+import click
 from flask import Flask
 
 from . import cli, health, metrics, requestlog
@@ -126,12 +127,24 @@ def build_services(app: Flask, settings: Settings) -> Services:
         services.glossary = Glossary.load(settings.translation_glossary, settings.languages,
                                           settings.assistant_language)
     if pre:
-        from .language import build_detector
+        from .language import LazyDetector, build_detector
 
-        services.detector = build_detector(settings)
+        services.detector = LazyDetector(settings) if loading_for_a_command() \
+            else build_detector(settings)
     if post:
         from .content import ContentStore
 
         services.content = ContentStore.load(settings.content_dir)
     return services
 
+
+def loading_for_a_command() -> bool:
+    """Whether Flask's command line is loading the app to find one of its commands (`flask --app
+    handlers logs ...`, `sign-jwt`): the detector is then built only if something detects, so a
+    command that reads the log store never loads lingua's models. gunicorn loads the app outside
+    any command line, and `flask run` inside its own command: both build it at once, before they
+    serve (and, under gunicorn, before the fork)."""
+    from flask.cli import FlaskGroup
+
+    context = click.get_current_context(silent=True)
+    return context is not None and isinstance(context.command, FlaskGroup)

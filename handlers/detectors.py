@@ -275,6 +275,24 @@ class LinguaDetector(Detector):
 _build_lock = threading.Lock()
 
 
+class LazyDetector:
+    """The detector of `settings`, built when it is first asked for a detection: for an app
+    built to run a command (`flask --app handlers logs ...`), which most often never detects
+    anything and so never loads lingua's models (a few seconds, about 300 MB)."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self._detector: Detector | None = None
+        self._lock = threading.Lock()
+
+    def detect(self, text: str) -> Detection:
+        if self._detector is None:
+            with self._lock:
+                if self._detector is None:
+                    self._detector = build_detector(self.settings)
+        return self._detector.detect(text)
+
+
 def build_detector(settings: Any) -> Detector:
     """The detector named by LANGUAGE_DETECTOR, over LANGUAGES, ready before the fork."""
     with _build_lock:  # lingua and langdetect loads are not meant to race

@@ -14,13 +14,14 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from .detectors import (SHORT_TEXT_WORDS, Detection, Detector, LangdetectDetector,
-                        LinguaDetector, build_detector)
+                        LazyDetector, LinguaDetector, build_detector)
 from .scripts import has_letters, scripts_of_language
 
 # has_letters is the scripts module's, and part of this module's interface.
-__all__ = ["CHAT_WORDS", "ENDONYMS", "SHORT_TEXT_WORDS", "Detection", "Detector", "LangdetectDetector",
-           "LinguaDetector", "build_detector", "choose_language", "enough_letters", "has_letters",
-           "is_chat", "language_tag", "normalise_code"]
+__all__ = ["CHAT_WORDS", "ENDONYMS", "SHORT_TEXT_WORDS", "Detection", "Detector",
+           "LangdetectDetector", "LazyDetector", "LinguaDetector", "build_detector",
+           "choose_language", "enough_letters", "has_letters", "is_chat", "language_tag",
+           "normalise_code"]
 
 # Letters a message needs before it may move a session to another language. Latin letters are
 # weak evidence whatever the session's language ("merci" is five letters and proves nothing; "OK"
