@@ -99,3 +99,13 @@ def test_the_server_settings_size_workers_from_the_container(tmp_path):
         min(2 * cpus, 3)
     assert load_server_settings({"LANGUAGE_DETECTOR": "langdetect"}, root).workers == 2 * cpus
     assert load_server_settings({"WEB_CONCURRENCY": "3"}, root).workers == 3   # set: obeyed
+
+
+def test_a_platforms_guess_is_lowered_to_what_the_memory_holds(tmp_path):
+    """Heroku's buildpack sets WEB_CONCURRENCY=2 on a 512 MB dyno (and WEB_CONCURRENCY_SET_BY);
+    with lingua and full session memory one worker fits."""
+    root = cgroup(tmp_path, **{"memory__memory.limit_in_bytes": str(512 * MB)})
+    heroku = {"WEB_CONCURRENCY": "2", "WEB_CONCURRENCY_SET_BY": "heroku/python"}
+    assert load_server_settings(heroku, root).workers == 1
+    assert load_server_settings({**heroku, "SESSION_MEMORY_SIZE": "20000"}, root).workers == 2
+    assert load_server_settings({"WEB_CONCURRENCY": "2"}, root).workers == 2   # the user's

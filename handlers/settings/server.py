@@ -34,12 +34,16 @@ def load_server_settings(environ: Mapping[str, str] | None = None,
     LANGUAGE_DETECTOR and SESSION_MEMORY_SIZE the app will use."""
     source = os.environ if environ is None else environ
     workers = read_number(source, "WEB_CONCURRENCY", None, cast=int)
-    if workers is None:
+    # Heroku's Python buildpack sets WEB_CONCURRENCY itself at boot, from 256 MB a process (2 on
+    # a 512 MB dyno), and says so in WEB_CONCURRENCY_SET_BY: a guess for any app, which the
+    # kit's own estimate replaces when that is lower. A value someone set is obeyed.
+    if workers is None or source.get("WEB_CONCURRENCY_SET_BY"):
         detector = read_choice(source, "LANGUAGE_DETECTOR", DETECTORS,
                                DEFAULTS["language_detector"])
         sessions = read_number(source, "SESSION_MEMORY_SIZE", DEFAULTS["session_memory_size"],
                                cast=int)
-        workers = default_workers(detector, sessions, cgroup)
+        estimate = default_workers(detector, sessions, cgroup)
+        workers = estimate if workers is None else min(workers, estimate)
     max_requests = read_number(source, "GUNICORN_MAX_REQUESTS", 10000, cast=int,
                                positive=False, minimum=0)
     return ServerSettings(
