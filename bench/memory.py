@@ -45,7 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from bench.harness import KIT_APP, REPO, bench_lock, machine, serve  # noqa: E402
+from bench.harness import KIT_APP, REPO, bench_lock, children, machine, serve  # noqa: E402
 from bench.language_samples import MESSAGES  # noqa: E402
 
 MB = 1024 * 1024
@@ -64,21 +64,6 @@ def rollup(pid: int) -> dict[str, int]:
                 fields[parts[0].rstrip(":")] = int(parts[1]) * 1024
     return {"rss": fields["Rss"], "pss": fields["Pss"],
             "private": fields["Private_Clean"] + fields["Private_Dirty"]}
-
-
-def workers_of(master: int) -> list[int]:
-    """The gunicorn master's worker processes (its children)."""
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid == master:
-                children.append(int(entry))
-    return sorted(children)
 
 
 @dataclass
@@ -240,7 +225,7 @@ def measure(detector: str, workers: int, sessions: list[int]) -> list[Row]:
     with serve(KIT_APP, env, start_timeout=120) as url:
         port = int(url.rsplit(":", 1)[1])
         deadline = time.monotonic() + 60
-        while len(pids := workers_of(url.pid)) < workers and time.monotonic() < deadline:
+        while len(pids := children(url.pid)) < workers and time.monotonic() < deadline:
             time.sleep(0.2)   # /healthz answered: the first worker is up, maybe not the last
         if len(pids) != workers:
             raise RuntimeError(f"expected {workers} workers, found {pids}")
