@@ -20,9 +20,9 @@ MB = 1024 * 1024
 # What the server holds, measured with bench/memory.py (bench/RESULTS.md, docs/deployment.md;
 # gunicorn.conf.py as shipped, the default LANGUAGES): the master with what its workers share (the
 # detector's models, the libraries), counted once; each worker's own memory once it has served
-# traffic; and each session its session memory holds (SESSION_MEMORY_SIZE, per worker). lingua
-# with 4 workers of 100,000 sessions: 325 + 4 x (30 + 57) = 673 MB estimated, 681 MB measured.
-SERVER_MB = {"lingua": 325, "langdetect": 50}
+# traffic; and each session its session memory holds (SESSION_MEMORY_SIZE, per worker). lingua's
+# figure is the highest of the runs (its heap varies by 20 MB from one start to the next).
+SERVER_MB = {"lingua": 310, "langdetect": 50}
 WORKER_MB = 30
 SESSION_BYTES = 600
 # The share of the memory limit the processes may fill: page cache, kernel memory and socket

@@ -77,7 +77,7 @@ def test_workers_fit_the_measured_figures():
 @pytest.mark.parametrize("limit_mb, detector, sessions, expected", [
     (512, "lingua", 100_000, 1),
     (512, "lingua", 20_000, 3),
-    (1024, "lingua", 100_000, 6),
+    (1024, "lingua", 100_000, 7),
     (512, "langdetect", 20_000, 9),
     (None, "lingua", 100_000, 16),       # no memory limit: two per CPU
 ])
