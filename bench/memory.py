@@ -236,7 +236,7 @@ def measure(detector: str, workers: int, sessions: list[int]) -> list[Row]:
         held = 0
         for size in sorted(sessions):
             seconds = fill_sessions(connections, size - held)
-            print(f"  {detector}, {workers} workers: {size - held} more sessions per worker in "
+            print(f"  {detector} x {workers}: {size - held} more sessions per worker in "
                   f"{seconds:.0f} s", file=sys.stderr, flush=True)
             held = size
             time.sleep(0.5)
@@ -268,20 +268,22 @@ def check_defaults(rows: list[Row]) -> bool:
     """The default WEB_CONCURRENCY that handlers/sizing.py picks for each container, with the
     default detector and session memory: does the measured server fit with 10 % to spare?"""
     from handlers.settings import DEFAULTS
-    from handlers.sizing import workers_for_memory
+    from handlers.sizing import usable_cpus, workers_for_memory
 
     ok = True
     by_config = {(row.detector, row.workers, row.sessions): row for row in rows}
     sessions = DEFAULTS["session_memory_size"]
     for name, limit in CONTAINERS.items():
-        workers = min(4, workers_for_memory(limit, "lingua", sessions))  # 2 CPUs here: 4 at most
+        # what handlers.sizing.default_workers gives in such a container on this machine's CPUs
+        workers = min(2 * usable_cpus(), workers_for_memory(limit, "lingua", sessions))
         row = by_config.get(("lingua", workers, sessions))
         if row is None:
             print(f"{name}: the default is {workers} lingua workers; not measured in this run")
             continue
         fits = row.snap.total_pss <= 0.9 * limit
         ok = ok and fits
-        print(f"{name}: the default is {workers} workers (lingua, SESSION_MEMORY_SIZE={sessions}):"
+        print(f"{name}: the default is {workers} worker{'s' * (workers > 1)} (lingua, "
+              f"SESSION_MEMORY_SIZE={sessions}):"
               f" {row.snap.total_pss / MB:.0f} MB measured, {'fits' if fits else 'DOES NOT FIT'}"
               f" in 90 % of the limit ({0.9 * limit / MB:.0f} MB)")
     return ok

@@ -3,7 +3,7 @@
 `Detector.detect(text) -> Detection` answers with an ISO 639-1 code among `LANGUAGES` (or None),
 a confidence, and how many letters of which script the text has. Two statistical detectors are
 available (`LANGUAGE_DETECTOR`): lingua (the default: high-accuracy mode, markedly better on one-
-and two-word messages, about 295 MB shared by the workers) and langdetect (4 MB, weaker on short
+and two-word messages, about 260 MB shared by the workers) and langdetect (4 MB, weaker on short
 text, and with scores of 0 or 1 on one word it cannot rule a language out; docs/premessage.md
 has the figures). Both are built once, before gunicorn forks, and only know the candidate
 languages: restricting candidates is the biggest accuracy and speed lever there is.
