@@ -268,7 +268,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         # LOG_ settings are the log webhook's (LOG_AUTH, LOG_REDACT): one meaning per prefix.
         raise SettingsError("LOG_LEVEL was renamed: set APP_LOG_LEVEL instead (settings "
                             "starting with LOG_ configure the log webhook)")
-    log_level = read_log_level(source, DEFAULTS["log_level"])
+    log_level = read_log_level(source, "APP_LOG_LEVEL", DEFAULTS["log_level"])
 
     settings = Settings(
         webhooks=_webhooks(source),

@@ -81,11 +81,11 @@ def read_number(source: Mapping[str, Any], name: str, default: float | None, *,
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def read_log_level(source: Mapping[str, Any], default: str = "INFO") -> str:
-    """APP_LOG_LEVEL, the level of the app's log lines and gunicorn's."""
-    level = (read_text(source, "APP_LOG_LEVEL") or default).upper()
+def read_log_level(source: Mapping[str, Any], name: str, default: str = "INFO") -> str:
+    """A logging level (APP_LOG_LEVEL: the app's log lines and gunicorn's)."""
+    level = (read_text(source, name) or default).upper()
     if level not in LOG_LEVELS:
-        raise SettingsError(f"APP_LOG_LEVEL={level!r} is not a logging level: set one of "
+        raise SettingsError(f"{name}={level!r} is not a logging level: set one of "
                             f"{', '.join(LOG_LEVELS)}")
     return level
 

@@ -55,5 +55,5 @@ def load_server_settings(environ: Mapping[str, str] | None = None,
         max_requests=max_requests,
         max_requests_jitter=read_number(source, "GUNICORN_MAX_REQUESTS_JITTER",
                                         max_requests // 10, cast=int, positive=False, minimum=0),
-        log_level=read_log_level(source),
+        log_level=read_log_level(source, "APP_LOG_LEVEL"),
     )
