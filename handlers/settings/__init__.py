@@ -165,7 +165,7 @@ def _explorer(source: Mapping[str, Any]) -> dict[str, Any]:
                             "without it")
     if method == "none" and username:
         raise SettingsError("EXPLORER_AUTH=none with EXPLORER_USERNAME/EXPLORER_PASSWORD: "
-                            "unset one or the other")
+                            "choose one, and unset the other")
     if method == "basic" and not username:
         raise SettingsError("EXPLORER_AUTH=basic needs EXPLORER_USERNAME and EXPLORER_PASSWORD: "
                             "set both")
