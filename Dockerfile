@@ -29,4 +29,5 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8080'), timeout=2)"]
 
-CMD ["gunicorn", "-c", "gunicorn.conf.py", "handlers:create_app()"]
+# gunicorn with gunicorn.conf.py, once the server settings are checked (handlers/serve.py).
+CMD ["python", "-m", "handlers.serve"]

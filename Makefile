@@ -38,7 +38,7 @@ $(VENV)/.installed-test: requirements.txt requirements-test.txt $(VENV)/.install
 	touch $@
 
 run: $(VENV)/.installed
-	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py "handlers:create_app()"
+	PORT=$(PORT) $(BIN)/python -m handlers.serve
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,4 +1,5 @@
-"""gunicorn settings for the kit (`gunicorn -c gunicorn.conf.py "handlers:create_app()"`).
+"""gunicorn settings for the kit (`python -m handlers.serve`, which runs
+`gunicorn -c gunicorn.conf.py "handlers:create_app()"` once the server settings are checked).
 
 Webhook handlers spend most of their time waiting on the network (the translator, the database),
 so each worker runs several threads (gthread): a slow translation holds one thread, not a process.
@@ -11,39 +12,34 @@ import os
 import shutil
 import tempfile
 
-from handlers.cpus import usable_cpus
+from handlers.settings import SettingsError
 from handlers.settings.readers import read_flag
+from handlers.settings.server import load_server_settings
 
+# Every server setting read and checked at once; a wrong one stops the start with one line naming
+# the variable and the fix (SystemExit: gunicorn prints a traceback for any other exception here).
+try:
+    _server = load_server_settings()
+except SettingsError as exc:
+    raise SystemExit(f"settings error: {exc}") from None
 
-def _number(name: str, default: object, cast: type = int, zero: bool = False) -> float:
-    """One of this file's settings, refused at start with its name if it is not a positive number
-    (or zero, where zero means off)."""
-    raw = os.environ.get(name, str(default))
-    try:
-        value = cast(raw)
-    except ValueError:
-        value = -1
-    if value < 0 or (value == 0 and not zero):
-        raise SystemExit(f"{name}={raw!r}: expected a {'non-negative' if zero else 'positive'} number")
-    return value
-
-
-bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
-# The CPUs the container may use (cgroup quota, CPU affinity), not the host's.
-workers = _number("WEB_CONCURRENCY", usable_cpus() * 2)
+bind = f"0.0.0.0:{_server.port}"
+# Two per CPU the container may use (cgroup quota, CPU affinity; not the host's), no more than
+# its memory limit holds (handlers/sizing.py).
+workers = _server.workers
 worker_class = "handlers.worker.RequestDeadlineWorker"
-threads = _number("GUNICORN_THREADS", 16)
+threads = _server.threads
 # A client that has not sent its whole request (headers and body) within this many seconds gets a
 # 408 and is closed; it never holds a thread meanwhile.
-request_read_timeout = _number("REQUEST_READ_TIMEOUT", 10, float)
+request_read_timeout = _server.request_read_timeout
 # Each worker is replaced after about this many requests (jitter so they do not all restart at
 # once): a leaked resource cannot live forever. A worker finishes its requests in flight first.
 # 0 turns it off.
-max_requests = _number("GUNICORN_MAX_REQUESTS", 10000, zero=True)
-max_requests_jitter = _number("GUNICORN_MAX_REQUESTS_JITTER", max_requests // 10, zero=True)
+max_requests = _server.max_requests
+max_requests_jitter = _server.max_requests_jitter
 # Above the longest handler budget: the assistant gives up after 30 s at most, and the kit's own
 # deadlines (TRANSLATION_TIMEOUT < 30 s) end a request well before this.
-timeout = _number("GUNICORN_TIMEOUT", 40)
+timeout = _server.timeout
 graceful_timeout = 30
 keepalive = 75
 # Load the app (settings, language profiles, models) once in the master, before forking.
@@ -51,7 +47,7 @@ preload_app = True
 # The kit writes one JSON line per request itself; gunicorn's access log would repeat it.
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("APP_LOG_LEVEL", "info").lower()
+loglevel = _server.log_level.lower()
 # Forward the scheme/host set by the platform's TLS-terminating router.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 

@@ -167,6 +167,21 @@ def cpu_seconds(pid: int) -> float:
     return total / ticks
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (a gunicorn master's workers), in pid order."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == pid:
+                found.append(int(entry))
+    return sorted(found)
+
+
 def gunicorn_settings(env: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What gunicorn.conf.py sets under `env` (workers, threads, worker_class, ...), for labels."""
     saved = dict(os.environ)

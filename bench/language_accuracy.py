@@ -12,7 +12,8 @@ Prints, per detector setting:
   the session starting from what the policy made of the opening sentence). The policy must win.
 With --memory: the memory of a gunicorn-like worker for each detector (built in a parent before
 fork, like `preload_app`): the parent's RSS growth, and a forked worker's PSS and private memory
-after it has detected every sample.
+after it has detected every sample; then lingua over four LANGUAGES, and lingua built in the
+worker after the fork (no sharing). bench/memory.py measures the whole server.
 
 Settings compared: "langdetect, stock" is langdetect 1.0.9 as shipped (all 55 profiles, no seed
 beyond 0, no script rules), the baseline; "langdetect" and "lingua" are the kit's detectors over
@@ -86,12 +87,14 @@ def conversations(detect: Callable[[str], Detection], min_confidence: float,
     policy_right = message_right = total = openings = 0
     for language, opening, follow_ups in CONVERSATIONS:
         session, _ = choose_language(detect(opening), chosen=None, session=None, hint=None,
-                                     min_confidence=min_confidence, default=default)
+                                     min_confidence=min_confidence, default=default,
+                                     text=opening)
         openings += session == language
         for text in follow_ups:
             detection = detect(text)
             session, _ = choose_language(detection, chosen=None, session=session, hint=None,
-                                         min_confidence=min_confidence, default=default)
+                                         min_confidence=min_confidence, default=default,
+                                         text=text)
             total += 1
             policy_right += session == language
             message_right += detection.language == language
@@ -236,23 +239,30 @@ def _memory_kb(field: str, path: str = "/proc/self/smaps_rollup") -> int:
 
 
 def memory() -> None:
-    """Build each detector in a fresh parent, fork a 'worker', measure both."""
+    """Build each detector in a fresh parent, fork a 'worker', measure both; and lingua built in
+    the worker after the fork instead (what a server without preload_app does), and lingua over
+    fewer LANGUAGES."""
     import json
     import subprocess
 
     code = r'''
 import json, os, sys
 sys.path.insert(0, os.getcwd())
-from bench.language_accuracy import _memory_kb, settings_for
+from bench.language_accuracy import _memory_kb
 from bench.language_samples import MESSAGES
 from handlers.language import build_detector
+from handlers.settings import load_settings
 import handlers, flask  # what a worker imports anyway
+detector_name, languages, when = sys.argv[1:4]
+settings = load_settings({"LANGUAGE_DETECTOR": detector_name,
+                          **({"LANGUAGES": languages} if languages else {})}, environ={})
 before = _memory_kb("Rss")
-detector = build_detector(settings_for(sys.argv[1]))
+detector = build_detector(settings) if when == "before" else None
 after = _memory_kb("Rss")
 read, write = os.pipe()
 pid = os.fork()
 if pid == 0:
+    detector = detector or build_detector(settings)
     for kinds in MESSAGES.values():
         for texts in kinds.values():
             for text in texts:
@@ -266,13 +276,17 @@ os.waitpid(pid, 0)
 child = json.loads(os.read(read, 4096))
 print(json.dumps({"parent_growth": after - before, "parent_rss": after, **child}))
 '''
-    print(f"\n{'detector':<12} {'master RSS growth':>18} {'worker RSS':>11} {'worker PSS':>11} "
+    setups = [("langdetect", "langdetect", "", "before"), ("lingua", "lingua", "", "before"),
+              ("lingua, en es fr de", "lingua", "en,es,fr,de", "before"),
+              ("lingua, after fork", "lingua", "", "after")]
+    print(f"\n{'detector':<20} {'master RSS growth':>18} {'worker RSS':>11} {'worker PSS':>11} "
           f"{'worker private':>15}")
-    for name in ("langdetect", "lingua"):
-        out = subprocess.run([sys.executable, "-c", code, name], capture_output=True, text=True,
+    for label, name, languages, when in setups:
+        out = subprocess.run([sys.executable, "-c", code, name, languages, when],
+                             capture_output=True, text=True,
                              cwd=pathlib.Path(__file__).resolve().parent.parent, check=True)
         data = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{name:<12} {data['parent_growth'] / 1024:>15.0f} MB {data['rss'] / 1024:>8.0f} MB "
+        print(f"{label:<20} {data['parent_growth'] / 1024:>15.0f} MB {data['rss'] / 1024:>8.0f} MB "
               f"{data['pss'] / 1024:>8.0f} MB {data['private'] / 1024:>12.0f} MB")
 
 

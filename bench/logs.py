@@ -51,7 +51,7 @@ if str(REPO) not in sys.path:
 
 import contextlib  # noqa: E402
 
-from bench.harness import Load, bench_lock, compare, serve  # noqa: E402
+from bench.harness import Load, bench_lock, children, compare, serve  # noqa: E402
 
 TARGET = 0.5
 WAIT = 0.0003   # seconds: about one durable commit with its fsync on this machine
@@ -249,9 +249,9 @@ def kill_test(backend: str, url: str, total: int, senders: int = 8) -> bool:
     started = time.monotonic()
     with serve("handlers:create_app()", env) as base:
         deadline = time.monotonic() + 30
-        while len(_children(base.pid)) < 2 and time.monotonic() < deadline:
+        while len(children(base.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        workers = _children(base.pid)
+        workers = children(base.pid)
 
         def sender(index: int) -> None:
             for number in range(total // senders):
@@ -285,7 +285,7 @@ def kill_test(backend: str, url: str, total: int, senders: int = 8) -> bool:
         for thread in threads:
             thread.join()
         kill_thread.join()
-        replaced = _children(base.pid)
+        replaced = children(base.pid)
     seconds = time.monotonic() - started
     keys = stored(url)
     missing = [log_id for log_id in acknowledged if log_id not in keys]
@@ -297,20 +297,6 @@ def kill_test(backend: str, url: str, total: int, senders: int = 8) -> bool:
           f"{extra}), rows {len(keys)}, acknowledged but missing: {len(missing)} -> "
           f"{'PASS' if not missing and killed else 'FAIL'}")
     return not missing and bool(killed)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry))
-    return sorted(found)
 
 
 def print_summary(row: Any, verdict: str) -> None:

@@ -13,12 +13,13 @@ import importlib
 import logging
 from typing import Any, Mapping, Sequence
 
+import click
 from flask import Flask
 
 from . import cli, health, metrics, requestlog
 from .auth import build_verifier
 from .pipeline import Services, Step
-from .settings import Settings, SettingsError, load_settings
+from .settings import Settings, SettingsError, load_settings, settings_errors_in_one_line
 
 __all__ = ["create_app", "Settings", "SettingsError"]
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def create_app(config: Mapping[str, Any] | None = None,
     `{"premessage": [my_step, *PREMESSAGE_STEPS]}` where `def my_step(turn: Turn) -> Response |
     None` reads and changes `turn.payload` (see handlers/pipeline.py and examples/custom_step.py).
     """
+    settings_errors_in_one_line()
     settings = load_settings(config)
     requestlog.configure_logging(settings.log_level)
     unknown = set(steps or {}) - {name for name, (_, lst) in WEBHOOK_MODULES.items() if lst}
@@ -125,11 +127,24 @@ def build_services(app: Flask, settings: Settings) -> Services:
         services.glossary = Glossary.load(settings.translation_glossary, settings.languages,
                                           settings.assistant_language)
     if pre:
-        from .language import build_detector
+        from .language import LazyDetector, build_detector
 
-        services.detector = build_detector(settings)
+        services.detector = LazyDetector(settings) if loading_for_a_command() \
+            else build_detector(settings)
     if post:
         from .content import ContentStore
 
         services.content = ContentStore.load(settings.content_dir)
     return services
+
+
+def loading_for_a_command() -> bool:
+    """Whether Flask's command line is loading the app to find one of its commands (`flask --app
+    handlers logs ...`, `sign-jwt`): the detector is then built only if something detects, so a
+    command that reads the log store never loads lingua's models. gunicorn loads the app outside
+    any command line, and `flask run` inside its own command: both build it at once, before they
+    serve (and, under gunicorn, before the fork)."""
+    from flask.cli import FlaskGroup
+
+    context = click.get_current_context(silent=True)
+    return context is not None and isinstance(context.command, FlaskGroup)

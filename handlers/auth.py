@@ -2,7 +2,9 @@
 "Edit authentication" dialog, chosen per webhook (`WEBHOOK_AUTH`, `PREMESSAGE_AUTH`, ...).
 
 Every verifier runs before the body is read, compares secrets in constant time, and refuses with a
-401 JSON error that never repeats what the caller sent. `build_verifier` is the only entry point.
+401 JSON error that never repeats what the caller sent. The request's log line says which check
+failed (`reason`, one of `REASONS`), never the credential. `build_verifier` is the only entry
+point.
 """
 
 from __future__ import annotations
@@ -26,6 +28,23 @@ from .settings import AuthSettings
 
 log = logging.getLogger(__name__)
 REALM = "watsonx-webhooks"
+# Why a call was refused, as its log line says (`"reason": ...`); docs/troubleshooting.md lists
+# them for whoever reads the log.
+REASONS = {
+    "no_credentials": "no Authorization header (or API key header), or an empty one",
+    "wrong_scheme": "an Authorization header of another scheme (Basic instead of Bearer, ...)",
+    "malformed": "credentials that cannot be read (not base64, not a JWT)",
+    "wrong_credentials": "Basic: the username or the password differs",
+    "wrong_token": "bearer: the token differs",
+    "wrong_key": "apikey: the key differs",
+    "bad_signature": "jwt/oauth2: the signature does not match the secret or the key",
+    "expired": "jwt/oauth2: the token's exp is past (beyond the leeway)",
+    "not_yet_valid": "jwt/oauth2: the token's nbf is still ahead",
+    "wrong_audience": "jwt/oauth2: aud is not WEBHOOK_AUDIENCE",
+    "wrong_issuer": "jwt/oauth2: iss is not WEBHOOK_ISSUER",
+    "wrong_algorithm": "jwt/oauth2: an algorithm not in WEBHOOK_JWT_ALGORITHMS (alg none, ...)",
+    "unknown_key": "oauth2: a kid the authorization server's JWKS does not have",
+}
 
 
 class Verifier(Protocol):
@@ -37,9 +56,16 @@ def _same(given: str, expected: str | None) -> bool:
     return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def _refuse(detail: str, challenge: str | None = None) -> WebhookError:
+def _refuse(reason: str, detail: str, challenge: str | None = None) -> WebhookError:
+    assert reason in REASONS, reason
     headers = {"WWW-Authenticate": challenge} if challenge else None
-    return WebhookError(401, "unauthorized", detail, headers)
+    return WebhookError(401, "unauthorized", detail, headers, reason)
+
+
+def _missing_or_other_scheme(header: str, scheme: str) -> str:
+    """Why `header` carries no `scheme` credentials: absent, or another scheme."""
+    given = header.strip().partition(" ")[0]
+    return "wrong_scheme" if given and given.lower() != scheme else "no_credentials"
 
 
 class NoAuth:
@@ -63,17 +89,22 @@ class BasicAuth:
         header = request.headers.get("Authorization", "")
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic" or not encoded.strip():
-            raise _refuse("Basic credentials are required", self.challenge)
+            raise _refuse(_missing_or_other_scheme(header, "basic"),
+                          "Basic credentials are required", self.challenge)
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
-            raise _refuse("the Basic credentials are malformed", self.challenge) from None
+            raise _refuse("malformed", "the Basic credentials are malformed",
+                          self.challenge) from None
         username, sep, password = decoded.partition(":")
+        if not sep:
+            raise _refuse("malformed", "the Basic credentials are malformed", self.challenge)
         user_ok = _same(username, self.username)
         # Check every password even when the user is wrong, so timing says nothing.
         password_ok = any([_same(password, p) for p in self.passwords])
-        if not (sep and user_ok and password_ok):
-            raise _refuse("the Basic credentials are not valid", self.challenge)
+        if not (user_ok and password_ok):
+            raise _refuse("wrong_credentials", "the Basic credentials are not valid",
+                          self.challenge)
 
 
 class BearerAuth:
@@ -83,11 +114,13 @@ class BearerAuth:
         self.tokens = [t for t in (settings.secret, settings.previous_secret) if t]
 
     def verify(self, request: Request) -> None:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise _refuse("a Bearer token is required", self.challenge)
+            raise _refuse(_missing_or_other_scheme(header, "bearer"),
+                          "a Bearer token is required", self.challenge)
         if not any([_same(token.strip(), t) for t in self.tokens]):
-            raise _refuse("the Bearer token is not valid",
+            raise _refuse("wrong_token", "the Bearer token is not valid",
                           self.challenge + ', error="invalid_token"')
 
 
@@ -97,18 +130,24 @@ class ApiKeyAuth:
         self.keys = [k for k in (settings.api_key, settings.previous_secret) if k]
 
     def verify(self, request: Request) -> None:
-        given = request.headers.get(self.header)
+        given = request.headers.get(self.header, "").strip()
         if not given:
-            raise _refuse(f"the {self.header} header is required")
-        if not any([_same(given.strip(), k) for k in self.keys]):
-            raise _refuse(f"the {self.header} header is not valid")
+            raise _refuse("no_credentials", f"the {self.header} header is required")
+        if not any([_same(given, k) for k in self.keys]):
+            raise _refuse("wrong_key", f"the {self.header} header is not valid")
 
 
-def _token_from(request: Request) -> str:
-    """The JWT in `Authorization`, raw (as the assistant sends it) or after `Bearer `."""
+def _token_from(request: Request, challenge: str, required: str) -> str:
+    """The JWT in `Authorization`, raw (as the assistant sends it) or after `Bearer `; refused
+    (`required` says what is) when there is none."""
     value = request.headers.get("Authorization", "").strip()
-    if value[:7].lower() == "bearer ":
-        value = value[7:].strip()
+    scheme, space, rest = value.partition(" ")
+    if scheme.lower() == "bearer":
+        value = rest.strip()
+    elif space:  # "Basic ...": a JWT has no space in it
+        raise _refuse("wrong_scheme", required, challenge)
+    if not value:
+        raise _refuse("no_credentials", required, challenge)
     return value
 
 
@@ -118,20 +157,22 @@ def _decode_options(settings: AuthSettings) -> dict[str, Any]:
             "verify_iss": bool(settings.issuer)}
 
 
-def _jwt_failure(exc: Exception) -> str:
-    if isinstance(exc, jwt.ExpiredSignatureError):
-        return "the token has expired"
-    if isinstance(exc, jwt.ImmatureSignatureError):
-        return "the token is not valid yet"
-    if isinstance(exc, jwt.InvalidAudienceError):
-        return "the token is for another audience"
-    if isinstance(exc, jwt.InvalidIssuerError):
-        return "the token is from another issuer"
-    if isinstance(exc, jwt.InvalidAlgorithmError):
-        return "the token's algorithm is not accepted"
-    if isinstance(exc, jwt.InvalidSignatureError):
-        return "the token's signature is not valid"
-    return "the token is not a valid JWT"
+# PyJWT's refusals: the log line's reason and the answer's detail (anything else: "malformed").
+JWT_FAILURES: list[tuple[type[Exception], str, str]] = [
+    (jwt.ExpiredSignatureError, "expired", "the token has expired"),
+    (jwt.ImmatureSignatureError, "not_yet_valid", "the token is not valid yet"),
+    (jwt.InvalidAudienceError, "wrong_audience", "the token is for another audience"),
+    (jwt.InvalidIssuerError, "wrong_issuer", "the token is from another issuer"),
+    (jwt.InvalidAlgorithmError, "wrong_algorithm", "the token's algorithm is not accepted"),
+    (jwt.InvalidSignatureError, "bad_signature", "the token's signature is not valid"),
+]
+
+
+def _jwt_refusal(exc: Exception, challenge: str) -> WebhookError:
+    for kind, reason, detail in JWT_FAILURES:
+        if isinstance(exc, kind):
+            return _refuse(reason, detail, challenge)
+    return _refuse("malformed", "the token is not a valid JWT", challenge)
 
 
 class SignedJwtAuth:
@@ -155,9 +196,7 @@ class SignedJwtAuth:
         self._verified: dict[bytes, float] = {}   # token's sha256 -> when it stops being accepted
 
     def verify(self, request: Request) -> None:
-        token = _token_from(request)
-        if not token:
-            raise _refuse("a signed JWT is required in Authorization", self.challenge)
+        token = _token_from(request, self.challenge, "a signed JWT is required in Authorization")
         if time.time() < self._verified.get(_token_key(token), float("-inf")):
             return
         failure: Exception | None = None
@@ -173,8 +212,8 @@ class SignedJwtAuth:
             except jwt.PyJWTError as exc:
                 failure = exc
                 break
-        raise _refuse(_jwt_failure(failure or jwt.InvalidTokenError()),
-                      self.challenge + ', error="invalid_token"')
+        raise _jwt_refusal(failure or jwt.InvalidTokenError(),
+                           self.challenge + ', error="invalid_token"')
 
     def _remember(self, token: str, claims: dict[str, Any]) -> None:
         if len(self._verified) >= self.VERIFIED_TOKENS:
@@ -229,8 +268,8 @@ class JwksCache:
                                 type(exc).__name__)
                     if not self._keys:
                         raise WebhookError(503, "auth_unavailable",
-                                           "the authorization server's keys could not be fetched"
-                                           ) from None
+                                           "the authorization server's keys could not be fetched",
+                                           reason="jwks_unavailable") from None
             if kid is None and len(self._keys) == 1:
                 return next(iter(self._keys.values()))
             return self._keys.get(kid)
@@ -248,25 +287,23 @@ class OAuth2Auth:
         self.jwks = JwksCache(settings.jwks_url, settings.jwks_timeout)
 
     def verify(self, request: Request) -> None:
-        token = _token_from(request)
-        if not token:
-            raise _refuse("a Bearer access token is required", self.challenge)
+        token = _token_from(request, self.challenge, "a Bearer access token is required")
         invalid = self.challenge + ', error="invalid_token"'
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise _refuse("the token is not a valid JWT", invalid) from None
+            raise _refuse("malformed", "the token is not a valid JWT", invalid) from None
         if header.get("alg") not in self.settings.algorithms:
-            raise _refuse("the token's algorithm is not accepted", invalid)
+            raise _refuse("wrong_algorithm", "the token's algorithm is not accepted", invalid)
         key = self.jwks.key_for(header.get("kid"))
         if key is None:
-            raise _refuse("the token was signed by an unknown key", invalid)
+            raise _refuse("unknown_key", "the token was signed by an unknown key", invalid)
         try:
             jwt.decode(token, key.key, algorithms=list(self.settings.algorithms),
                        options=_decode_options(self.settings), leeway=self.settings.leeway,
                        audience=self.settings.audience, issuer=self.settings.issuer)
         except jwt.PyJWTError as exc:
-            raise _refuse(_jwt_failure(exc), invalid) from None
+            raise _jwt_refusal(exc, invalid) from None
 
 
 VERIFIERS: dict[str, type] = {

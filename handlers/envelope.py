@@ -32,15 +32,18 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class WebhookError(Exception):
-    """A request the kit refuses; becomes a JSON error answer with `status`."""
+    """A request the kit refuses; becomes a JSON error answer with `status`. `reason`, a code
+    such as "expired", goes only to the request's log line (auth.py's refusals say there which
+    check failed, never what the caller sent)."""
 
     def __init__(self, status: int, error: str, detail: str,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, reason: str | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.error = error
         self.detail = detail
         self.headers = headers or {}
+        self.reason = reason
 
 
 # One encoder made once (json.dumps with options builds a new one on every call) for every

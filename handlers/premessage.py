@@ -143,7 +143,8 @@ def detect_language(turn: Turn) -> Response | None:
         turn.notes["confidence"] = detection.confidence
     turn.language, turn.language_from = choose_language(
         detection, chosen=chosen, session=session, hint=hint,
-        min_confidence=settings.language_min_confidence, default=settings.assistant_language)
+        min_confidence=settings.language_min_confidence, default=settings.assistant_language,
+        text=words)
     turn.notes["language"] = turn.language
     turn.notes["language_from"] = turn.language_from
     return None

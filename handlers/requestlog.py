@@ -247,12 +247,16 @@ def init_app(app: Flask) -> None:
         error = getattr(ctx, "error", None)
         if error:
             fields["error"] = error
+        reason = getattr(ctx, "reason", None)
+        if reason:
+            fields["reason"] = reason
         log.info("request", extra={"fields": fields})
         return response
 
     @app.errorhandler(WebhookError)
     def webhook_error(exc: WebhookError) -> Response:
         g.error = exc.error
+        g.reason = exc.reason
         return error_response(exc.status, exc.error, exc.detail, exc.headers)
 
     @app.errorhandler(HTTPException)

@@ -282,3 +282,63 @@ def test_the_command_runs_as_users_run_it_with_a_progress_bar_on_a_terminal(
                            capture_output=True, timeout=60)
     assert piped.returncode == 0 and piped.stderr == b""
     assert len(list(csv.reader(io.StringIO(piped.stdout.decode())))) == 8
+
+
+# A `flask --app handlers ...` command in a fresh interpreter: the modules it imported and its
+# peak memory (VmHWM), printed when it exits.
+REPORT_AT_EXIT = """
+import atexit, json, sys
+def report():
+    status = open("/proc/self/status").read().split("VmHWM:")[1].split()[0]
+    print(json.dumps({"lingua": "lingua" in sys.modules, "langdetect": "langdetect" in sys.modules,
+                      "peak_mb": int(status) // 1024}), file=sys.stderr)
+atexit.register(report)
+sys.argv = ["flask", "--app", "handlers", *sys.argv[1:]]
+from flask.cli import main
+main()
+"""
+
+
+def command_footprint(store_url: str, *args: str) -> dict[str, Any]:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("WEBHOOK_", "LOG_", "DATABASE_URL", "LANGUAGE"))}
+    env.update(DATABASE_URL=store_url, APP_LOG_LEVEL="ERROR")
+    done = subprocess.run([sys.executable, "-c", REPORT_AT_EXIT, *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stderr.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("args", [("logs", "stats"), ("logs", "export", "--format", "csv"),
+                                  ("logs", "purge", "--older-than", "30", "--dry-run"),
+                                  ("sign-jwt", "--secret", "s3cret")])
+def test_a_command_never_loads_the_language_detector(tmp_path: Any, args: tuple[str, ...]
+                                                     ) -> None:
+    footprint = command_footprint(f"sqlite:///{tmp_path}/events.sqlite3", *args)
+    assert not footprint["lingua"] and not footprint["langdetect"]
+    # The server's app with the default detector holds about 400 MB (bench/memory.py).
+    assert footprint["peak_mb"] < 150, footprint
+
+
+def test_a_served_app_still_loads_its_detector_at_once(tmp_path: Any) -> None:
+    # `flask routes` builds the app inside its own command, as `flask run` does: eagerly.
+    footprint = command_footprint(f"sqlite:///{tmp_path}/events.sqlite3", "routes")
+    assert footprint["lingua"] and footprint["peak_mb"] > 200
+
+
+def test_an_app_built_for_a_command_detects_on_first_use(tmp_path: Any) -> None:
+    """Should a command detect after all, the detector is built then."""
+    import click
+    from flask.cli import FlaskGroup
+
+    from handlers import create_app
+    from handlers.language import LazyDetector
+
+    store_url = f"sqlite:///{tmp_path}/events.sqlite3"
+    with click.Context(FlaskGroup()):
+        app = create_app({"DATABASE_URL": store_url, "LANGUAGE_DETECTOR": "langdetect"})
+    detector = app.extensions["webhooks"].detector
+    assert isinstance(detector, LazyDetector)
+    assert detector.detect("¿Dónde está mi pedido? Lo pedí hace dos semanas").language == "es"
+    assert not isinstance(create_app({"DATABASE_URL": store_url}).extensions["webhooks"].detector,
+                          LazyDetector)

@@ -38,8 +38,7 @@ def test_dockerfile_runs_as_non_root_with_healthcheck():
 
 
 def test_procfile_serves_the_factory_with_the_project_settings():
-    assert (ROOT / "Procfile").read_text().strip() == \
-        'web: gunicorn -c gunicorn.conf.py "handlers:create_app()"'
+    assert (ROOT / "Procfile").read_text().strip() == "web: python -m handlers.serve"
 
 
 def test_gunicorn_settings(monkeypatch):

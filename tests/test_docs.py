@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import pathlib
 import re
 import runpy
@@ -98,7 +99,10 @@ def test_the_names_check_finds_a_name_the_code_lacks():
 
 SETTINGS_TABLE = README.split("## Settings", 1)[1].split("\n## ", 1)[0]
 ROWS = re.findall(r"^\| `([A-Z_]+)`[^|]* \| ([^|]*) \|", SETTINGS_TABLE, re.MULTILINE)
-GUNICORN_READS = {value for value in string_constants([ROOT / "gunicorn.conf.py"])
+# The server's settings: gunicorn.conf.py's own and those it reads through
+# handlers/settings/server.py (WEB_CONCURRENCY, GUNICORN_THREADS, ...).
+GUNICORN_READS = {value for value in string_constants([ROOT / "gunicorn.conf.py",
+                                                       ROOT / "handlers/settings/server.py"])
                   if re.fullmatch(r"[A-Z][A-Z0-9_]*", value)}
 
 
@@ -207,6 +211,8 @@ def test_every_command_in_the_first_day_docs_exists(make_app):
             for script in re.findall(r"\bpython3? (\S+\.py)\b", line):
                 assert (ROOT / script).is_file(), f"{page}: {line}"
                 seen.add("python")
+            for module in re.findall(r"\bpython3? -m ([\w.]+)", line):
+                assert importlib.util.find_spec(module) is not None, f"{page}: {line}"
             for module, factory in re.findall(r'gunicorn .*"([\w.]+):(\w+)\(\)"', line):
                 assert callable(getattr(importlib.import_module(module), factory)), line
                 seen.add("gunicorn")

@@ -23,7 +23,6 @@ import pytest
 
 from bench.harness import ECHO_APP, serve
 from conftest import fixture
-from handlers.cpus import usable_cpus
 from handlers.worker import RequestDeadlineWorker, request_state
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -442,36 +441,3 @@ def test_request_state_waits_for_the_whole_request() -> None:
                          1000) == "judge"
     assert request_state(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 1000) \
         == "judge"
-
-
-def cgroup_files(tmp_path: pathlib.Path, v2: str | None = None,
-                 v1: tuple[str, str] | None = None) -> dict[str, pathlib.Path]:
-    paths = {"cpu_max": tmp_path / "cpu.max", "cfs_quota": tmp_path / "cfs_quota_us",
-             "cfs_period": tmp_path / "cfs_period_us"}
-    if v2 is not None:
-        paths["cpu_max"].write_text(v2)
-    if v1 is not None:
-        paths["cfs_quota"].write_text(v1[0])
-        paths["cfs_period"].write_text(v1[1])
-    return paths
-
-
-@pytest.mark.parametrize("v2, v1, quota", [
-    ("max 100000\n", None, None),            # cgroup v2, no limit
-    ("150000 100000\n", None, 2),            # 1.5 CPUs: rounded up
-    ("50000 100000\n", None, 1),             # half a CPU: still one
-    ("100000 100000\n", ("400000", "100000"), 1),  # v2 wins over v1
-    (None, ("-1\n", "100000\n"), None),      # cgroup v1, no limit
-    (None, ("100000\n", "100000\n"), 1),     # cgroup v1, one CPU
-    (None, None, None),                      # no cgroup files: the affinity alone
-    ("garbage\n", None, None),
-])
-def test_usable_cpus_follows_the_cgroup_quota(tmp_path: pathlib.Path, v2: str | None,
-                                              v1: tuple[str, str] | None, quota: int | None) -> None:
-    allowed = len(os.sched_getaffinity(0))
-    expected = allowed if quota is None else min(allowed, quota)
-    assert usable_cpus(**cgroup_files(tmp_path, v2, v1)) == expected
-
-
-def test_usable_cpus_never_exceeds_the_affinity(tmp_path: pathlib.Path) -> None:
-    assert usable_cpus(**cgroup_files(tmp_path, "6400000 100000\n")) == len(os.sched_getaffinity(0))

@@ -14,11 +14,11 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Mapping
 
 from .auth import ASYMMETRIC_ALGORITHMS, AUTH_METHODS, AuthSettings, read_auth
-from .readers import (SettingsError, read_choice, read_codes, read_flag, read_number,
-                      read_text)
+from .readers import (SettingsError, read_choice, read_codes, read_flag, read_log_level,
+                      read_number, read_text, settings_errors_in_one_line)
 
 __all__ = ["Settings", "AuthSettings", "SettingsError", "load_settings", "AUTH_METHODS",
-           "ASYMMETRIC_ALGORITHMS"]
+           "ASYMMETRIC_ALGORITHMS", "settings_errors_in_one_line"]
 
 WEBHOOKS = ("premessage", "postmessage", "log")
 # What `WEBHOOKS` may name: the path's last part (/webhooks/logs), or the kit's own name "log";
@@ -142,7 +142,7 @@ def _webhooks(source: Mapping[str, Any]) -> tuple[str, ...]:
     names = [name.strip().lower() for name in raw.split(",") if name.strip()]
     unknown = [name for name in names if name not in WEBHOOK_NAMES]
     if unknown or not names:
-        raise SettingsError(f"WEBHOOKS={raw!r}: name some of premessage, postmessage, logs, "
+        raise SettingsError(f"WEBHOOKS={raw!r}: set some of premessage, postmessage, logs, "
                             "orchestrate")
     served = {WEBHOOK_NAMES[name] for name in names}
     return tuple(name for name in WEBHOOK_PREFIXES if name in served)
@@ -158,17 +158,20 @@ def _explorer(source: Mapping[str, Any]) -> dict[str, Any]:
     method = read_choice(source, "EXPLORER_AUTH", ("basic", "none"), "basic") \
         if read_text(source, "EXPLORER_AUTH") else ""
     if bool(username) != bool(password):
-        raise SettingsError("EXPLORER_USERNAME and EXPLORER_PASSWORD go together: set both")
+        raise SettingsError("EXPLORER_USERNAME and EXPLORER_PASSWORD go together: set both, or "
+                            "unset both")
     if username and ":" in username:
-        raise SettingsError("EXPLORER_USERNAME cannot contain ':' (HTTP Basic)")
+        raise SettingsError("EXPLORER_USERNAME cannot contain ':' (HTTP Basic): set one "
+                            "without it")
     if method == "none" and username:
         raise SettingsError("EXPLORER_AUTH=none with EXPLORER_USERNAME/EXPLORER_PASSWORD: "
-                            "choose one")
+                            "choose one, and unset the other")
     if method == "basic" and not username:
-        raise SettingsError("EXPLORER_AUTH=basic needs EXPLORER_USERNAME and EXPLORER_PASSWORD")
+        raise SettingsError("EXPLORER_AUTH=basic needs EXPLORER_USERNAME and EXPLORER_PASSWORD: "
+                            "set both")
     if password and len(password) < MIN_EXPLORER_PASSWORD:
         raise SettingsError(f"EXPLORER_PASSWORD is shorter than {MIN_EXPLORER_PASSWORD} "
-                            "characters (spaces count: it is used as set)")
+                            "characters (spaces count: it is used as set): set a longer one")
     if username:
         method = "basic"
     return {"explorer_auth": method, "explorer_username": username,
@@ -207,59 +210,65 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     languages = read_codes(source, "LANGUAGES", DEFAULTS["languages"])
     assistant_codes = read_codes(source, "ASSISTANT_LANGUAGE", (DEFAULTS["assistant_language"],))
     if len(assistant_codes) > 1:
-        raise SettingsError("ASSISTANT_LANGUAGE names one language, the assistant's")
+        raise SettingsError("ASSISTANT_LANGUAGE names more than one language: set the "
+                            "assistant's one")
     assistant_language = assistant_codes[0]
     if assistant_language not in languages:
         languages = languages + (assistant_language,)
     supported = read_codes(source, "SUPPORTED_LANGUAGES", languages)
     unknown = [code for code in supported if code not in languages]
     if unknown:
-        raise SettingsError(f"SUPPORTED_LANGUAGES names {', '.join(unknown)}, "
-                            "which LANGUAGES (the detector's candidates) does not")
+        raise SettingsError(f"SUPPORTED_LANGUAGES names {', '.join(unknown)}, which LANGUAGES "
+                            "(the detector's candidates) does not: set them in LANGUAGES too")
     if assistant_language not in supported:
         supported = supported + (assistant_language,)
     min_confidence = read_number(source, "LANGUAGE_MIN_CONFIDENCE",
                                  DEFAULT_MIN_CONFIDENCE[detector])
     if min_confidence > 1:
-        raise SettingsError(f"LANGUAGE_MIN_CONFIDENCE={min_confidence} must be between 0 and 1")
+        raise SettingsError(f"LANGUAGE_MIN_CONFIDENCE={min_confidence} is above 1: set a number "
+                            "between 0 and 1")
 
     translator = read_choice(source, "TRANSLATOR", TRANSLATORS, DEFAULTS["translator"])
     translator_url = read_text(source, "TRANSLATOR_URL")
+    if translator_url and not translator_url.lower().startswith(("http://", "https://")):
+        # Accepted as it was, every call would fail later, as `invalid_answer` at best.
+        raise SettingsError(f"TRANSLATOR_URL={translator_url!r} has no http:// or https://: "
+                            f"write the whole URL, e.g. http://{translator_url.split('://')[-1]}")
     translator_key = read_text(source, "TRANSLATOR_API_KEY")
     if translator in ("deepl", "microsoft") and not translator_key:
-        raise SettingsError(f"TRANSLATOR_API_KEY is required with TRANSLATOR={translator}")
+        raise SettingsError(f"TRANSLATOR_API_KEY is required with TRANSLATOR={translator}: set "
+                            "your key")
     if translator == "libre" and not translator_url:
-        raise SettingsError("TRANSLATOR_URL (your LibreTranslate server) is required with "
-                            "TRANSLATOR=libre")
+        raise SettingsError("TRANSLATOR_URL is required with TRANSLATOR=libre: set your "
+                            "LibreTranslate server's URL, e.g. http://localhost:5000")
     translator_model = read_text(source, "TRANSLATOR_MODEL")
     if translator == "llm" and not (translator_url and translator_model):
-        raise SettingsError("TRANSLATOR=llm needs TRANSLATOR_URL (the base URL ending in /v1) "
-                            "and TRANSLATOR_MODEL")
+        raise SettingsError("TRANSLATOR=llm needs TRANSLATOR_URL and TRANSLATOR_MODEL: set the "
+                            "base URL ending in /v1 and the model")
     timeout = number("translation_timeout")
     if timeout >= 30:
-        raise SettingsError(f"TRANSLATION_TIMEOUT={timeout} must stay below the assistant's "
-                            "longest webhook timeout (30 s)")
+        raise SettingsError(f"TRANSLATION_TIMEOUT={timeout} is not below the assistant's "
+                            "longest webhook timeout (30 s): set fewer seconds")
 
     retention = number("log_retention_days", cast=int)
     database_url = read_text(source, "DATABASE_URL")
     if database_url and "://" not in database_url:
-        raise SettingsError(f"DATABASE_URL is not a database URL (expected e.g. "
-                            "postgresql+psycopg://user@host/db or sqlite:///path)")
+        raise SettingsError("DATABASE_URL is not a database URL: write e.g. "
+                            "postgresql+psycopg://user@host/db or sqlite:///path")
     database_timeout = number("database_timeout")
     if database_timeout >= 30:
-        raise SettingsError(f"DATABASE_TIMEOUT={database_timeout} must stay below the "
-                            "assistant's longest webhook timeout (30 s)")
+        raise SettingsError(f"DATABASE_TIMEOUT={database_timeout} is not below the assistant's "
+                            "longest webhook timeout (30 s): set fewer seconds")
     redis_url = read_text(source, "REDIS_URL")
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
+        raise SettingsError("REDIS_URL has no redis://, rediss:// or unix://: write the whole "
+                            "URL, e.g. redis://localhost:6379/0")
 
     if "LOG_LEVEL" in source and "APP_LOG_LEVEL" not in source:
         # LOG_ settings are the log webhook's (LOG_AUTH, LOG_REDACT): one meaning per prefix.
-        raise SettingsError("LOG_LEVEL was renamed APP_LOG_LEVEL (settings starting with LOG_ "
-                            "configure the log webhook)")
-    log_level = (read_text(source, "APP_LOG_LEVEL") or DEFAULTS["log_level"]).upper()
-    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise SettingsError(f"APP_LOG_LEVEL={log_level!r} is not a logging level")
+        raise SettingsError("LOG_LEVEL was renamed: set APP_LOG_LEVEL instead (settings "
+                            "starting with LOG_ configure the log webhook)")
+    log_level = read_log_level(source, "APP_LOG_LEVEL", DEFAULTS["log_level"])
 
     settings = Settings(
         webhooks=_webhooks(source),
@@ -318,9 +327,10 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         # Orchestrate's connections send an API key, a token, Basic or OAuth 2 credentials; the
         # assistant's signed JWT (perhaps inherited from WEBHOOK_AUTH) can never arrive.
         raise SettingsError("ORCHESTRATE_AUTH=jwt (or WEBHOOK_AUTH=jwt inherited): Orchestrate "
-                            "cannot sign the assistant's JWT; use apikey, bearer, basic or oauth2")
+                            "cannot sign the assistant's JWT; set apikey, bearer, basic or oauth2")
     for name, folder in (("TRANSLATION_MEMORY", settings.translation_memory),
                          ("CONTENT_DIR", settings.content_dir)):
         if folder and not os.path.isdir(folder):
-            raise SettingsError(f"{name}={folder!r} is not a folder")
+            raise SettingsError(f"{name}={folder!r} is not a folder: point it at an existing "
+                                "folder, or unset it")
     return settings

@@ -52,7 +52,8 @@ def read_auth(source: Mapping[str, Any], webhook: str, prefix: str) -> AuthSetti
     method_name, method = pick("AUTH")
     method = (method or AUTH_DEFAULTS["method"]).lower()
     if method not in AUTH_METHODS:
-        raise SettingsError(f"{method_name}={method!r} is not one of: {', '.join(AUTH_METHODS)}")
+        raise SettingsError(f"{method_name}={method!r} is not one of {', '.join(AUTH_METHODS)}; "
+                            "set the method the assistant uses")
     secret_name, secret = pick("SECRET")
     _, previous = pick("PREVIOUS_SECRET")
     user_name, username = pick("USERNAME")
@@ -67,22 +68,24 @@ def read_auth(source: Mapping[str, Any], webhook: str, prefix: str) -> AuthSetti
 
     where = f"(for the {webhook} webhook, {method_name}={method})"
     if method == "jwt" and not secret:
-        raise SettingsError(f"{secret_name} is required {where}")
+        raise SettingsError(f"{secret_name} is required {where}: set the assistant's secret")
     if method == "bearer" and not secret:
-        raise SettingsError(f"{secret_name} (the bearer token) is required {where}")
+        raise SettingsError(f"{secret_name} is required {where}: set the bearer token")
     if method == "basic" and not (username and password):
         missing = user_name if not username else password_name
-        raise SettingsError(f"{missing} is required {where}")
+        raise SettingsError(f"{missing} is required {where}: set it as in the assistant")
     if method == "apikey" and not api_key:
-        raise SettingsError(f"{key_name} is required {where}")
+        raise SettingsError(f"{key_name} is required {where}: set the API key")
     if method == "oauth2" and not jwks_url:
-        raise SettingsError(f"{jwks_name} is required {where}")
+        raise SettingsError(f"{jwks_name} is required {where}: set the URL of the "
+                            "authorization server's JWKS")
     if jwks_url and not jwks_url.lower().startswith(("http://", "https://")):
-        raise SettingsError(f"{jwks_name}={jwks_url!r} is not an http(s) URL")
+        raise SettingsError(f"{jwks_name}={jwks_url!r} has no http:// or https://: write the "
+                            "whole URL of the authorization server's JWKS")
     if method == "jwt" and secret and len(secret) > 1024:
         # The assistant refuses longer secrets, so a longer one here can never match.
         raise SettingsError(f"{secret_name} is longer than the assistant's limit of 1024 "
-                            "characters")
+                            "characters: set a shorter secret in both")
 
     default_algs = ASYMMETRIC_ALGORITHMS if method == "oauth2" else AUTH_DEFAULTS["algorithms"]
     algorithms = tuple(a.strip() for a in (algs or "").split(",") if a.strip()) or default_algs
@@ -90,12 +93,12 @@ def read_auth(source: Mapping[str, Any], webhook: str, prefix: str) -> AuthSetti
     for alg in algorithms:
         if alg not in allowed:
             raise SettingsError(f"{alg_name}: {alg!r} is not allowed with {method}; "
-                                f"use some of {', '.join(allowed)}")
+                                f"set some of {', '.join(allowed)}")
     leeway = read_number({leeway_name: leeway_raw}, leeway_name, AUTH_DEFAULTS["leeway"],
                      positive=False, minimum=0)
     if header is not None and not header.replace("-", "").replace("_", "").isalnum():
         raise SettingsError(f"{prefix}API_KEY_HEADER / WEBHOOK_API_KEY_HEADER={header!r} "
-                            "is not a valid header name")
+                            "is not a valid header name: set letters, digits and dashes only")
     return AuthSettings(webhook=webhook, method=method, secret=secret, previous_secret=previous,
                         username=username, password=password,
                         api_key_header=header or AUTH_DEFAULTS["api_key_header"],
