@@ -17,8 +17,10 @@ COPY handlers/ handlers/
 COPY gunicorn.conf.py .
 
 # Load the language detectors once at build time: a broken install fails the build, not the
-# first request. (gunicorn also preloads the app before forking, so workers share them.)
-RUN python -c "from handlers import create_app; create_app({'DATABASE_URL': 'sqlite:///:memory:'})"
+# first request. (gunicorn also preloads the app before forking, so workers share them.) The
+# session file it creates is removed: instance/ must be the unprivileged user's to create in.
+RUN python -c "from handlers import create_app; create_app({'DATABASE_URL': 'sqlite:///:memory:', 'SESSION_MEMORY_PATH': 'build-sessions.sqlite3'})" \
+    && rm -f build-sessions.sqlite3*
 
 RUN useradd --create-home --uid 10001 kit \
     && mkdir -p /app/instance \

@@ -76,6 +76,10 @@ def on_starting(server):
         for path in glob.glob(os.path.join(folder, "*.db")) + \
                 glob.glob(os.path.join(folder, "*.db.merging")):
             os.remove(path)
+        # Imported here, not first in child_exit: that runs in the SIGCHLD handler, and a
+        # second worker's exit during the import met a half-imported module (ImportError).
+        import handlers.metrics_folder  # noqa: F401
+        import prometheus_client.multiprocess  # noqa: F401
 
 
 # Dead workers whose counter and histogram files are not merged yet (a scrape held the lock).

@@ -11,9 +11,10 @@ three times:
 1. warm: every worker has answered the chat samples (bench/language_samples.py, 390 messages in
    16 languages) through pre-message, and a reply and two events through post-message and log;
 2. and 3. after each worker took SESSIONS fresh sessions (`--sessions`, default 10000 then
-   100000 in all, SESSION_MEMORY_SIZE's small and default figures): a session memory that is
-   full at that size. SESSION_MEMORY_SIZE is set to the largest, so the LRU never evicts; a
-   server with SESSION_MEMORY_SIZE=10000 holds what the first fill measures, for good.
+   100000 in all, SESSION_MEMORY_SIZE's small and default figures). Without REDIS_URL (these
+   servers) the sessions go to the instance's session file, not the workers; the per-worker
+   figures of docs/deployment.md's session columns (REDIS_URL's fallback copy, an LRU of
+   SESSION_MEMORY_SIZE) were measured when the workers held them.
 
 A worker is reached through keep-alive connections pinned to it: a connection stays with the
 worker that accepted it, found through /proc (its socket's inode among the worker's files), so
@@ -267,23 +268,22 @@ def print_table(rows: list[Row]) -> None:
 def check_defaults(rows: list[Row]) -> bool:
     """The default WEB_CONCURRENCY that handlers/sizing.py picks for each container, with the
     default detector and session memory: does the measured server fit with 10 % to spare?"""
-    from handlers.settings import DEFAULTS
     from handlers.sizing import usable_cpus, workers_for_memory
 
     ok = True
-    by_config = {(row.detector, row.workers, row.sessions): row for row in rows}
-    sessions = DEFAULTS["session_memory_size"]
     for name, limit in CONTAINERS.items():
-        # what handlers.sizing.default_workers gives in such a container on this machine's CPUs
-        workers = min(2 * usable_cpus(), workers_for_memory(limit, "lingua", sessions))
-        row = by_config.get(("lingua", workers, sessions))
+        # what handlers.sizing.default_workers gives in such a container on this machine's CPUs:
+        # these servers have no REDIS_URL, so the sessions are in the file, not in the workers
+        workers = min(2 * usable_cpus(), workers_for_memory(limit, "lingua", 0))
+        row = max((row for row in rows if (row.detector, row.workers) == ("lingua", workers)),
+                  key=lambda row: row.sessions, default=None)
         if row is None:
             print(f"{name}: the default is {workers} lingua workers; not measured in this run")
             continue
         fits = row.snap.total_pss <= 0.9 * limit
         ok = ok and fits
         print(f"{name}: the default is {workers} worker{'s' * (workers > 1)} (lingua, "
-              f"SESSION_MEMORY_SIZE={sessions}):"
+              f"{row.sessions} sessions a worker in the session file):"
               f" {row.snap.total_pss / MB:.0f} MB measured, {'fits' if fits else 'DOES NOT FIT'}"
               f" in 90 % of the limit ({0.9 * limit / MB:.0f} MB)")
     return ok

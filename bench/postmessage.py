@@ -16,6 +16,12 @@ description; connect_to_agent with its two messages), a Spanish session in the c
 2. Throughput against the bare echo (same gunicorn settings): the Spanish reply whose strings are
    cached (the warm-up fills each worker's cache), a fresh session id per request. Target: >= 0.6
    of the echo's req/s.
+3. `--only sessions`, no target (floors.py holds the webhooks' floors with it): the session
+   memory's cost per turn (one read and one merged write of a session's record, as a pre- or
+   post-message turn does), in one process and in two at once on one file, for the shipped
+   SQLite file (WAL, synchronous=NORMAL), the same with OFF and FULL, dbm (opened per turn
+   under an flock: the only way several processes share one), and the in-process LRU that was
+   the default before (one worker only: it shares nothing).
 
 Exit status 1 when a target is missed.
 """
@@ -23,9 +29,12 @@ Exit status 1 when a target is missed.
 from __future__ import annotations
 
 import argparse
+import dbm
+import fcntl
 import http.client
 import json
 import math
+import multiprocessing
 import pathlib
 import statistics
 import sys
@@ -194,15 +203,126 @@ def throughput(duration: float | None, rounds: int | None) -> bool:
                for row in rows)
 
 
+def session_turns(kind: str, path: str, turns: int, tag: str) -> tuple[float, float]:
+    """Microseconds per turn (a read, then a merged write) of `turns` turns over 2,000
+    sessions: (wall time, CPU time of this process, its writer thread included)."""
+    from handlers.cache import TTLCache
+    from handlers.session import SessionMemory, encoded_text
+    from handlers.session_file import SessionFile
+
+    offered = {"offered": STRINGS[4:8]}
+    file = SessionFile(path, 3600, max_bytes=64 << 20, encode=encoded_text)
+    memory = SessionMemory(3600, file=file)
+    if kind.startswith("dbm"):
+        lock = open(path + ".lock", "w")
+
+        def turn(session: str) -> None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                with dbm.open(path, "c") as db:
+                    record = json.loads(db.get(session, b"{}"))
+                    db[session] = json.dumps({**record, **offered})
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    elif kind == "in-process LRU":
+        cache: TTLCache[dict[str, Any]] = TTLCache(100_000, 3600)
+
+        def turn(session: str) -> None:
+            cache.set(session, {**(cache.get(session) or {}), **offered})
+    elif kind.startswith("sqlite"):       # the design measured first: a transaction per turn
+        file.synchronous = kind.split()[1].rstrip(",")
+        connection = file._connect()
+
+        def turn(session: str) -> None:
+            memory.get(session)
+            file._write_batch(connection, {session: offered})
+    else:
+        def turn(session: str) -> None:
+            memory.get(session)
+            memory.update(session, offered)
+    started, cpu = time.perf_counter(), time.process_time()
+    for number in range(turns):
+        turn(f"{tag}-{number % 2000}")
+    file.flush()
+    return ((time.perf_counter() - started) / turns * 1e6,
+            (time.process_time() - cpu) / turns * 1e6)
+
+
+def kit_without_sessions() -> Any:
+    """The kit with no session memory (a gunicorn app spec for the comparison below)."""
+    from handlers import create_app
+
+    app = create_app()
+    app.extensions["webhooks"].sessions = None
+    return app
+
+
+def sessions(turns: int, duration: float | None, rounds: int | None) -> bool:
+    from bench import floors
+    from bench.harness import RESULT_HEAD, knobs, measure_rounds, result_cells, summarise
+    from handlers.session import encoded_text
+    from handlers.session_file import SessionFile
+
+    print(f"\n== session memory: microseconds per turn (a read, a merged write), {turns} turns ==")
+    print(f"{'store':<42}{'1 process: wall':>16}{'cpu':>9}{'2 at once: wall':>18}{'cpu':>9}")
+    fork = multiprocessing.get_context("fork")
+    for kind in ("writer thread, sqlite NORMAL (shipped)", "sqlite NORMAL, a transaction a turn",
+                 "sqlite OFF, a transaction a turn", "sqlite FULL, a transaction a turn",
+                 "dbm, opened each turn under an flock", "in-process LRU"):
+        count = turns // 20 if kind.startswith(("dbm", "sqlite FULL")) else turns
+        with tempfile.TemporaryDirectory() as tmp:
+            path = f"{tmp}/sessions.sqlite3"
+            SessionFile.open(path, 3600, max_bytes=64 << 20, encode=encoded_text)
+            store = f"{tmp}/db" if kind.startswith("dbm") else path
+            wall, cpu = session_turns(kind, store, count, "a")
+            if kind == "in-process LRU":
+                print(f"{kind:<42}{wall:16.1f}{cpu:9.1f}{'(not shared)':>18}")
+                continue
+            with fork.Pool(2) as pool:
+                both = pool.starmap(session_turns, [(kind, store, count, t) for t in "bc"])
+        print(f"{kind:<42}{wall:16.1f}{cpu:9.1f}{max(w for w, _ in both):18.1f}"
+              f"{max(c for _, c in both):9.1f}")
+
+    duration, rounds, connections = knobs(duration, rounds, None)
+    case = floors.cases()[1]
+    print(f"\n== {case.name} under gunicorn (floors.py's load: a new session a request, "
+          f"its options remembered): the kit with and without its session memory ==")
+    libre = LibreServer().start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = floors.environments(tmp, libre.url)["kit"]
+            with serve(env=env) as kit, \
+                    serve("bench.postmessage:kit_without_sessions()", env) as bare:
+                urls = {"kit": kit, "without": bare}
+                for url in urls.values():
+                    floors.warm_cache(url, case.load, libre, connections)
+                results = measure_rounds(urls, case.load, duration=duration, rounds=rounds,
+                                         connections=connections, warmup=2.0)
+    finally:
+        libre.stop()
+    summary = {who: summarise(runs, "best") for who, runs in results.items()}
+    print(f"{'server':<9}{RESULT_HEAD}")
+    for who, result in summary.items():
+        print(f"{who:<9}{result_cells(result)}")
+    added = summary["kit"].cpu_ms - summary["without"].cpu_ms
+    print(f"the session memory's cost: {added:.3f} ms of CPU a request "
+          f"({added / summary['without'].cpu_ms:.0%}), req/s ratio "
+          f"{summary['kit'].rps / summary['without'].rps:.2f}")
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=None, help="seconds per run (8)")
     parser.add_argument("--rounds", type=int, default=None, help="runs per server (3)")
     parser.add_argument("--requests", type=int, default=20, help="cold requests (latency)")
-    parser.add_argument("--only", choices=("latency", "throughput"))
+    parser.add_argument("--only", choices=("latency", "throughput", "sessions"))
+    parser.add_argument("--turns", type=int, default=20_000, help="turns per session store")
     args = parser.parse_args()
     ok = True
     with bench_lock():
+        if args.only in (None, "sessions"):
+            ok = sessions(args.turns, args.duration, args.rounds) and ok
         if args.only in (None, "latency"):
             ok = latency(args.requests) and ok
         if args.only in (None, "throughput"):

@@ -122,7 +122,7 @@ def build_services(app: Flask, settings: Settings) -> Services:
         from .translation import build_translator
 
         redis = build_shared_redis(settings)
-        services.sessions = build_session_memory(settings, redis)
+        services.sessions = build_session_memory(settings, redis, app.instance_path)
         services.translator = build_translator(settings, redis)
         services.glossary = Glossary.load(settings.translation_glossary, settings.languages,
                                           settings.assistant_language)

@@ -1,7 +1,7 @@
-"""In-process and shared caches: `TTLCache` (a bounded LRU with a TTL) and `SharedRedis` (the
-kit's Redis client with its fail-open back-off).
+"""In-process and shared caches: `TTLCache` (a bounded LRU with a TTL), `FailOpen` (a dependency
+the kit can do without, with its back-off) and `SharedRedis` (the kit's Redis client).
 
-The session memory and the translation cache both sit on these two. Redis is a convenience, never
+The session memory and the translation cache both sit on these. Redis is a convenience, never
 a dependency: its calls have short socket timeouts, an error is logged once and callers fall back
 to their in-process copy for a few seconds before Redis is tried again.
 """
@@ -27,12 +27,19 @@ REDIS_BACKOFF = 5.0
 
 
 class TTLCache(Generic[V]):
-    """A thread-safe LRU of at most `size` entries; each expires `ttl` s after it was set."""
+    """A thread-safe LRU of at most `size` entries; each expires `ttl` s after it was set.
 
-    def __init__(self, size: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    With `weigh` (an entry's size in bytes), it also holds at most `max_bytes` in all.
+    """
+
+    def __init__(self, size: int, ttl: float, clock: Callable[[], float] = time.monotonic, *,
+                 weigh: Callable[[V], int] | None = None, max_bytes: int = 0) -> None:
         self.size = max(0, int(size))
         self.ttl = float(ttl)
         self._clock = clock
+        self._weigh = weigh
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._items: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -46,7 +53,7 @@ class TTLCache(Generic[V]):
                 return None
             expires, value = item
             if expires <= self._clock():
-                del self._items[key]
+                self._drop(key)
                 return None
             self._items.move_to_end(key)
             return value
@@ -55,40 +62,43 @@ class TTLCache(Generic[V]):
         if self.size == 0:
             return
         with self._lock:
+            if key in self._items:
+                self._drop(key)
             self._items[key] = (self._clock() + self.ttl, value)
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            if self._weigh is not None:
+                self.bytes += self._weigh(value)
+            while len(self._items) > self.size or \
+                    (self._weigh is not None and self.bytes > self.max_bytes):
+                self._drop(next(iter(self._items)))
+
+    def _drop(self, key: Hashable) -> None:
+        _, value = self._items.pop(key)
+        if self._weigh is not None:
+            self.bytes -= self._weigh(value)
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self.bytes = 0
 
 
-class SharedRedis:
-    """The kit's Redis client: short timeouts, one log line per outage, a back-off, never a crash.
+class FailOpen:
+    """A dependency the kit can do without: one log line per outage, a back-off, never a crash.
 
-    `run(action, fallback)` returns what `action(client)` returns, or `fallback` when Redis fails or
-    is in its back-off period. Built before gunicorn forks; redis-py's pool reconnects per process.
+    `run(action, fallback)` returns what `action(self.client)` returns, or `fallback` when the
+    action fails or the dependency is in its back-off period (`backoff` seconds after an error,
+    so that requests do not each wait on a dependency that just failed).
     """
 
-    def __init__(self, url: str, prefix: str, *, timeout: float = REDIS_SOCKET_TIMEOUT,
-                 backoff: float = REDIS_BACKOFF, ssl_cert_reqs: str = "required") -> None:
-        import redis
+    client: Any = None
 
-        self.prefix = prefix
+    def __init__(self, name: str, meanwhile: str, backoff: float) -> None:
+        self.name = name
+        self.meanwhile = meanwhile
         self.backoff = backoff
-        # Only TLS connections (rediss://) take ssl_cert_reqs; a plain connection rejects it.
-        tls = {"ssl_cert_reqs": ssl_cert_reqs} if url.startswith("rediss://") else {}
-        self.client = redis.Redis.from_url(url, socket_timeout=timeout,
-                                           socket_connect_timeout=timeout,
-                                           decode_responses=True, **tls)
         self._down_until = 0.0
         self._lock = threading.Lock()
         self.errors = 0
-
-    def key(self, *parts: str) -> str:
-        return self.prefix + ":".join(parts)
 
     @property
     def available(self) -> bool:
@@ -99,16 +109,38 @@ class SharedRedis:
             return fallback
         try:
             return action(self.client)
-        except Exception as exc:  # redis raises many types (connection, timeout, response, OOM)
+        except Exception as exc:  # redis and sqlite3 raise many types (connection, timeout, full)
             with self._lock:
                 self.errors += 1
                 first = self.available
                 self._down_until = time.monotonic() + self.backoff
             if first:
                 # The exception's type says enough; its message can quote a key or the URL.
-                log.warning("redis unavailable (%s); using in-process memory for %.0f s",
-                            type(exc).__name__, self.backoff)
+                log.warning("%s unavailable (%s); %s for %.0f s", self.name,
+                            type(exc).__name__, self.meanwhile, self.backoff)
             return fallback
+
+
+class SharedRedis(FailOpen):
+    """The kit's Redis client: short timeouts, and FailOpen's back-off and single log line.
+
+    Built before gunicorn forks; redis-py's pool reconnects per process.
+    """
+
+    def __init__(self, url: str, prefix: str, *, timeout: float = REDIS_SOCKET_TIMEOUT,
+                 backoff: float = REDIS_BACKOFF, ssl_cert_reqs: str = "required") -> None:
+        import redis
+
+        super().__init__("redis", "using in-process memory", backoff)
+        self.prefix = prefix
+        # Only TLS connections (rediss://) take ssl_cert_reqs; a plain connection rejects it.
+        tls = {"ssl_cert_reqs": ssl_cert_reqs} if url.startswith("rediss://") else {}
+        self.client = redis.Redis.from_url(url, socket_timeout=timeout,
+                                           socket_connect_timeout=timeout,
+                                           decode_responses=True, **tls)
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
 
 
 def build_shared_redis(settings: Any) -> SharedRedis | None:

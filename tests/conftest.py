@@ -32,7 +32,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith(("WEBHOOK", "PREMESSAGE_", "POSTMESSAGE_", "ORCHESTRATE_", "LOG_",
                            "TRANSLAT", "LANGUAGE", "DATABASE_", "REDIS_", "CONTENT_DIR",
-                           "SKILL_TYPE",
+                           "SKILL_TYPE", "SESSION_",
                            "ASSISTANT_LANGUAGE", "SUPPORTED_LANGUAGES", "UNSUPPORTED_")):
             monkeypatch.delenv(key, raising=False)
 
@@ -40,7 +40,10 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def make_app(tmp_path: pathlib.Path) -> Callable[..., Any]:
     def build(steps: dict[str, list[Any]] | None = None, **settings: Any) -> Any:
-        settings.setdefault("DATABASE_URL", f"sqlite:///{tmp_path}/events-{uuid.uuid4().hex[:8]}.sqlite3")
+        name = uuid.uuid4().hex[:8]
+        settings.setdefault("DATABASE_URL", f"sqlite:///{tmp_path}/events-{name}.sqlite3")
+        # Each app its own session memory, as each would be on an instance of its own.
+        settings.setdefault("SESSION_MEMORY_PATH", f"{tmp_path}/sessions-{name}.sqlite3")
         app = create_app(settings, steps=steps)
         app.config["TESTING"] = True
         return app

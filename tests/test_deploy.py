@@ -160,6 +160,9 @@ def test_every_python_build_step_of_the_dockerfile_runs(docker_build: dict[str, 
                            cwd=docker_build["app"], env=docker_build["env"],
                            capture_output=True, text=True, timeout=60, check=True).stdout
     assert where.startswith(str(docker_build["app"]))
+    # Nothing left behind for root: the unprivileged user creates instance/'s files at run time.
+    assert sorted(path.name for path in docker_build["app"].iterdir()) == [
+        "gunicorn.conf.py", "handlers", "requirements.txt"]
 
 
 @pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://",

@@ -91,21 +91,36 @@ def test_default_workers_are_the_smaller_of_cpus_and_memory(tmp_path, limit_mb, 
         min(2 * cpus, expected)
 
 
+REDIS = {"REDIS_URL": "redis://cache.example:6379/0"}
+
+
 def test_the_server_settings_size_workers_from_the_container(tmp_path):
     root = cgroup(tmp_path, **{"cpu.max": "200000 100000\n", "memory.max": str(512 * MB)})
     cpus = min(2, AFFINITY)
-    assert load_server_settings({}, root).workers == min(2 * cpus, 1)
-    assert load_server_settings({"SESSION_MEMORY_SIZE": "20000"}, root).workers == \
+    # With Redis each worker holds a fallback copy of up to SESSION_MEMORY_SIZE sessions.
+    assert load_server_settings(REDIS, root).workers == min(2 * cpus, 1)
+    assert load_server_settings({**REDIS, "SESSION_MEMORY_SIZE": "20000"}, root).workers == \
         min(2 * cpus, 3)
-    assert load_server_settings({"LANGUAGE_DETECTOR": "langdetect"}, root).workers == 2 * cpus
+    assert load_server_settings({**REDIS, "LANGUAGE_DETECTOR": "langdetect"}, root).workers == \
+        2 * cpus
     assert load_server_settings({"WEB_CONCURRENCY": "3"}, root).workers == 3   # set: obeyed
+
+
+def test_without_redis_the_sessions_are_not_in_the_workers(tmp_path):
+    """The session memory is the instance's file: SESSION_MEMORY_SIZE does not lower the
+    default, and 512 MB holds five lingua workers' own memory (30 MB each)."""
+    root = cgroup(tmp_path, **{"cpu.max": "400000 100000\n", "memory.max": str(512 * MB)})
+    cpus = min(4, AFFINITY)
+    assert load_server_settings({}, root).workers == min(2 * cpus, 5)
+    assert load_server_settings({"SESSION_MEMORY_SIZE": "1000000"}, root).workers == \
+        min(2 * cpus, 5)
 
 
 def test_a_platforms_guess_is_lowered_to_what_the_memory_holds(tmp_path):
     """Heroku's buildpack sets WEB_CONCURRENCY=2 on a 512 MB dyno (and WEB_CONCURRENCY_SET_BY);
-    with lingua and full session memory one worker fits."""
+    with lingua and full session memory (Redis's fallback copies) one worker fits."""
     root = cgroup(tmp_path, **{"memory__memory.limit_in_bytes": str(512 * MB)})
-    heroku = {"WEB_CONCURRENCY": "2", "WEB_CONCURRENCY_SET_BY": "heroku/python"}
+    heroku = {"WEB_CONCURRENCY": "2", "WEB_CONCURRENCY_SET_BY": "heroku/python", **REDIS}
     assert load_server_settings(heroku, root).workers == 1
     assert load_server_settings({**heroku, "SESSION_MEMORY_SIZE": "20000"}, root).workers == 2
     assert load_server_settings({"WEB_CONCURRENCY": "2"}, root).workers == 2   # the user's

@@ -45,6 +45,13 @@ DEFAULT_LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "nl", "sv", "pl", "ru",
                      "hi", "ja", "ko", "zh")
 DEFAULT_MIN_CONFIDENCE = {"langdetect": 0.90, "lingua": 0.50}
 
+# The most a session's record may hold (its JSON text, in bytes of UTF-8): the kit's own values
+# (a language, OFFERED_OPTIONS_MAX values) fit many times over; a larger record is cut (see
+# handlers/session.py, `encode_record`).
+SESSION_RECORD_BYTES = 16 * 1024
+# SESSION_MEMORY_BYTES's least: the file's schema and some sixty records of the largest size.
+SESSION_MEMORY_MIN_BYTES = 1024 * 1024
+
 # How a rediss:// server's certificate is checked (redis-py's ssl_cert_reqs). Heroku Redis presents
 # a self-signed certificate, so it needs "none"; the default keeps verification on.
 REDIS_SSL_CERT_REQS = ("none", "optional", "required")
@@ -99,7 +106,11 @@ class Settings:
     redis_prefix: str = "wxa:"
     redis_ssl_cert_reqs: str = "required"
     session_ttl: float = 24 * 3600.0
+    # The session file's size; with Redis, each worker's fallback copy's sessions and bytes.
     session_memory_size: int = 100_000
+    session_memory_bytes: int = 64 * 1024 * 1024
+    # The file every worker of the instance shares without Redis (None: see session.py).
+    session_memory_path: str | None = None
 
     # Post-message
     content_dir: str | None = None
@@ -312,6 +323,9 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
                                     DEFAULTS["redis_ssl_cert_reqs"]),
         session_ttl=number("session_ttl"),
         session_memory_size=number("session_memory_size", cast=int),
+        session_memory_bytes=number("session_memory_bytes", cast=int,
+                                    minimum=SESSION_MEMORY_MIN_BYTES),
+        session_memory_path=read_text(source, "SESSION_MEMORY_PATH"),
         content_dir=read_text(source, "CONTENT_DIR"),
         offered_options_max=number("offered_options_max", cast=int),
         database_url=database_url,

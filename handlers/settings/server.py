@@ -31,7 +31,7 @@ def load_server_settings(environ: Mapping[str, str] | None = None,
                          cgroup: Path = CGROUP) -> ServerSettings:
     """The server settings from `environ` (the process environment by default); the default
     WEB_CONCURRENCY from the container's CPUs and memory limit (`handlers.sizing`), for the
-    LANGUAGE_DETECTOR and SESSION_MEMORY_SIZE the app will use."""
+    LANGUAGE_DETECTOR and (with REDIS_URL) SESSION_MEMORY_SIZE the app will use."""
     source = os.environ if environ is None else environ
     workers = read_number(source, "WEB_CONCURRENCY", None, cast=int)
     # Heroku's Python buildpack sets WEB_CONCURRENCY itself at boot, from 256 MB a process (2 on
@@ -40,8 +40,10 @@ def load_server_settings(environ: Mapping[str, str] | None = None,
     if workers is None or source.get("WEB_CONCURRENCY_SET_BY"):
         detector = read_choice(source, "LANGUAGE_DETECTOR", DETECTORS,
                                DEFAULTS["language_detector"])
+        # A worker holds sessions only as Redis's fallback copy: without REDIS_URL they are in
+        # the instance's session file (handlers/session_file.py), not in the workers.
         sessions = read_number(source, "SESSION_MEMORY_SIZE", DEFAULTS["session_memory_size"],
-                               cast=int)
+                               cast=int) if source.get("REDIS_URL") else 0
         estimate = default_workers(detector, sessions, cgroup)
         workers = estimate if workers is None else min(workers, estimate)
     max_requests = read_number(source, "GUNICORN_MAX_REQUESTS", 10000, cast=int,

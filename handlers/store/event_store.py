@@ -14,7 +14,8 @@ Losing or duplicating events is the failure that matters, so:
   committed (a write cut at the deadline may still commit on the server); the assistant's
   resend is harmless, since inserts are idempotent on the event's key.
 - Readiness (`check_writable`, /readyz) is the ability to write: a recent failed write, or a
-  probe that inserts an event-sized row and rolls it back, says 503.
+  probe, says 503. On SQLite the probe inserts an event-sized row and rolls it back; on
+  PostgreSQL it runs the events' INSERT for no row at all, which leaves no dead tuple behind.
 - Concurrent inserts of one process are grouped into one transaction (commit.py).
 - `LOG_RETENTION_DAYS` purges old events at most once an hour, from a background thread
   (retention.py).
@@ -30,7 +31,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Sequence
 
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, false, func, literal, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import (DataError, DBAPIError, IntegrityError, InterfaceError,
@@ -57,7 +58,7 @@ log = logging.getLogger("handlers.store")
 # succeeds meanwhile); afterwards a probe decides, so an instance taken out of rotation by its
 # own failing readiness comes back once the database does.
 RECENT_FAILURE = 3.0
-# The readiness probe's row: about one event's size, so that a full disk (or SQLite's page
+# SQLite's readiness probe's row: about one event's size, so that a full disk (or SQLite's page
 # limit) refuses it as it refuses events. It is rolled back, never committed: it leaves no row
 # and no freed page behind (a later probe would fit in a freed page although no event could),
 # and costs no fsync.
@@ -201,12 +202,22 @@ class EventStore(EventReports, Retention):
         """Raise StoreUnavailable unless an event could be written now (what /readyz says).
 
         A write that failed in the last RECENT_FAILURE seconds (and none succeeded since)
-        answers at once, without touching the database; otherwise a probe inserts a row of
-        about an event's size (SQLite's write lock, new pages, a PostgreSQL heap extension and
-        its locks, as an event would) and rolls it back, within the budget. It cannot see a
-        failure that only the commit meets (a WAL that cannot grow): the failed writes do.
-        Probes of one process run one at a time, so a burst of checks against a dead database
-        holds one connection attempt, not one each.
+        answers at once, without touching the database; otherwise a probe, within the budget:
+
+        - SQLite: a row of about an event's size is inserted (the write lock, new pages, as an
+          event would need them) and rolled back. SQLite keeps no dead row versions.
+        - PostgreSQL: a rolled-back insert would leave a dead tuple in log_events (and its
+          indexes) every probe, which only vacuum takes away. The probe runs the events'
+          INSERT with a SELECT that yields no row instead: PostgreSQL still checks everything
+          a write is refused for before the first row (a read-only transaction, a standby
+          after a failover, the INSERT privilege) and takes the insert's lock on the table
+          and its indexes (waiting at most the budget behind a migration's exclusive lock);
+          it writes no tuple, takes no transaction id and writes no WAL.
+
+        Neither sees a failure that only a real write meets (a full disk, a WAL that cannot
+        grow): the failed writes do, through RECENT_FAILURE. Probes of one process run one at
+        a time, so a burst of checks against a dead database holds one connection attempt,
+        not one each.
         """
         failed = self._failed_at
         if failed is not None and time.monotonic() - failed < RECENT_FAILURE:
@@ -223,13 +234,20 @@ class EventStore(EventReports, Retention):
 
     def _probe(self) -> None:
         key = f"{PROBE_EVENT}-{uuid.uuid4().hex}"
-        row = LogEvent(event=PROBE_EVENT, idempotency_key=key, raw=" " * PROBE_SIZE).row()
+        if self.dialect == "postgresql":    # INSERT ... SELECT ... WHERE false: no row
+            probe = events.insert().from_select(
+                ["event", "idempotency_key", "received_at", "raw"],
+                select(literal(PROBE_EVENT), literal(key), literal(utcnow()),
+                       literal("")).where(false()))
+        else:
+            probe = events.insert().values(**LogEvent(event=PROBE_EVENT, idempotency_key=key,
+                                                      raw=" " * PROBE_SIZE).row())
         try:
             with self._writer(), self.engine.connect() as connection:
                 with self.budget.guard(connection.connection.dbapi_connection) as guard:
                     try:
                         with connection.begin() as transaction:
-                            connection.execute(events.insert().values(**row))
+                            connection.execute(probe)
                             transaction.rollback()
                     except SQLAlchemyError:
                         if guard is not None and guard.fired:
