@@ -105,9 +105,10 @@ def dialled_language(payload: dict[str, Any], numbers: Mapping[str, str]) -> str
 def call_language(payload: dict[str, Any], settings: Settings,
                   session: Mapping[str, Any]) -> tuple[str, str]:
     """The call's language and where it came from: "chosen" (CHOSEN_LANGUAGE_VARIABLE), "sip"
-    (the PHONE_LANGUAGE_HEADER header), "number" (PHONE_NUMBER_LANGUAGES), "session" (remembered
-    from an earlier turn of the call), else ASSISTANT_LANGUAGE ("default"). Never the words of
-    the turn: a transcript is in the language of the model that made it."""
+    (the PHONE_LANGUAGE_HEADER header), "number" (PHONE_NUMBER_LANGUAGES), "session" (what an
+    earlier turn of the call decided: the session memory, else LANGUAGE_VARIABLE), else
+    ASSISTANT_LANGUAGE ("default"). Never the words of the turn: a transcript is in the language
+    of the model that made it."""
     languages = settings.languages
     chosen = normalise_code(read_variable(payload, settings.chosen_language_variable,
                                           settings.skill_type), languages)
@@ -120,7 +121,8 @@ def call_language(payload: dict[str, Any], settings: Settings,
     number = dialled_language(payload, settings.phone_number_languages)
     if number:
         return number, "number"
-    remembered = normalise_code(session.get(CALL_KEY), languages)
+    remembered = normalise_code(session.get(CALL_KEY), languages) or normalise_code(
+        read_variable(payload, settings.language_variable, settings.skill_type), languages)
     if remembered:
         return remembered, "session"
     return settings.assistant_language, "default"
@@ -254,7 +256,7 @@ def handoff_items(generic: list[Any]) -> list[dict[str, Any]]:
             if isinstance(item, dict) and item.get("response_type") == "connect_to_agent"]
 
 
-def route_handoff(item: dict[str, Any], target: Mapping[str, Any]) -> bool:
+def merge_target(item: dict[str, Any], target: Mapping[str, Any]) -> bool:
     """Merge `target` (HANDOFF_TARGETS for the customer's language) into the item's
     `transfer_info.target`, leaving its other keys as the assistant wrote them."""
     info = item.get("transfer_info")

@@ -223,18 +223,18 @@ def test_a_target_is_merged_into_transfer_info_leaving_other_keys():
     generic = fixture("runtime_or_editor.channel_transfer+connect_to_agent"
                       ".response-types-reference_L419.json")["generic"]
     item = phone.handoff_items(generic)[0]
-    assert phone.route_handoff(item, {"zendesk": {"department": "Soporte en español"},
+    assert phone.merge_target(item, {"zendesk": {"department": "Soporte en español"},
                                       "salesforce": {"button_id": "573Es"}})
     assert item["transfer_info"]["target"] == {
         "zendesk": {"department": "Soporte en español"}, "salesforce": {"button_id": "573Es"}}
     sip = {"response_type": "connect_to_agent", "transfer_info": {"target": {"service_desk": {
         "sip": {"uri": "sip:agents\\@example.com", "transfer_method": "refer"}}}}}
-    phone.route_handoff(sip, {"service_desk": {"sip": {"uri": "sip:es-agents\\@example.com"}}})
+    phone.merge_target(sip, {"service_desk": {"sip": {"uri": "sip:es-agents\\@example.com"}}})
     assert sip["transfer_info"]["target"]["service_desk"]["sip"] == {
         "uri": "sip:es-agents\\@example.com", "transfer_method": "refer"}
     bare = copy.deepcopy(fixture("runtime_or_editor.connect_to_agent"
                                  ".response-types-reference_L498.json")["generic"][0])
-    phone.route_handoff(bare, {"zendesk": {"department": "fr"}})
+    phone.merge_target(bare, {"zendesk": {"department": "fr"}})
     assert bare["transfer_info"] == {"target": {"zendesk": {"department": "fr"}}}
 
 
