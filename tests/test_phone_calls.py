@@ -301,3 +301,30 @@ def test_an_sms_during_the_call_keeps_its_own_detection(make_client, libre_serve
     # The reply is still spoken in the call's language, with no command.
     reply = call.say("Sí", HELP)
     assert reply["output"]["generic"] == [text("¿Cómo puedo ayudarte?")]
+
+
+@pytest.mark.parametrize("voice", ["a string", ["list"], {"sip_custom_invite_headers": "x",
+                                                         "assistant_phone_number": 12,
+                                                         "cdr_custom_data": "not an object"}])
+def test_odd_phone_shapes_are_answered_and_left_as_they_are(make_client, voice):
+    client = make_client(PHONE_LANGUAGE_HEADER="X-Customer-Language",
+                         PHONE_NUMBER_LANGUAGES="+18882346789=es")
+    context = {"integrations": {"voice_telephony": voice}, "skills": {DIALOG: {"user_defined": {
+        "chosen_language": "es", "phone_language": ["not", "a", "language"]}}}}
+    for path, event, payload in (
+            ("/webhooks/premessage", "message_received",
+             {"input": {"text": "hola", "integrations": {"voice_telephony": voice}},
+              "context": copy.deepcopy(context)}),
+            ("/webhooks/postmessage", "message_processed",
+             {"output": {"generic": ["odd", {"response_type": "connect_to_agent",
+                                             "transfer_info": "opaque",
+                                             "message_to_human_agent": 7}]},
+              "context": copy.deepcopy(context)})):
+        answer = client.post(path, data=json.dumps({"event": {"name": event}, "payload": payload}))
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        reply = answer.get_json()["payload"]
+        assert reply["context"]["integrations"]["voice_telephony"] == voice
+        if path.endswith("postmessage"):
+            handoff = [item for item in reply["output"]["generic"]
+                       if isinstance(item, dict) and item["response_type"] == "connect_to_agent"]
+            assert handoff == [payload["output"]["generic"][1]]
