@@ -24,7 +24,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from .auth import protect
-from .envelope import json_response
+from .envelope import Answer, render
 from .pipeline import Step, Turn, run_steps, start_turn
 from .redact import redact_json, redact_text
 from .store import StoreUnavailable, events
@@ -43,7 +43,7 @@ COLUMN_WIDTHS = {name: events.c[name].type.length for name in TEXT_COLUMNS
 
 # --- the steps ----------------------------------------------------------------------------
 
-def extract_fields(turn: Turn) -> Response | None:
+def extract_fields(turn: Turn) -> Answer | None:
     """Build the row: the columns analysts query, the key that makes resends harmless, and
     the event exactly as received. Every event gets one: this step has no condition."""
     settings = turn.settings
@@ -56,7 +56,7 @@ def extract_fields(turn: Turn) -> Response | None:
     return None
 
 
-def redact_personal_data(turn: Turn) -> Response | None:
+def redact_personal_data(turn: Turn) -> Answer | None:
     """Mask personal data in the columns and the raw copy before anything touches the disk.
 
     The raw copy is then always the redacted event written out again, never the text received:
@@ -79,7 +79,7 @@ def redact_personal_data(turn: Turn) -> Response | None:
     return None
 
 
-def store_event(turn: Turn) -> Response | None:
+def store_event(turn: Turn) -> Answer | None:
     """Commit the row; answer 503 if it may not be kept, so nobody takes it as stored."""
     item, store = turn.log_event, turn.services.store
     if item is None or store is None:  # a list without extract_fields: never answer "kept"
@@ -90,9 +90,9 @@ def store_event(turn: Turn) -> Response | None:
     except StoreUnavailable as exc:
         turn.notes["store_error"] = str(exc)[:64]
         turn.notes["error"] = "store_unavailable"
-        return json_response({"error": "store_unavailable",
-                              "detail": "the log store did not accept the event; it was not kept"},
-                             503, headers={"Retry-After": "5"})
+        return Answer({"error": "store_unavailable",
+                       "detail": "the log store did not accept the event; it was not kept"},
+                      503, retry_after=5)
     turn.stored = turn.notes["stored"] = "new" if stored else "duplicate"
     return None
 
@@ -103,5 +103,5 @@ LOG_STEPS: list[Step] = [extract_fields, redact_personal_data, store_event]
 @bp.post("/webhooks/logs")
 def logs() -> Response:
     turn = start_turn("log", ACCEPTED_EVENTS)
-    return run_steps(turn.services.steps["log"], turn) or json_response(
-        {"accepted": True, "duplicate": turn.stored == "duplicate"})
+    return render(run_steps(turn.services.steps["log"], turn) or Answer(
+        {"accepted": True, "duplicate": turn.stored == "duplicate"}))
