@@ -88,7 +88,7 @@ def test_simulator_against_gunicorn(tmp_path, libre_server):
            "TRANSLATOR_URL": libre_server.url,
            "DATABASE_URL": f"sqlite:///{tmp_path}/events.sqlite3"}
     gunicorn = pathlib.Path(sys.executable).parent / "gunicorn"
-    server = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "handlers:create_app()"],
+    server = subprocess.Popen([str(gunicorn), "-c", "server/gunicorn_conf.py", "handlers:create_app()"],
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
