@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from handlers.requestlog import JsonFormatter, LineHandler
+from handlers.logsetup import JsonFormatter, LineHandler
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -62,7 +62,7 @@ def test_a_warning_is_written_at_once_after_the_lines_queued_before_it(tmp_path)
 def test_a_normal_exit_writes_what_was_queued(tmp_path):
     program = (
         "import logging, sys\n"
-        "from handlers.requestlog import configure_logging\n"
+        "from handlers.logsetup import configure_logging\n"
         "configure_logging('INFO')\n"
         "for n in range(3):\n"
         "    logging.getLogger('x').info('queued %d', n)\n"
