@@ -22,7 +22,7 @@ STARTED = "handlers.started"
 
 class _Clock:
     """WSGI middleware noting when a request arrived (in `environ[STARTED]`), before Flask routes
-    it: cheaper than a before_request hook, and the duration then covers the routing too."""
+    it, so the duration covers the routing too."""
 
     def __init__(self, wsgi_app: Any) -> None:
         self.wsgi_app = wsgi_app
@@ -43,28 +43,26 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def log_request(response: Response) -> Response:
-        req = request._get_current_object()  # type: ignore[attr-defined]
-        path = req.path
+        path = request.path
         if path in ("/healthz", "/readyz") and response.status_code < 400:
             return response
         if not log.isEnabledFor(logging.INFO):
             return response
-        ctx = g._get_current_object()  # type: ignore[attr-defined]
         fields: dict[str, Any] = {
             "endpoint": path,
-            "method": req.method,
+            "method": request.method,
             "status": response.status_code,
-            "duration_ms": round((time.monotonic() - started_at(req.environ)) * 1000, 2),
+            "duration_ms": round((time.monotonic() - started_at(request.environ)) * 1000, 2),
         }
-        turn = getattr(ctx, "turn", None)
+        turn = g.get("turn")
         if turn is not None:
             fields["event"] = turn.event
             fields["session_id"] = turn.session_id
             fields.update(turn.notes)
-        error = getattr(ctx, "error", None)
+        error = g.get("error")
         if error:
             fields["error"] = error
-        reason = getattr(ctx, "reason", None)
+        reason = g.get("reason")
         if reason:
             fields["reason"] = reason
         log.info("request", extra={"fields": fields})
