@@ -6,7 +6,7 @@ its own, selected through libpq's `options=-csearch_path=...` in the URL (which 
 through untouched, and which survives into gunicorn workers through DATABASE_URL), so parallel
 runs never see each other's rows; the schema is dropped afterwards.
 
-`gunicorn(env)` runs the real server (the project's server/gunicorn_conf.py) on a free loopback port.
+`gunicorn(env)` runs the real server (server/gunicorn_conf.py) on a free loopback port.
 """
 
 from __future__ import annotations

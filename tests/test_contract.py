@@ -22,7 +22,7 @@ ENDPOINTS = {
 
 def stored_events(app: Flask) -> int:
     """How many events the log store holds."""
-    return app.extensions["webhooks"].store.count()
+    return app.extensions["webhooks"].store.reports.count()
 
 
 def test_premessage_passes_ibm_example_through_with_every_key(client):
