@@ -12,7 +12,7 @@ nor the translation provider, nor the assistant's own logs should see them. So:
 Run the kit with these steps added:
 
     flask --app "examples.custom_step:create_app()" run
-    python -m handlers.serve "examples.custom_step:create_app()"
+    python -m server "examples.custom_step:create_app()"
 
 Each step is a plain function `step(turn)` that opens with its condition and changes
 `turn.payload` in place; `create_app` below is the kit's factory with the step lists extended.

@@ -182,10 +182,9 @@ def offline_services(settings: Settings, webhook: str) -> Services:
 def start_turn(webhook: str, accepted_events: tuple[str, ...]) -> Turn:
     """Read the envelope of the current request into a Turn (raises WebhookError on bad input).
     The Turn is kept in `flask.g` for the request's log line (handlers/requestlog.py) only."""
-    req = request._get_current_object()  # type: ignore[attr-defined]
-    event, payload, body, received = read_event(req, accepted_events)
+    event, payload, body, received = read_event(request, accepted_events)
     turn = Turn(webhook=webhook, event=event, payload=payload, body=body, received=received,
-                services=current_app.extensions["webhooks"], started=started_at(req.environ),
+                services=current_app.extensions["webhooks"], started=started_at(request.environ),
                 session_id=session_id_of(payload))
     g.turn = turn
     return turn

@@ -6,7 +6,7 @@ its own, selected through libpq's `options=-csearch_path=...` in the URL (which 
 through untouched, and which survives into gunicorn workers through DATABASE_URL), so parallel
 runs never see each other's rows; the schema is dropped afterwards.
 
-`gunicorn(env)` runs the real server (the project's gunicorn.conf.py) on a free loopback port.
+`gunicorn(env)` runs the real server (server/gunicorn_conf.py) on a free loopback port.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def gunicorn(env: dict[str, str], workers: int = 2,
                   "GUNICORN_THREADS": str(threads), "APP_LOG_LEVEL": "WARNING"}, **env)
     log = open(os.devnull, "w")
     master = subprocess.Popen(
-        [str(GUNICORN), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+        [str(GUNICORN), "-c", "server/gunicorn_conf.py", "--bind", f"127.0.0.1:{port}",
          "handlers:create_app()"], cwd=REPO, env=clean, stdout=log, stderr=log,
         start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -214,10 +214,10 @@ def test_purge_deletes_older_events_and_dry_run_only_counts(log_app: Any) -> Non
     store.add_many([row_of(message_body(), now - timedelta(days=days)) for days in (90, 45, 10, 0)])
     dry = invoke(log_app, "purge", "--older-than", "30", "--dry-run")
     assert dry.exit_code == 0 and dry.output.startswith("2 events")
-    assert store.count() == 4
+    assert store.reports.count() == 4
     result = invoke(log_app, "purge", "--older-than", "30")
     assert result.exit_code == 0 and result.output.startswith("deleted 2 events")
-    assert store.count() == 2
+    assert store.reports.count() == 2
 
 
 def test_export_memory_stays_flat_whatever_the_table_size(log_app: Any, tmp_path: Any) -> None:

@@ -22,7 +22,7 @@ ENDPOINTS = {
 
 def stored_events(app: Flask) -> int:
     """How many events the log store holds."""
-    return app.extensions["webhooks"].store.count()
+    return app.extensions["webhooks"].store.reports.count()
 
 
 def test_premessage_passes_ibm_example_through_with_every_key(client):
@@ -160,7 +160,7 @@ def test_unexpected_exception_is_500_without_trace_or_payload(make_app, caplog):
     assert answer.get_json() == {
         "error": "internal_error",
         "detail": "the webhook failed unexpectedly; the event was not processed"}
-    from handlers.requestlog import JsonFormatter
+    from handlers.logsetup import JsonFormatter
 
     lines = [JsonFormatter().format(record) for record in caplog.records]
     text = answer.get_data(as_text=True) + "\n".join(lines)
@@ -219,7 +219,7 @@ def test_one_json_log_line_per_request_without_text(client, caplog):
     assert fields["status"] == 200
     assert fields["session_id"] == "sxxx"
     assert isinstance(fields["duration_ms"], float)
-    from handlers.requestlog import JsonFormatter
+    from handlers.logsetup import JsonFormatter
 
     line = JsonFormatter().format(records[0])
     assert json.loads(line)["session_id"] == "sxxx"

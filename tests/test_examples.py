@@ -51,7 +51,7 @@ def test_simulator_in_process_with_jwt_and_translation(make_app, libre_server, s
     assert any(">es]" in text or ">fr]" in text for text in seen), output
     assert len([line for line in lines if line.startswith("stored log id")]) == turns
     # Every turn reached the log store.
-    assert app.extensions["webhooks"].store.count() == turns
+    assert app.extensions["webhooks"].store.reports.count() == turns
 
 
 def test_simulator_fails_when_a_turn_fails(make_app, tmp_path):
@@ -90,8 +90,8 @@ def test_simulator_against_gunicorn(tmp_path, libre_server):
            "TRANSLATOR_URL": libre_server.url,
            "DATABASE_URL": f"sqlite:///{tmp_path}/events.sqlite3"}
     gunicorn = pathlib.Path(sys.executable).parent / "gunicorn"
-    server = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "handlers:create_app()"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    server = subprocess.Popen([str(gunicorn), "-c", "server/gunicorn_conf.py",
+                               "handlers:create_app()"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30

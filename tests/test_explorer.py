@@ -201,8 +201,9 @@ def test_overview_filters_and_chart(app: Any) -> None:
     assert html.count('<rect class="bar"') == 48          # two days, by the hour
     week = get(app, "/explorer/", period="custom", since="2024-05-01", until="2024-05-07")
     assert week.get_data(as_text=True).count('<rect class="bar"') == 7   # by the day
-    per_day = store.overview(Filters(DAY.replace(hour=0), DAY.replace(hour=0) + timedelta(2)),
-                             bucket="day")["per_day"]
+    midnight = DAY.replace(hour=0)
+    per_day = store.reports.overview(Filters(midnight, midnight + timedelta(2)),
+                                     bucket="day")["per_day"]
     assert per_day == {"2024-05-01": 3, "2024-05-02": 2}
     day = get(app, "/explorer/", period="custom", since="2024-05-01", until="2024-05-01")
     assert day.get_data(as_text=True).count('<rect class="bar"') == 24
@@ -298,7 +299,7 @@ def test_the_log_webhook_fills_the_explorer_columns(make_app: Any, store_url: st
     assert app.test_client().post("/webhooks/logs", json=body).status_code == 200
     assert app.test_client().post("/webhooks/logs",
                                   json=call("w1", "caller_hangup")).status_code == 200
-    rows = app.extensions["webhooks"].store.transcript("w1")
+    rows = app.extensions["webhooks"].store.reports.transcript("w1")
     message, record = sorted(rows, key=lambda item: item.event, reverse=True)
     assert (message.original_text, message.translation_failed, message.environment) \
         == ("dónde está mi pedido", True, "draft")

@@ -26,7 +26,7 @@ from examples.custom_step import mask_personal_data, restore_personal_data
 from handlers.pipeline import Answer
 from handlers.postmessage import POSTMESSAGE_STEPS
 from handlers.premessage import PREMESSAGE_STEPS
-from handlers.requestlog import JsonFormatter
+from handlers.logsetup import JsonFormatter
 from handlers.settings import SettingsError, load_settings
 from tests.libre_server import mark
 
