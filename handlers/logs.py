@@ -32,7 +32,7 @@ from .store import StoreUnavailable, events
 from .store.rows import new_row, raw_copy
 
 bp = Blueprint("logs", __name__)
-protect(bp, "log")
+protect(bp, "logs")
 ACCEPTED_EVENTS = ("message_logged", "cdr_logged")
 # The columns redaction scans: every one holding what the customer or the assistant's variables
 # may set. The ids (session, assistant, skill, environment) come from where IBM puts its own.
@@ -99,6 +99,6 @@ LOG_STEPS: list[Step] = [extract_fields, redact_personal_data, store_event]
 
 @bp.post("/webhooks/logs")
 def logs() -> Response:
-    turn = start_turn("log", ACCEPTED_EVENTS)
-    return render(run_steps(turn.services.steps["log"], turn) or Answer(
+    turn = start_turn("logs", ACCEPTED_EVENTS)
+    return render(run_steps(turn.services.steps["logs"], turn) or Answer(
         {"accepted": True, "duplicate": turn.stored == "duplicate"}))

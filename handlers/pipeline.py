@@ -22,7 +22,7 @@ from flask import current_app, g, request
 
 from .envelope import Answer, read_event, session_id_of
 from .requestlog import started_at
-from .services import ContentStore, Detector, EventStore, SessionMemory, Translator, Verifier
+from .interfaces import ContentStore, Detector, EventStore, SessionMemory, Translator, Verifier
 from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ __all__ = ["Answer", "Services", "Step", "Turn", "run_steps", "services", "start
 Step = Callable[["Turn"], "Answer | None"]
 # The event each webhook's Turn.for_test carries unless told.
 TEST_EVENTS = {"premessage": "message_received", "postmessage": "message_processed",
-               "log": "message_logged"}
+               "logs": "message_logged"}
 
 
 @dataclass
@@ -167,7 +167,7 @@ def offline_services(settings: Settings, webhook: str) -> Services:
                      content=ContentStore.load(settings.content_dir),
                      glossary=Glossary.load(settings.translation_glossary, settings.languages,
                                             settings.assistant_language))
-    if webhook == "log":
+    if webhook == "logs":
         from .store import EventStore, default_url
 
         built.store = EventStore.open(settings.database_url or default_url(folder))

@@ -204,7 +204,7 @@ def replace_the_event(turn: Turn) -> None:
 @pytest.mark.parametrize("step, tag", [(add_a_tag, "reviewed"), (replace_the_event, "replaced")])
 def test_the_raw_copy_is_the_event_the_steps_left(make_app: Any, store_url: str, step: Any,
                                                   tag: str) -> None:
-    app = make_app(DATABASE_URL=store_url, steps={"log": [step, *LOG_STEPS]})
+    app = make_app(DATABASE_URL=store_url, steps={"logs": [step, *LOG_STEPS]})
     body = message_body(text="caf\u00e9")
     assert send(app.test_client(), json.dumps(body).encode()).status_code == 200
     [row] = rows(app)
