@@ -67,8 +67,8 @@ def dumps(value: Any) -> str:
 
 def test_steps_in_order():
     assert [step.__name__ for step in POSTMESSAGE_STEPS] == [
-        "read_call_language", "resolve_content_keys", "translate_reply", "switch_call_voice",
-        "tag_call_record", "route_handoff", "remember_offered_options"]
+        "read_customer_language", "read_call_language", "resolve_content_keys", "translate_reply",
+        "switch_call_voice", "tag_call_record", "route_handoff", "remember_offered_options"]
 
 
 # --- every example, English and Spanish sessions ----------------------------------------------
