@@ -328,3 +328,19 @@ def test_odd_phone_shapes_are_answered_and_left_as_they_are(make_client, voice):
             handoff = [item for item in reply["output"]["generic"]
                        if isinstance(item, dict) and item["response_type"] == "connect_to_agent"]
             assert handoff == [payload["output"]["generic"][1]]
+
+
+def test_the_call_record_the_channel_logs_is_stored_with_the_callers_language(make_app, caplog):
+    app = make_app(SKILL_TYPE="dialog")
+    call = Call(app.test_client(), caplog)
+    reply = call.say("2", HELP, dtmf=True, sets={"chosen_language": "es"})
+    tagged = reply["context"]["integrations"]["voice_telephony"]["cdr_custom_data"]
+    # The channel merges cdr_custom_data into the record as injected_custom_data (webhook-log).
+    body = fixture("log_webhook_request.cdr_logged.full.json")
+    body["payload"]["injected_custom_data"] = {
+        **fixture("log_webhook_cdr_logged.injected_custom_data.merged.payload_fragment.json")
+        ["injected_custom_data"], **tagged}
+    session = body["payload"]["assistant_interaction_summaries"][0]["session_id"]
+    assert app.test_client().post("/webhooks/logs", json=body).status_code == 200
+    [record] = app.extensions["webhooks"].store.reports.transcript(session)
+    assert (record.event, record.language) == ("cdr_logged", "es")
