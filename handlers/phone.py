@@ -149,6 +149,7 @@ class Switch:
     spoken: str
     configured: str
     decision: str  # "switched", "kept" or "phone_language_unavailable"
+    source: str = "default"  # where the call's language came from (`call_language`)
 
     @property
     def configure(self) -> bool:
@@ -156,14 +157,25 @@ class Switch:
         return self.spoken != self.configured
 
 
-def decide_switch(language: str, configured: str, settings: Settings) -> Switch:
+def decide_switch(language: str, configured: str, settings: Settings,
+                  source: str = "default") -> Switch:
     """A language with a voice (and served) is spoken; any other is answered in the assistant's
     language, which the call is switched back to if it was elsewhere."""
     assistant = settings.assistant_language
     if language in phone_languages(settings) and language in settings.supported_languages:
         return Switch(language, language, configured,
-                      "kept" if language == configured else "switched")
-    return Switch(language, assistant, configured, "phone_language_unavailable")
+                      "kept" if language == configured else "switched", source)
+    return Switch(language, assistant, configured, "phone_language_unavailable", source)
+
+
+def read_call(payload: dict[str, Any], settings: Settings,
+              session: Mapping[str, Any]) -> Switch | None:
+    """What a phone turn decides (its language, spoken and configured), None off the phone."""
+    if not is_voice_turn(payload, session):
+        return None
+    language, source = call_language(payload, settings, session)
+    return decide_switch(language, configured_language(payload, settings, session), settings,
+                         source)
 
 
 def phone_languages(settings: Settings) -> dict[str, dict[str, str]]:

@@ -35,10 +35,9 @@ from .context import read_variable, write_variable
 from .envelope import Answer, payload_reply, render
 from .glossary import rules_for
 from .language import normalise_code
-from .phone import (CALL_KEY, CONFIGURED_KEY, add_handoff_note, add_switch_commands, call_language,
-                    configured_language, customer_words, decide_switch, handoff_items,
-                    handoff_note, is_voice_turn, merge_cdr_custom_data, merge_target,
-                    phone_languages, record_configured)
+from .phone import (CALL_KEY, CONFIGURED_KEY, add_handoff_note, add_switch_commands,
+                    customer_words, handoff_items, handoff_note, merge_cdr_custom_data,
+                    merge_target, phone_languages, read_call, record_configured)
 from .pipeline import Step, Turn, run_steps, start_turn
 
 bp = Blueprint("postmessage", __name__)
@@ -100,19 +99,16 @@ def read_call_language(turn: Turn) -> Answer | None:
     an action may just have set CHOSEN_LANGUAGE_VARIABLE (the caller pressed 2 for Spanish). A
     language IBM has no voice for is answered in the assistant's language."""
     session = turn.session_record()
-    if not is_voice_turn(turn.payload, session):
+    call = turn.call = read_call(turn.payload, turn.settings, session)
+    if call is None:
         return None
-    settings = turn.settings
-    language, source = call_language(turn.payload, settings, session)
-    turn.call = decide_switch(language, configured_language(turn.payload, settings, session),
-                              settings)
-    turn.language, turn.language_from = turn.call.spoken, source
+    turn.language, turn.language_from = call.spoken, call.source
     notes = turn.notes
-    notes["call_language"], notes["language_from"] = language, source
-    notes["phone"] = turn.call.decision
+    notes["call_language"], notes["language_from"], notes["phone"] = \
+        call.language, call.source, call.decision
     if turn.session_id and turn.services.sessions is not None \
-            and session.get(CALL_KEY) != language:
-        turn.services.sessions.update(turn.session_id, {CALL_KEY: language})
+            and session.get(CALL_KEY) != call.language:
+        turn.services.sessions.update(turn.session_id, {CALL_KEY: call.language})
     return None
 
 

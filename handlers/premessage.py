@@ -36,7 +36,7 @@ from .envelope import Answer, has_lone_surrogate, payload_reply, render, skip_pr
 from .glossary import rules_for
 from .language import ENDONYMS, choose_language, has_letters, normalise_code
 from .masking import mask, unmask
-from .phone import CALL_KEY, call_language, configured_language, decide_switch, is_voice_turn
+from .phone import CALL_KEY, read_call
 from .pipeline import Step, Turn, run_steps, start_turn
 from .settings import Settings
 
@@ -103,19 +103,16 @@ def read_call_language(turn: Turn) -> Answer | None:
     text). An SMS the caller sends during the call keeps its own detection. The call is
     remembered in the session memory, for the replies whose payload does not say it is a call."""
     session = turn.session_record()
-    if not is_voice_turn(turn.payload, session):
+    call = turn.call = read_call(turn.payload, turn.settings, session)
+    if call is None:
         return None
-    settings = turn.settings
-    language, source = call_language(turn.payload, settings, session)
-    turn.call = decide_switch(language, configured_language(turn.payload, settings, session),
-                              settings)
-    turn.notes["call_language"] = language
+    turn.notes["call_language"] = call.language
     if not channel_texts(turn.payload):
-        turn.language, turn.language_from = turn.call.spoken, source
-        turn.notes["language"], turn.notes["language_from"] = turn.language, source
+        turn.language, turn.language_from = call.spoken, call.source
+        turn.notes["language"], turn.notes["language_from"] = call.spoken, call.source
     if turn.session_id and turn.services.sessions is not None \
-            and session.get(CALL_KEY) != language:
-        turn.services.sessions.update(turn.session_id, {CALL_KEY: language})
+            and session.get(CALL_KEY) != call.language:
+        turn.services.sessions.update(turn.session_id, {CALL_KEY: call.language})
     return None
 
 
