@@ -23,8 +23,9 @@ from flask.cli import AppGroup
 
 @click.command("sign-jwt")
 @click.option("--secret", help="Signing secret (default: the configured secret of --webhook).")
-@click.option("--webhook", type=click.Choice(["premessage", "postmessage", "log"]), default="log",
-              show_default=True, help="Whose configured secret to sign with.")
+@click.option("--webhook", type=click.Choice(["premessage", "postmessage", "logs", "log"]),
+              default="logs", show_default=True,
+              help="Whose configured secret to sign with (log: the same as logs).")
 @click.option("--ttl", type=click.IntRange(min=1), default=300, show_default=True,
               help="Seconds until the token expires.")
 @click.option("--bearer/--raw", default=False,
@@ -122,7 +123,7 @@ def init_db() -> None:
     store = _event_store()
     try:
         version = store.create_schema()
-        rolled = store.roll_up()
+        rolled = store.reports.roll_up()
     except StoreUnavailable as exc:
         _fail_unavailable(exc)
     click.echo(f"log store ready: {safe_url(store.url)} ({store.dialect}, "
@@ -156,7 +157,7 @@ def export(fmt: str, since: Any, until: Any, session: str | None, assistant: str
     query = {"since": start, "until": end, "session": session, "assistant": assistant}
     show_progress = bool(output) and sys.stderr.isatty()
     try:
-        total = store.count(**query) if show_progress else None
+        total = store.reports.count(**query) if show_progress else None
         target = open(output, "w", encoding="utf-8", newline="") if output else \
             contextlib.nullcontext(sys.stdout)
         # click's own bar (Flask brings click), so the server image needs no progress library.
@@ -172,12 +173,12 @@ def export(fmt: str, since: Any, until: Any, session: str | None, assistant: str
             if fmt == "ibm-logs":
                 from .ibm_export import write_ibm_logs
 
-                rows = store.iter_events(**query, columns=["event", "raw"])
+                rows = store.reports.iter_events(**query, columns=["event", "raw"])
                 write_ibm_logs(_counted(rows, progress), out)
                 return
             if writer is not None:
                 writer.writerow(COLUMNS)
-            for row in store.iter_events(**query, columns=COLUMNS if writer else ["raw"]):
+            for row in store.reports.iter_events(**query, columns=COLUMNS if writer else ["raw"]):
                 if writer is not None:
                     writer.writerow([_csv_value(value) for value in row])
                 else:
@@ -211,7 +212,7 @@ def stats(since: Any, until: Any, fmt: str, top: int) -> None:
 
     start, end = _period(since, until)
     try:
-        figures = _event_store().stats(
+        figures = _event_store().reports.stats(
             start, end, top=top,
             supported=current_app.config["WEBHOOK_SETTINGS"].supported_languages)
     except StoreUnavailable as exc:
@@ -266,7 +267,7 @@ def quality_report(since: Any, until: Any, assistant: str | None, environment: s
     end = end or utcnow()
     start = start or end - timedelta(days=30)
     try:
-        figures = _event_store().quality_report(
+        figures = _event_store().reports.quality_report(
             start, end, assistant=assistant, environment=environment, language=language,
             assistant_language=current_app.config["WEBHOOK_SETTINGS"].assistant_language)
     except StoreUnavailable as exc:
@@ -290,10 +291,10 @@ def purge(days: int, dry_run: bool) -> None:
     store = _event_store()
     try:
         if dry_run:
-            count = store.count(until=utcnow() - timedelta(days=days))
+            count = store.reports.count(until=utcnow() - timedelta(days=days))
             click.echo(f"{count} events received more than {days} days ago would be deleted")
             return
-        deleted = store.purge(days)
+        deleted = store.retention.purge(days)
     except StoreUnavailable as exc:
         _fail_unavailable(exc)
     click.echo(f"deleted {deleted} events received more than {days} days ago")
