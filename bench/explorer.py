@@ -190,7 +190,7 @@ def store_urls(backends: list[str]) -> Iterator[dict[str, str]]:
         if "postgresql" in backends:
             base = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
             if base:
-                from tests.pg_schema import postgres_schema
+                from testsupport.pg_schema import postgres_schema
                 urls["postgresql"] = stack.enter_context(postgres_schema(base, "bench_explorer"))
             else:
                 print("*** PostgreSQL SKIPPED: set BENCH_DATABASE_URL or TEST_DATABASE_URL ***")

@@ -6,8 +6,9 @@
 Three gunicorns with the project's gunicorn.conf.py and the same environment: the kit
 (`handlers:create_app()`, every webhook, its default settings plus a translator, a SQLite
 store, the log webhook's signed JWT and a request line per request at INFO, as in production;
-the settings are the other scripts' `kit_env`s merged), the bare Flask echo (bench/echo_app.py) and the plain log webhook
-(bench/plain_log_app.py: the log template, one commit per request). The loads are the other
+the settings are the other scripts' `kit_env`s merged), the bare Flask echo
+(testsupport/echo_app.py) and the plain log webhook (bench/plain_log_app.py: the log template,
+one commit per request). The loads are the other
 scripts' own, imported, not written again:
 
 | case | load | floor |
@@ -17,7 +18,7 @@ scripts' own, imported, not written again:
 | log | logs.message_load: message_logged, fresh log_id, signed JWT, SQLite | kit >= 0.3 x echo |
 | log | the same load | kit (group commit) >= 1.3 x plain |
 
-The translator is the LibreTranslate stand-in (tests/libre_server.py) on loopback, in this
+The translator is the LibreTranslate stand-in (testsupport/libre_server.py) on loopback, in this
 process: it counts its calls, so the post-message case is measured only once a warm-up run
 makes no provider call, and a provider call during the measured rounds fails the run (it
 would be measuring the translator, not the cached path). With wrk as load generator this
@@ -51,7 +52,7 @@ from bench.harness import (ECHO_APP, KIT_APP, RESULT_HEAD, Load, Result,  # noqa
                            bench_lock, check_answers, gunicorn_settings, machine,
                            measure_rounds, probe, result_cells, round_arguments, run_load,
                            serve, summarise)
-from tests.libre_server import LibreServer  # noqa: E402
+from testsupport.libre_server import LibreServer  # noqa: E402
 
 PLAIN_APP = "bench.plain_log_app:app"
 # Table names of the two stores, for counting rows with sqlite3 (no import of either app).

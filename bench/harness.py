@@ -3,7 +3,7 @@
 Three pieces, usable alone or together (run scripts from the repository root, under
 `flock /tmp/bench.lock`, because benchmarks on a 2-core box disturb each other):
 
-`serve(app_spec, env=None, extra_args=())` -- context manager. Starts
+`serve(app_spec, env=None, extra_args=())` (testsupport/gunicorn_process.py) -- context manager. Starts
 `gunicorn -c gunicorn.conf.py <app_spec>` (the .venv's gunicorn, the project's settings) on a free
 127.0.0.1 port, waits for `GET /healthz`, yields the base URL (`"http://127.0.0.1:PORT"`) and
 stops the server (SIGTERM, then SIGKILL of its process group after 40 s). `env` is laid over the
@@ -14,7 +14,7 @@ The server's stderr (the kit's JSON request lines) goes to `log_path` or a tempo
 URL is a str that also carries `.pid` (the gunicorn master) and `.log_path`.
 
     with serve("handlers:create_app()", {"WEBHOOK_AUTH": "none"}) as url: ...
-    with serve("bench.echo_app:create_app()") as url: ...   # the baseline
+    with serve(ECHO_APP) as url: ...   # the baseline, testsupport/echo_app.py
 
 `Load(...)` -- what to send: `path`, then exactly one of
     body=...       one fixed body (str, bytes, or a dict/list sent as compact JSON),
@@ -55,7 +55,7 @@ in turn; each server's Results), `summarise`, and `RESULT_HEAD`/`result_cells(re
 table's columns. `knobs(duration, rounds, connections)` resolves the BENCH_* defaults below;
 `machine()` is the line to print first (date, cores, CPU, Python, generator, commit), so the
 output can go to bench/RESULTS.md as it is; `libre_process(delay_ms)` runs the stand-in
-LibreTranslate server (tests/libre_server.py) in its own process and yields its URL.
+LibreTranslate server (testsupport/libre_server.py) in its own process and yields its URL.
 
 Only one benchmark runs at a time: `compare` holds /tmp/bench.lock (`bench_lock()`), unless a
 parent already does (`flock /tmp/bench.lock python bench/x.py`, or bench/run_all.py).
@@ -91,61 +91,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-ECHO_APP = "bench.echo_app:create_app()"
-KIT_APP = "handlers:create_app()"
+from testsupport.gunicorn_process import (ECHO_APP, KIT_APP, REPO, ServerURL,  # noqa: F401
+                                          free_port, gunicorn_settings, serve, server_env)
+from testsupport.gunicorn_process import worker_pids as children  # noqa: F401
+
 PLACEHOLDER = "{{N}}"
-# The kit's variables (as in tests/conftest.py): dropped from the inherited environment.
-KIT_PREFIXES = ("WEBHOOK_", "PREMESSAGE_", "POSTMESSAGE_", "ORCHESTRATE_", "LOG_", "TRANSLAT",
-                "LANGUAGE", "DATABASE_", "REDIS_", "CONTENT_DIR", "SKILL_TYPE",
-                "ASSISTANT_LANGUAGE",
-                "SUPPORTED_LANGUAGES", "UNSUPPORTED_", "MAX_CONTENT_LENGTH", "OFFERED_OPTIONS",
-                "SESSION_", "BREAKER_", "WEB_CONCURRENCY", "GUNICORN_", "PORT", "APP_LOG_LEVEL",
-                "WEBHOOKS", "REQUEST_READ_TIMEOUT", "METRICS", "PROMETHEUS_")
-# Measured servers run in steady state: no worker recycling (GUNICORN_MAX_REQUESTS, 10,000 as
-# shipped), which a few rounds at thousands of req/s cross. A replaced worker's CPU time drops
-# out of `cpu_seconds` (negative CPU per request), and before the kit's worker retired
-# gracefully each replacement cost wrk read errors. A caller's `env` may set it back.
-BENCH_DEFAULTS = {"GUNICORN_MAX_REQUESTS": "0"}
 
 
 # --- the server -------------------------------------------------------------------------------
-
-def gunicorn_command() -> list[str]:
-    """The project's gunicorn: the .venv's if there is one, else the running interpreter's."""
-    for candidate in (REPO / ".venv" / "bin" / "gunicorn",
-                      pathlib.Path(sys.executable).parent / "gunicorn"):
-        if candidate.exists():
-            return [str(candidate)]
-    return [sys.executable, "-m", "gunicorn"]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def server_env(env: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """The environment a benchmarked server gets: ours without the kit's variables, plus `env`."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(KIT_PREFIXES)}
-    base.update(BENCH_DEFAULTS)
-    base.update({k: str(v) for k, v in (env or {}).items() if v is not None})
-    return base
-
-
-class ServerURL(str):
-    """The base URL `serve` yields; also knows the gunicorn master's `pid` and its `log_path`."""
-
-    pid: int
-    log_path: pathlib.Path
-
-    def __new__(cls, url: str, pid: int, log_path: pathlib.Path) -> "ServerURL":
-        value = super().__new__(cls, url)
-        value.pid = pid
-        value.log_path = log_path
-        return value
-
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time used so far by gunicorn master `pid` and its live workers (its
@@ -167,115 +120,13 @@ def cpu_seconds(pid: int) -> float:
     return total / ticks
 
 
-def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (a gunicorn master's workers), in pid order."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid == pid:
-                found.append(int(entry))
-    return sorted(found)
-
-
-def gunicorn_settings(env: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What gunicorn.conf.py sets under `env` (workers, threads, worker_class, ...), for labels."""
-    saved = dict(os.environ)
-    try:
-        os.environ.clear()
-        os.environ.update(server_env(env))
-        values = runpy.run_path(str(REPO / "gunicorn.conf.py"))
-    except Exception:  # a label is not worth failing a benchmark for
-        return {}
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return {k: v for k, v in values.items() if not k.startswith("_")}
-
-
-def _tail(path: pathlib.Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-@contextlib.contextmanager
-def serve(app_spec: str = KIT_APP, env: Mapping[str, Any] | None = None,
-          extra_args: Sequence[str] = (), *, log_path: str | os.PathLike[str] | None = None,
-          start_timeout: float = 60.0) -> Iterator[ServerURL]:
-    """Run `app_spec` under gunicorn with the project's gunicorn.conf.py; yield its base URL."""
-    port = free_port()
-    environment = server_env(env)
-    environment["PORT"] = str(port)
-    own_log = log_path is None
-    if own_log:
-        handle, name = tempfile.mkstemp(prefix="bench-gunicorn-", suffix=".log")
-        os.close(handle)
-        log_file = pathlib.Path(name)
-    else:
-        log_file = pathlib.Path(log_path)
-    command = [*gunicorn_command(), "-c", "gunicorn.conf.py",
-               "--bind", f"127.0.0.1:{port}", *extra_args, app_spec]
-    with open(log_file, "ab") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=environment, stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = ServerURL(f"http://127.0.0.1:{port}", process.pid, log_file)
-    try:
-        try:
-            _wait_healthy(process, url, start_timeout, log_file)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{app_spec}: {exc}") from None
-        yield url
-    finally:
-        _stop(process)
-        if own_log:
-            log_file.unlink(missing_ok=True)
-
-
-def _wait_healthy(process: subprocess.Popen[bytes], url: str, timeout: float,
-                  log_file: pathlib.Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode} before answering; "
-                               f"its log:\n{_tail(log_file)}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    _stop(process)
-    raise RuntimeError(f"gunicorn did not answer /healthz within {timeout:.0f} s; "
-                       f"its log:\n{_tail(log_file)}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            pass
-    # The session is the master's own (start_new_session): take any straggling worker with it.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
 @contextlib.contextmanager
 def libre_process(delay_ms: float = 0.0, start_timeout: float = 30.0) -> Iterator[str]:
-    """The stand-in LibreTranslate server (tests/libre_server.py) in a process of its own, so it
+    """The stand-in LibreTranslate server (testsupport/libre_server.py) in a process of its own, so it
     shares no GIL with the script that measures; yields its URL. `delay_ms` delays each answer."""
     import re
 
-    process = subprocess.Popen([sys.executable, "-m", "tests.libre_server", "--delay-ms",
+    process = subprocess.Popen([sys.executable, "-m", "testsupport.libre_server", "--delay-ms",
                                 str(delay_ms)], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         timer = threading.Timer(start_timeout, process.kill)  # a silent server ends readline

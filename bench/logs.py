@@ -121,7 +121,7 @@ def message_load() -> Load:
 
 def postgres_schema(base: str) -> contextlib.AbstractContextManager[str]:
     """A schema of the benchmark's own on the server at `base`, as a store URL; dropped after."""
-    from tests.pg_schema import postgres_schema as schema
+    from testsupport.pg_schema import postgres_schema as schema
 
     return schema(base, prefix="bench_logs")
 

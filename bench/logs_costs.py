@@ -8,7 +8,7 @@ from run to run. It backs the diagnosis in issue 5's notes (the README's section
 N threads call the WSGI app directly with IBM's message_logged example (a fresh `log_id` per
 request, the assistant's JWT, as bench/logs.py sends), each variant in a fresh process:
 
-    echo          bench/echo_app.py, the baseline
+    echo          testsupport/echo_app.py, the baseline
     no write      the kit's log webhook, its store answering at once without writing
     wait 0.3 ms   the same, but each request waits 0.3 ms instead (as long as a commit with its
                   fsync takes here): what a durable write costs before any database work
@@ -54,7 +54,7 @@ VARIANTS = ("echo", "no write", "wait 0.3 ms", "kit", "core insert")
 def build_app(variant: str, database_url: str) -> Any:
     """The WSGI app of `variant` (its settings come from the environment, as in production)."""
     if variant == "echo":
-        from bench.echo_app import create_app as create_echo
+        from testsupport.echo_app import create_app as create_echo
 
         return create_echo()
     os.environ.update(kit_env(database_url))

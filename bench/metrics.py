@@ -32,7 +32,7 @@ from bench import floors, postmessage  # noqa: E402
 from bench.harness import (KIT_APP, RESULT_HEAD, bench_lock, check_answers,  # noqa: E402
                            machine, measure_rounds, probe, result_cells, round_arguments,
                            serve, summarise)
-from tests.libre_server import LibreServer  # noqa: E402
+from testsupport.libre_server import LibreServer  # noqa: E402
 
 TARGET = 0.95   # METRICS=on keeps at least this share of the throughput with it off
 

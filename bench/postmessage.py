@@ -7,7 +7,7 @@ markdown link; an option with title, description and four labels; an image with 
 description; connect_to_agent with its two messages), a Spanish session in the context.
 
 1. Latency with a translator that takes 50 ms a call (the stand-in LibreTranslate server,
-   `tests/libre_server.py`, delaying every answer), one request at a time on a keep-alive
+   `testsupport/libre_server.py`, delaying every answer), one request at a time on a keep-alive
    connection, the kit under gunicorn with its default settings:
    - cold: every request carries 12 strings no cache has seen. Target: <= 2 translator round
      trips, i.e. under 150 ms (about 100 ms), with 12 provider calls per request;
@@ -47,7 +47,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.harness import Load, bench_lock, compare, libre_process, serve  # noqa: E402
-from tests.libre_server import LibreServer, translate  # noqa: E402
+from testsupport.libre_server import LibreServer, translate  # noqa: E402
 
 DELAY_MS = 50.0
 COLD_TARGET_ROUND_TRIPS = 2

@@ -8,7 +8,7 @@
    Three of the four sentences take the English fast path (two or more of its words), as most
    English does; a second, informative row sends sentences that all go through langdetect.
 2. Latency when every message needs the translator: fresh Spanish sentences, the stand-in server
-   answering each call after 50 ms (`python -m tests.libre_server --delay-ms 50`, its own
+   answering each call after 50 ms (`python -m testsupport.libre_server --delay-ms 50`, its own
    process). Target: p99 <= 80 ms (median of the rounds, each on a fresh gunicorn; every round
    is printed with how many connections each worker holds). The probe answer is checked: it must
    carry the translation.

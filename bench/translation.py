@@ -3,7 +3,7 @@
     flock /tmp/bench.lock .venv/bin/python bench/translation.py [--requests 20 --turns 1000]
 
 The kit under gunicorn (gunicorn.conf.py defaults) with TRANSLATOR=libre pointed at the
-stand-in LibreTranslate server (tests/libre_server.py, in this process, so its counters are read
+stand-in LibreTranslate server (testsupport/libre_server.py, in this process, so its counters are read
 directly), one post-message request at a time on a keep-alive connection; the reply is
 bench/postmessage.py's: 12 distinct strings in a Spanish session.
 
@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:
 
 from bench.harness import bench_lock, gunicorn_settings, machine, serve  # noqa: E402
 from bench.postmessage import STRINGS, Client, check_translated, kit_env, reply  # noqa: E402
-from tests.libre_server import LibreServer  # noqa: E402
+from testsupport.libre_server import LibreServer  # noqa: E402
 
 DELAY_MS = 50.0
 COLD_TARGET_ROUND_TRIPS = 1.2

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from bench.harness import serve
+from testsupport.gunicorn_process import serve
 from handlers.logs import call_columns, idempotency_key, message_columns, raw_json
 from handlers.store import EventStore, LogEvent, utcnow
 from logs_support import cdr_body, message_body
