@@ -1,34 +1,32 @@
-"""Issue 12's speed floors, all in one run, every server under the same gunicorn settings.
+"""The kit's speed floors (issue 12), all in one run, every server under the same gunicorn settings.
 
     flock /tmp/bench.lock .venv/bin/python bench/floors.py [--duration 8 --rounds 3]
     .venv/bin/python bench/floors.py --duration 1 --rounds 1       # smoke: proves it runs
 
 Three gunicorns with the project's gunicorn.conf.py and the same environment: the kit
-(`handlers:create_app()`, every webhook, its default settings plus a translator, a SQLite
-store, the log webhook's signed JWT and a request line per request at INFO, as in production;
-the settings are the other scripts' `kit_env`s merged), the bare Flask echo
-(testsupport/echo_app.py) and the plain log webhook (bench/plain_log_app.py: the log template,
-one commit per request). The loads are the other
-scripts' own, imported, not written again:
+(`handlers:create_app()`, every webhook, its default settings plus a translator, a SQLite store,
+the log webhook's signed JWT and a request line per request at INFO, as in production), the bare
+Flask echo (testsupport/echo_app.py) and the plain log webhook (bench/plain_log_app.py: the log
+template, one commit per request). The loads are bench/loads.py's:
 
 | case | load | floor |
 |---|---|---|
-| pre-message | premessage.ENGLISH: fresh English sentences, TRANSLATOR=libre set | kit >= 0.35 x echo |
-| post-message | postmessage.reply: 12 strings, Spanish session, strings cached | kit >= 0.5 x echo |
-| log | logs.message_load: message_logged, fresh log_id, signed JWT, SQLite | kit >= 0.3 x echo |
+| pre-message | fresh English sentences, TRANSLATOR=libre set | kit >= 0.35 x echo |
+| post-message | 12 strings, Spanish session, strings cached | kit >= 0.5 x echo |
+| log | message_logged, fresh log_id, signed JWT, SQLite | kit >= 0.3 x echo |
 | log | the same load | kit (group commit) >= 1.3 x plain |
 
 The translator is the LibreTranslate stand-in (testsupport/libre_server.py) on loopback, in this
-process: it counts its calls, so the post-message case is measured only once a warm-up run
-makes no provider call, and a provider call during the measured rounds fails the run (it
-would be measuring the translator, not the cached path). With wrk as load generator this
-process is idle while measuring, so the stand-in shares nothing with the servers' work.
+process: it counts its calls, so the post-message case is measured only once a warm-up run makes
+no provider call, and a provider call during the measured rounds fails the run (it would be
+measuring the translator, not the cached path). wrk drives the load, so this process is idle
+while measuring and the stand-in shares nothing with the servers' work.
 
-Each round measures every server of a case one after another; the table shows each server's
-best round (BENCH_SUMMARY=median for medians) and each floor as req/s ratio, with the CPU ratio
+Each round measures every server of a case one after another; the table shows each server's best
+round (BENCH_SUMMARY=median for medians) and each floor as req/s ratio, with the CPU ratio
 (reference CPU per request / kit's) beside it. After the log case the rows of both stores are
-counted: at least one per acknowledged request, or the run fails. Exit status 0 when every
-floor holds, no request failed and nothing acknowledged is missing.
+counted: at least one per acknowledged request, or the run fails. Exit status 0 when every floor
+holds, no request failed and nothing acknowledged is missing.
 """
 
 from __future__ import annotations
@@ -47,11 +45,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import logs, postmessage, premessage  # noqa: E402
-from bench.harness import (ECHO_APP, KIT_APP, RESULT_HEAD, Load, Result,  # noqa: E402
-                           bench_lock, check_answers, gunicorn_settings, machine,
-                           measure_rounds, probe, result_cells, round_arguments, run_load,
-                           serve, summarise)
+from bench import loads  # noqa: E402
+from bench.harness import (RESULT_HEAD, Load, Result, bench_lock,  # noqa: E402
+                           check_answers, machine, measure_rounds, probe, result_cells,
+                           round_arguments, run_load, summarise)
+from testsupport.gunicorn_process import ECHO_APP, KIT_APP, gunicorn_settings, serve  # noqa: E402
 from testsupport.libre_server import LibreServer  # noqa: E402
 
 PLAIN_APP = "bench.plain_log_app:app"
@@ -89,29 +87,24 @@ FLOORS = (
 
 
 def cases() -> list[Case]:
-    """The loads of premessage.py, postmessage.py and logs.py, relabelled for one table."""
-    english = premessage.body
+    """The loads of bench/loads.py, labelled for one table."""
     return [
         Case("pre-message", Load("/webhooks/premessage", name="pre-message",
-                                 template=[english(text) for text in premessage.ENGLISH]),
+                                 template=[loads.premessage(text) for text in loads.ENGLISH]),
              ("kit", "echo")),
         Case("post-message", Load("/webhooks/postmessage", name="post-message",
-                                  template=postmessage.reply(postmessage.STRINGS,
-                                                             session_id="{{N}}")),
+                                  template=loads.reply(loads.STRINGS, session_id="{{N}}")),
              ("kit", "echo")),
-        Case("log", logs.message_load(), ("kit", "plain", "echo")),
+        Case("log", loads.log_load(), ("kit", "plain", "echo")),
     ]
 
 
 def environments(folder: str, translator_url: str) -> dict[str, dict[str, str]]:
-    """Each server's environment: the kit's settings of the three scripts merged, and the
-    same variables for the echo and the plain app, so gunicorn.conf.py reads the same values
-    for all three (only the stores' files differ)."""
-    kit = {**premessage.kit_env(translator_url, "langdetect", f"{folder}/kit.sqlite3"),
-           **postmessage.kit_env(translator_url, f"{folder}/kit.sqlite3"),
-           **logs.kit_env(f"sqlite:///{folder}/kit.sqlite3")}
+    """Each server's environment: the same variables for the three, so gunicorn.conf.py reads
+    the same values for all (only the stores' files differ)."""
+    kit = loads.kit_env(translator_url, f"sqlite:///{folder}/kit.sqlite3")
     plain = {**kit, "DATABASE_URL": f"sqlite:///{folder}/plain.sqlite3",
-             "WEBHOOK_SECRET": logs.LOG_SECRET}
+             "WEBHOOK_SECRET": loads.LOG_SECRET}
     return {"kit": kit, "echo": kit, "plain": plain}
 
 
@@ -175,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                 check_answers(chosen, case.load)
                 if case.name == "post-message":
                     _, answer = probe(urls["kit"], case.load)
-                    postmessage.check_translated(json.loads(answer), postmessage.STRINGS)
+                    loads.check_translated(json.loads(answer), loads.STRINGS)
                     runs = warm_cache(urls["kit"], case.load, libre, connections)
                     print(f"  post-message: translator quiet after {runs} warm-up run(s) of 1 s")
                 libre.reset_counts()
