@@ -26,7 +26,7 @@ Each round measures every server of a case one after another; the table shows ea
 round (BENCH_SUMMARY=median for medians) and each floor as req/s ratio, with the CPU ratio
 (reference CPU per request / kit's) beside it. After the log case the rows of both stores are
 counted: at least one per acknowledged request, or the run fails. Exit status 0 when every floor
-holds, no request failed and nothing acknowledged is missing.
+holds, no request failed and nothing acknowledged is missing; 2 when wrk is missing.
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import loads  # noqa: E402
-from bench.harness import (RESULT_HEAD, Load, Result, bench_lock,  # noqa: E402
-                           check_answers, machine, measure_rounds, probe, result_cells,
-                           round_arguments, run_load, summarise)
+from bench.harness import (RESULT_HEAD, Load, Result, arguments, bench_lock,  # noqa: E402
+                           check_answers, machine, measure_rounds, probe, require_wrk,
+                           result_cells, run_load, summarise)
 from testsupport.gunicorn_process import ECHO_APP, KIT_APP, gunicorn_settings, serve  # noqa: E402
 from testsupport.libre_server import LibreServer  # noqa: E402
 
@@ -89,12 +89,12 @@ FLOORS = (
 def cases() -> list[Case]:
     """The loads of bench/loads.py, labelled for one table."""
     return [
-        Case("pre-message", Load("/webhooks/premessage", name="pre-message",
-                                 template=[loads.premessage(text) for text in loads.ENGLISH]),
-             ("kit", "echo")),
-        Case("post-message", Load("/webhooks/postmessage", name="post-message",
-                                  template=loads.reply(loads.STRINGS, session_id="{{N}}")),
-             ("kit", "echo")),
+        Case("pre-message", Load("/webhooks/premessage", [loads.premessage(text)
+                                                          for text in loads.ENGLISH],
+                                 name="pre-message"), ("kit", "echo")),
+        Case("post-message", Load("/webhooks/postmessage",
+                                  [loads.reply(loads.STRINGS, session_id="{{N}}")],
+                                  name="post-message"), ("kit", "echo")),
         Case("log", loads.log_load(), ("kit", "plain", "echo")),
     ]
 
@@ -145,8 +145,11 @@ def cpu_ratio(top: Result, bottom: Result) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    duration, rounds, connections, warmup = round_arguments(__doc__.splitlines()[0], argv)
+    args = arguments(__doc__.splitlines()[0], argv)
+    duration, rounds, connections, warmup = args.duration, args.rounds, args.connections, \
+        args.warmup
     how = os.environ.get("BENCH_SUMMARY", "best")
+    require_wrk()
 
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="bench-floors-") as folder:

@@ -96,8 +96,8 @@ def log_load() -> Load:
     body = json.loads((PAYLOADS / "log_message_logged.json").read_text())
     body["payload"]["log_id"] = "{{N}}"
     token = jwt.encode({"sub": "watsonx-assistant-bench"}, LOG_SECRET, algorithm="HS256")
-    return Load("/webhooks/logs", template=body, headers={"Authorization": token},
-                name="log (message_logged, fresh log_id, jwt)")
+    return Load("/webhooks/logs", [body], {"Authorization": token},
+                "log (message_logged, fresh log_id, jwt)")
 
 
 def kit_env(translator_url: str, database_url: str) -> dict[str, str]:

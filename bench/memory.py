@@ -46,8 +46,9 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from bench.harness import KIT_APP, REPO, bench_lock, children, machine, serve  # noqa: E402
+from bench.harness import REPO, bench_lock, machine  # noqa: E402
 from bench.language_samples import MESSAGES  # noqa: E402
+from testsupport.gunicorn_process import KIT_APP, serve, worker_pids  # noqa: E402
 
 MB = 1024 * 1024
 CONTAINERS = {"512 MB": 512 * MB, "1 GB": 1024 * MB}
@@ -226,7 +227,7 @@ def measure(detector: str, workers: int, sessions: list[int]) -> list[Row]:
     with serve(KIT_APP, env, start_timeout=120) as url:
         port = int(url.rsplit(":", 1)[1])
         deadline = time.monotonic() + 60
-        while len(pids := children(url.pid)) < workers and time.monotonic() < deadline:
+        while len(pids := worker_pids(url.pid)) < workers and time.monotonic() < deadline:
             time.sleep(0.2)   # /healthz answered: the first worker is up, maybe not the last
         if len(pids) != workers:
             raise RuntimeError(f"expected {workers} workers, found {pids}")

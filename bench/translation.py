@@ -34,8 +34,9 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.harness import bench_lock, gunicorn_settings, machine, serve  # noqa: E402
+from bench.harness import bench_lock, machine  # noqa: E402
 from bench.loads import STRINGS, check_translated, kit_env, reply  # noqa: E402
+from testsupport.gunicorn_process import gunicorn_settings, serve  # noqa: E402
 from testsupport.libre_server import LibreServer  # noqa: E402
 
 DELAY_MS = 50.0
