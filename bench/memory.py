@@ -8,7 +8,7 @@ Each server is `handlers:create_app()` under gunicorn.conf.py as shipped (16 thr
 the default LANGUAGES, TRANSLATOR=none), a log store in a temporary SQLite file, and is measured
 three times:
 
-1. warm: every worker has answered the chat samples (bench/language_samples.py, 390 messages in
+1. warm: every worker has answered the chat samples (bench/language_samples.json, 390 messages in
    16 languages) through pre-message, and a reply and two events through post-message and log;
 2. and 3. after each worker took SESSIONS fresh sessions (`--sessions`, default 10000 then
    100000 in all, SESSION_MEMORY_SIZE's small and default figures). Without REDIS_URL (these
