@@ -1,31 +1,27 @@
-"""The kit's speed floors (issue 12), all in one run, every server under the same gunicorn settings.
+"""The kit's speed floors, all in one run, every server under the same gunicorn settings.
 
     flock /tmp/bench.lock .venv/bin/python bench/floors.py [--duration 8 --rounds 3]
     .venv/bin/python bench/floors.py --duration 1 --rounds 1       # smoke: proves it runs
 
-Three gunicorns with the project's gunicorn.conf.py and the same environment: the kit
-(`handlers:create_app()`, every webhook, its default settings plus a translator, a SQLite store,
-the log webhook's signed JWT and a request line per request at INFO, as in production), the bare
-Flask echo (testsupport/echo_app.py) and the plain log webhook (bench/plain_log_app.py: the log
-template, one commit per request). The loads are bench/loads.py's:
+Three gunicorns with the project's gunicorn.conf.py and one environment (bench/loads.py's
+kit_env: default settings plus a translator, a SQLite store, the log webhook's signed JWT, a
+request line per request at INFO): the kit, the bare Flask echo (testsupport/echo_app.py) and
+the plain log webhook (bench/plain_log_app.py: the log template, one commit per request).
 
-| case | load | floor |
+| case | load (bench/loads.py) | floor |
 |---|---|---|
 | pre-message | fresh English sentences, TRANSLATOR=libre set | kit >= 0.35 x echo |
 | post-message | 12 strings, Spanish session, strings cached | kit >= 0.5 x echo |
 | log | message_logged, fresh log_id, signed JWT, SQLite | kit >= 0.3 x echo |
 | log | the same load | kit (group commit) >= 1.3 x plain |
 
-The translator is the LibreTranslate stand-in (testsupport/libre_server.py) on loopback, in this
-process: it counts its calls, so the post-message case is measured only once a warm-up run makes
-no provider call, and a provider call during the measured rounds fails the run (it would be
-measuring the translator, not the cached path). wrk drives the load, so this process is idle
-while measuring and the stand-in shares nothing with the servers' work.
-
-Each round measures every server of a case one after another; the table shows each server's best
-round (BENCH_SUMMARY=median for medians) and each floor as req/s ratio, with the CPU ratio
-(reference CPU per request / kit's) beside it. After the log case the rows of both stores are
-counted: at least one per acknowledged request, or the run fails. Exit status 0 when every floor
+The translator is the LibreTranslate stand-in (testsupport/libre_server.py) in this process: it
+counts its calls, so post-message is measured only once a warm-up run makes none, and a call
+during the measured rounds fails the run (it would measure the translator, not the cache). wrk
+drives the load, so this process is idle while the servers work. Each round measures every
+server of a case in turn; the table shows each server's best round, each floor as req/s ratio
+with the CPU ratio (reference CPU per request / kit's) beside it. After the log case both
+stores' rows are counted: at least one per acknowledged request. Exit status 0 when every floor
 holds, no request failed and nothing acknowledged is missing; 2 when wrk is missing.
 """
 
@@ -33,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import sys
 import tempfile
@@ -148,7 +143,6 @@ def main(argv: list[str] | None = None) -> int:
     args = arguments(__doc__.splitlines()[0], argv)
     duration, rounds, connections, warmup = args.duration, args.rounds, args.connections, \
         args.warmup
-    how = os.environ.get("BENCH_SUMMARY", "best")
     require_wrk()
 
     print(f"machine: {machine()}")
@@ -158,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
           f"all: {conf.get('workers')} workers x {conf.get('threads')} threads "
           f"({conf.get('worker_class')})")
     print(f"load: {connections} connections, {rounds} x {duration:g} s per server and case "
-          f"after {warmup:g} s warm-up; {how} of the rounds shown", flush=True)
+          f"after {warmup:g} s warm-up; best of the rounds shown", flush=True)
 
     measured: dict[str, dict[str, list[Result]]] = {}
     problems: list[str] = []
@@ -192,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         libre.stop()
 
-    summary = {case: {who: summarise(results, how) for who, results in by_server.items()}
+    summary = {case: {who: summarise(results) for who, results in by_server.items()}
                for case, by_server in measured.items()}
     width = max(len(case) for case in summary) + 2
     head = f"{'case':<{width}}{'server':<7} {RESULT_HEAD}"

@@ -1,27 +1,14 @@
 """The load harness of bench/: wrk against a real gunicorn on loopback, one benchmark at a time.
 
-Servers come from testsupport.gunicorn_process (`serve`: the project's gunicorn.conf.py on a free
-127.0.0.1 port; the URL it yields also carries the master's `.pid`). The load generator is wrk
-and nothing else: `require_wrk()` exits 2 with how to install it when it is missing (`make
-bench-tools`); a benchmark never installs anything.
-
-- `Load(path, bodies, headers, name)`: what to send. The bodies (dicts sent as compact JSON, or
-  str/bytes) are sent in turn; in each, every `{{N}}` becomes an id unique to the request
-  (`<run>-<thread>-<counter>`: letters, digits and dashes, safe inside a JSON string), so a log
-  id or a sentence is one no cache or table has seen.
-- `run_load(url, load, duration, connections)`: wrk for `duration` seconds over `connections`
-  keep-alive connections in a closed loop (each sends its next request when the previous answer
-  arrives): req/s is the throughput at that concurrency, p50/p99 include the queueing it causes.
-  Returns a `Result`; `measure` adds `cpu_ms`, the server's CPU time per request (master and
-  workers, from /proc), which other load on the machine disturbs much less than req/s.
-- `check_answers` (one 2xx from every server before measuring), `measure_rounds` (warm-up, then
-  rounds measuring the servers in turn, so a drift of the machine hits every side alike),
-  `summarise` (best round, or median with BENCH_SUMMARY=median), `result_cells` (a table row).
-- `bench_lock()`: holds /tmp/bench.lock, or goes on when a parent already holds it (`flock
-  /tmp/bench.lock python bench/x.py`). `machine()`: the line to print first (date, cores, CPU,
-  Python, commit, load average), so an output can go to bench/RESULTS.md as it is.
-- `arguments(description)`: --duration, --rounds, --connections, --warmup; defaults from
-  BENCH_DURATION (8), BENCH_ROUNDS (3), BENCH_CONNECTIONS (16).
+Servers come from testsupport.gunicorn_process (`serve`; the URL it yields carries the master's
+`.pid`). The load generator is wrk and nothing else: `require_wrk()` exits 2 with how to install
+it (`make bench-tools`); a benchmark never installs anything. A `Load` is a path, bodies sent in
+turn (every `{{N}}` in them becomes an id unique to the request, so a log id or a sentence is one
+no cache or table has seen) and headers; `run_load` drives one server with it in a closed loop
+(each keep-alive connection sends its next request when the previous answer arrives) and
+`measure` adds the server's CPU time per request, which other load on the machine disturbs much
+less than req/s. `check_answers`, `measure_rounds` and `summarise` (the best round) compare
+servers; `bench_lock`, `machine` and `arguments` are what every script starts with.
 """
 
 from __future__ import annotations
@@ -33,7 +20,6 @@ import json
 import os
 import pathlib
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,17 +46,9 @@ def require_wrk() -> str:
     return path
 
 
-def _encode(body: Any) -> bytes:
-    if isinstance(body, bytes):
-        return body
-    if isinstance(body, str):
-        return body.encode("utf-8")
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
 @dataclass(frozen=True)
 class Load:
-    """One kind of request: a path, its bodies (sent in turn) and headers, a label."""
+    """One kind of request: a path, its JSON bodies (sent in turn) and headers, a label."""
 
     path: str
     bodies: Sequence[Any]
@@ -79,7 +57,8 @@ class Load:
 
     def parts(self) -> list[list[bytes]]:
         """Each body split on the placeholder (one part when it has none)."""
-        return [_encode(body).split(PLACEHOLDER) for body in self.bodies]
+        return [json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode().split(
+            PLACEHOLDER) for body in self.bodies]
 
     def all_headers(self) -> dict[str, str]:
         return {"Content-Type": "application/json", **self.headers}
@@ -198,25 +177,16 @@ def measure(url: str, load: Load, **options: Any) -> Result:
     return result
 
 
-def summarise(results: list[Result], how: str = "best") -> Result:
-    """One Result for several rounds of one load on one server.
-
-    "best": the round with the most req/s (its latencies with it) and the least CPU per request:
-    other processes only ever slow a run down, so the best round is the least disturbed estimate
-    (as timeit takes the minimum). "median": the median of each figure. Errors are summed.
-    """
+def summarise(results: list[Result]) -> Result:
+    """One Result for several rounds of one load on one server: the round with the most req/s
+    (its latencies with it) and the least CPU per request. Other processes only ever slow a run
+    down, so the best round is the least disturbed estimate (as timeit takes the minimum).
+    Requests and errors are summed over the rounds."""
+    top = max(results, key=lambda r: r.rps)
     cpu = [r.cpu_ms for r in results if r.cpu_ms is not None]
-    if how == "best":
-        top = max(results, key=lambda r: r.rps)
-        rps, p50, p99, cpu_ms = top.rps, top.p50_ms, top.p99_ms, min(cpu, default=None)
-    elif how == "median":
-        rps, p50, p99 = (statistics.median(getattr(r, name) for r in results)
-                         for name in ("rps", "p50_ms", "p99_ms"))
-        cpu_ms = statistics.median(cpu) if cpu else None
-    else:
-        raise ValueError(f"summary {how!r} is not 'best' or 'median'")
-    return Result(sum(r.requests for r in results), sum(r.seconds for r in results), rps, p50,
-                  p99, sum(r.errors for r in results), sum(r.non2xx for r in results), cpu_ms)
+    return Result(sum(r.requests for r in results), sum(r.seconds for r in results), top.rps,
+                  top.p50_ms, top.p99_ms, sum(r.errors for r in results),
+                  sum(r.non2xx for r in results), min(cpu, default=None))
 
 
 RESULT_HEAD = f"{'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'cpu ms/req':>10}"

@@ -1,16 +1,16 @@
-"""Issue 13's benchmark of the translation transport: batching and keep-alive, end to end.
+"""The translation transport end to end: batching and keep-alive.
 
     flock /tmp/bench.lock .venv/bin/python bench/translation.py [--requests 20 --turns 1000]
 
-The kit under gunicorn (gunicorn.conf.py defaults) with TRANSLATOR=libre pointed at the
-stand-in LibreTranslate server (tests/libre_server.py, in this process, so its counters are read
-directly), one post-message request at a time on a keep-alive connection; the reply is
-bench/postmessage.py's: 12 distinct strings in a Spanish session.
+The kit under gunicorn (gunicorn.conf.py defaults) with TRANSLATOR=libre at the LibreTranslate
+stand-in (testsupport/libre_server.py, in this process, so its counters are read directly), one
+post-message request at a time on a keep-alive connection; the reply is bench/loads.py's: 12
+distinct strings in a Spanish session.
 
-1. Cold, the stand-in answering in 50 ms: fresh strings every request. Targets: exactly 1 provider
-   request per reply, and a median latency <= 1.2 round trips of the provider (60 ms).
-2. Warm: the same reply again once every worker has it cached. Target: median <= 10 ms, 0 provider
-   requests.
+1. Cold, the stand-in answering in 50 ms: fresh strings every request. Targets: exactly 1
+   provider request per reply, and a median latency <= 1.2 round trips of the provider (60 ms).
+2. Warm: the same reply again once every worker has it cached. Target: median <= 10 ms, 0
+   provider requests.
 3. Connections the stand-in accepted over `--turns` cold turns (no delay, so the run is short),
    after the runs above opened each worker's: the pooled sessions keep them open. Target: at
    most 2 per gunicorn worker.
