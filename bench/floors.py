@@ -3,7 +3,7 @@
     flock /tmp/bench.lock .venv/bin/python bench/floors.py [--duration 8 --rounds 3]
     .venv/bin/python bench/floors.py --duration 1 --rounds 1       # smoke: proves it runs
 
-Three gunicorns with the project's gunicorn.conf.py and one environment (bench/loads.py's
+Three gunicorns with the project's server/gunicorn_conf.py and one environment (bench/loads.py's
 kit_env: default settings plus a translator, a SQLite store, the log webhook's signed JWT, a
 request line per request at INFO): the kit, the bare Flask echo (testsupport/echo_app.py) and
 the plain log webhook (bench/plain_log_app.py: the log template, one commit per request).
@@ -95,7 +95,7 @@ def cases() -> list[Case]:
 
 
 def environments(folder: str, translator_url: str) -> dict[str, dict[str, str]]:
-    """Each server's environment: the same variables for the three, so gunicorn.conf.py reads
+    """Each server's environment: the same variables for the three, so server/gunicorn_conf.py reads
     the same values for all (only the stores' files differ)."""
     kit = loads.kit_env(translator_url, f"sqlite:///{folder}/kit.sqlite3")
     plain = {**kit, "DATABASE_URL": f"sqlite:///{folder}/plain.sqlite3",
@@ -148,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="bench-floors-") as folder:
         conf = gunicorn_settings(environments(folder, "http://127.0.0.1:1/")["kit"])
-    print(f"servers: kit {KIT_APP}, echo {ECHO_APP}, plain {PLAIN_APP}; gunicorn.conf.py for "
-          f"all: {conf.get('workers')} workers x {conf.get('threads')} threads "
-          f"({conf.get('worker_class')})")
+    print(f"servers: kit {KIT_APP}, echo {ECHO_APP}, plain {PLAIN_APP}; "
+          f"server/gunicorn_conf.py for all: {conf.get('workers')} workers x "
+          f"{conf.get('threads')} threads ({conf.get('worker_class')})")
     print(f"load: {connections} connections, {rounds} x {duration:g} s per server and case "
           f"after {warmup:g} s warm-up; best of the rounds shown", flush=True)
 

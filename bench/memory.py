@@ -4,19 +4,19 @@ LANGUAGE_DETECTOR x WEB_CONCURRENCY x sessions held, and what fits a 512 MB or a
     flock /tmp/bench.lock .venv/bin/python bench/memory.py                # about 20 minutes
     .venv/bin/python bench/memory.py --detectors langdetect --workers 1 --sessions 1000  # smoke
 
-Each server is `handlers:create_app()` under gunicorn.conf.py as shipped (default LANGUAGES,
+Each server is `handlers:create_app()` under server/gunicorn_conf.py as shipped (default LANGUAGES,
 TRANSLATOR=none, a temporary SQLite log store), measured warm (every worker answered the chat
 samples of bench/language_samples.json through pre-message, a reply through post-message and two
-events through the log webhook), then after each worker took `--sessions` fresh sessions (the
-small and default SESSION_MEMORY_SIZE; without REDIS_URL they go to the instance's session file:
-docs/deployment.md's per-worker session columns were measured when the workers held them).
-A worker is reached through keep-alive connections pinned to it (a connection stays with the
-worker that accepted it: its socket's inode among the worker's files in /proc). Figures come from
-/proc/<pid>/smaps_rollup: PSS splits a page shared by the master and the workers among them, so
-the sum of the processes' PSS is what the container's memory limit counts; private is what a
-worker alone holds. Page cache and kernel memory come on top: keep 10 % of the limit free.
+events through the log webhook), then after each worker took `--sessions` fresh sessions (the small
+and default SESSION_MEMORY_SIZE; without REDIS_URL they go to the instance's session file:
+docs/deployment.md's per-worker session columns were measured when the workers held them). A worker
+is reached through keep-alive connections pinned to it (a connection stays with the worker that
+accepted it: its socket's inode among the worker's files in /proc). Figures come from
+/proc/<pid>/smaps_rollup: PSS splits a page shared by the master and the workers among them, so the
+sum of the processes' PSS is what the container's memory limit counts; private is what a worker
+alone holds. Page cache and kernel memory come on top: keep 10 % of the limit free.
 
-The table is docs/deployment.md's sizing table. The default WEB_CONCURRENCY that handlers/sizing.py
+The table is docs/deployment.md's sizing table. The default WEB_CONCURRENCY that server/sizing.py
 picks for a 512 MB and a 1 GB container must fit in 90 % of it (exit 1 otherwise).
 """
 
@@ -252,13 +252,13 @@ def print_table(rows: list[Row]) -> None:
 
 
 def check_defaults(rows: list[Row]) -> bool:
-    """The default WEB_CONCURRENCY that handlers/sizing.py picks for each container, with the
+    """The default WEB_CONCURRENCY that server/sizing.py picks for each container, with the
     default detector and session memory: does the measured server fit with 10 % to spare?"""
-    from handlers.sizing import usable_cpus, workers_for_memory
+    from server.sizing import usable_cpus, workers_for_memory
 
     ok = True
     for name, limit in CONTAINERS.items():
-        # what handlers.sizing.default_workers gives in such a container on this machine's CPUs:
+        # what server.sizing.default_workers gives in such a container on this machine's CPUs:
         # these servers have no REDIS_URL, so the sessions are in the file, not in the workers
         workers = min(2 * usable_cpus(), workers_for_memory(limit, "lingua", 0))
         row = max((row for row in rows if (row.detector, row.workers) == ("lingua", workers)),
@@ -287,8 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     sessions = [int(n) for n in args.sessions.split(",")]
     with bench_lock():
         print(machine())
-        print(f"servers: {KIT_APP}, gunicorn.conf.py (16 threads per worker), default LANGUAGES, "
-              "TRANSLATOR=none, SQLite log store; warm = after the samples\n", flush=True)
+        print(f"servers: {KIT_APP}, server/gunicorn_conf.py (16 threads per worker), default "
+              "LANGUAGES, TRANSLATOR=none, SQLite log store; warm = after the samples\n",
+              flush=True)
         rows = []
         for detector in detectors:
             for workers in worker_counts:

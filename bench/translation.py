@@ -2,10 +2,10 @@
 
     flock /tmp/bench.lock .venv/bin/python bench/translation.py [--requests 20 --turns 1000]
 
-The kit under gunicorn (gunicorn.conf.py defaults) with TRANSLATOR=libre at the LibreTranslate
-stand-in (testsupport/libre_server.py, in this process, so its counters are read directly), one
-post-message request at a time on a keep-alive connection; the reply is bench/loads.py's: 12
-distinct strings in a Spanish session.
+The kit under gunicorn (server/gunicorn_conf.py defaults) with TRANSLATOR=libre at the
+LibreTranslate stand-in (testsupport/libre_server.py, in this process, so its counters are read
+directly), one post-message request at a time on a keep-alive connection; the reply is
+bench/loads.py's: 12 distinct strings in a Spanish session.
 
 1. Cold, the stand-in answering in 50 ms: fresh strings every request. Targets: exactly 1
    provider request per reply, and a median latency <= 1.2 round trips of the provider (60 ms).
@@ -107,7 +107,8 @@ def warm(client: Client, libre: LibreServer, requests: int) -> dict[str, Any]:
 def run(requests: int, turns: int) -> bool:
     workers = int(gunicorn_settings().get("workers") or 1)
     print(f"machine: {machine()}")
-    print(f"kit: gunicorn.conf.py defaults ({workers} workers), TRANSLATOR=libre at a stand-in "
+    print(f"kit: server/gunicorn_conf.py defaults ({workers} workers), TRANSLATOR=libre at a "
+          f"stand-in "
           f"on loopback; one request at a time on one keep-alive connection (one worker "
           f"serves it)")
     libre = LibreServer(delay_ms=DELAY_MS).start()

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 import click
 from flask import Flask
 
-from . import cli, health, metrics, requestlog
+from . import cli, errors, health, logsetup, metrics, requestlog
 from .auth import build_verifier
 from .pipeline import Services, Step
 from .settings import Settings, SettingsError, load_settings, settings_errors_in_one_line
@@ -54,7 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None,
     """
     settings_errors_in_one_line()
     settings = load_settings(config)
-    requestlog.configure_logging(settings.log_level)
+    logsetup.configure_logging(settings.log_level)
     unknown = set(steps or {}) - {name for name, (_, lst) in WEBHOOK_MODULES.items() if lst}
     if unknown:
         raise ValueError(f"create_app(steps=...): no webhook named {', '.join(sorted(unknown))}")
@@ -69,6 +69,7 @@ def create_app(config: Mapping[str, Any] | None = None,
     app.config["WEBHOOK_SETTINGS"] = settings
     services = app.extensions["webhooks"] = build_services(app, settings)
     requestlog.init_app(app)
+    errors.init_app(app)
     metrics.init_app(app)
     for name in step_lists:
         module_name, steps_name = WEBHOOK_MODULES[name]

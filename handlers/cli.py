@@ -121,7 +121,7 @@ def init_db() -> None:
     store = _event_store()
     try:
         version = store.create_schema()
-        rolled = store.roll_up()
+        rolled = store.reports.roll_up()
     except StoreUnavailable as exc:
         _fail_unavailable(exc)
     click.echo(f"log store ready: {safe_url(store.url)} ({store.dialect}, "
@@ -153,7 +153,7 @@ def export(fmt: str, since: Any, until: Any, session: str | None, assistant: str
     query = {"since": start, "until": end, "session": session, "assistant": assistant}
     show_progress = bool(output) and sys.stderr.isatty()
     try:
-        total = store.count(**query) if show_progress else None
+        total = store.reports.count(**query) if show_progress else None
         target = open(output, "w", encoding="utf-8", newline="") if output else \
             contextlib.nullcontext(sys.stdout)
         # click's own bar (Flask brings click), so the server image needs no progress library.
@@ -168,7 +168,7 @@ def export(fmt: str, since: Any, until: Any, session: str | None, assistant: str
                 if fmt == "csv" else None
             if writer is not None:
                 writer.writerow(COLUMNS)
-            for row in store.iter_events(**query, columns=COLUMNS if writer else ["raw"]):
+            for row in store.reports.iter_events(**query, columns=COLUMNS if writer else ["raw"]):
                 if writer is not None:
                     writer.writerow([_csv_value(value) for value in row])
                 else:
@@ -194,7 +194,7 @@ def stats(since: Any, until: Any, fmt: str, top: int) -> None:
 
     start, end = _period(since, until)
     try:
-        figures = _event_store().stats(
+        figures = _event_store().reports.stats(
             start, end, top=top,
             supported=current_app.config["WEBHOOK_SETTINGS"].supported_languages)
     except StoreUnavailable as exc:
@@ -241,10 +241,10 @@ def purge(days: int, dry_run: bool) -> None:
     store = _event_store()
     try:
         if dry_run:
-            count = store.count(until=utcnow() - timedelta(days=days))
+            count = store.reports.count(until=utcnow() - timedelta(days=days))
             click.echo(f"{count} events received more than {days} days ago would be deleted")
             return
-        deleted = store.purge(days)
+        deleted = store.retention.purge(days)
     except StoreUnavailable as exc:
         _fail_unavailable(exc)
     click.echo(f"deleted {deleted} events received more than {days} days ago")

@@ -3,12 +3,12 @@ how translation went, where each turn's language came from, and how the log stor
 
 prometheus-client keeps its values per process, and under gunicorn every worker is a process, so
 the kit runs it in multiprocess mode: each worker writes its values to files in
-`PROMETHEUS_MULTIPROC_DIR`, and a scrape of any worker sums every worker's files. gunicorn.conf.py
-makes that directory when it is not set, empties it when gunicorn starts (values of an earlier run
-would be summed in), drops a dead worker's live gauges and merges its counters and histograms into
-one file (handlers/metrics_folder.py), so the folder stays small however often workers restart.
-Without the variable (`flask run`, one
-process) the values are kept in memory.
+`PROMETHEUS_MULTIPROC_DIR`, and a scrape of any worker sums every worker's files. The server's
+gunicorn settings (server/gunicorn_conf.py) make that directory when it is not set, empty it when
+gunicorn starts (values of an earlier run would be summed in), drop a dead worker's live gauges
+and merge its counters and histograms into one file (handlers/metrics_folder.py), so the folder
+stays small however often workers restart. Without the variable (`flask run`, one process) the
+values are kept in memory.
 
 Recording is a no-op until an app with METRICS=on is created in the process: an app without
 metrics imports no prometheus-client and pays one check per call site. The names and a few

@@ -1,13 +1,13 @@
 """A real gunicorn in a process of its own, on a free loopback port: how tests and benchmarks
 start the kit (and the echo) the way production does.
 
-`serve(app_spec, env=None, extra_args=())` is a context manager. It starts
-`gunicorn -c gunicorn.conf.py <app_spec>` (the .venv's gunicorn, the project's settings), waits
-for `GET /healthz`, yields the base URL (`"http://127.0.0.1:PORT"`) and stops the server (SIGTERM,
-then SIGKILL of its process group after 40 s). `env` is laid over the environment with the kit's
-own variables removed (so a shell cannot change a run): pass the kit's settings and gunicorn's
-(`WEB_CONCURRENCY`, `GUNICORN_THREADS`, `APP_LOG_LEVEL`, ...). `extra_args` go after
-`-c gunicorn.conf.py` and so override it. The server's output goes to `log_path` or a temporary
+`serve(app_spec, env=None, extra_args=())` is a context manager. It starts `gunicorn -c
+server/gunicorn_conf.py <app_spec>` (the .venv's gunicorn, the project's settings), waits for `GET
+/healthz`, yields the base URL (`"http://127.0.0.1:PORT"`) and stops the server (SIGTERM, then
+SIGKILL of its process group after 40 s). `env` is laid over the environment with the kit's own
+variables removed (so a shell cannot change a run): pass the kit's settings and gunicorn's
+(`WEB_CONCURRENCY`, `GUNICORN_THREADS`, `APP_LOG_LEVEL`, ...). `extra_args` go after `-c
+server/gunicorn_conf.py` and so override it. The server's output goes to `log_path` or a temporary
 file. The URL is a str that also carries `.pid` (the gunicorn master) and `.log_path`.
 
     with serve("handlers:create_app()", {"WEBHOOK_AUTH": "none"}) as url: ...
@@ -71,12 +71,13 @@ def server_env(env: Mapping[str, Any] | None = None) -> dict[str, str]:
 
 
 def gunicorn_settings(env: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What gunicorn.conf.py sets under `env` (workers, threads, worker_class, ...), for labels."""
+    """What server/gunicorn_conf.py sets under `env` (workers, threads, worker_class, ...), for
+    labels."""
     saved = dict(os.environ)
     try:
         os.environ.clear()
         os.environ.update(server_env(env))
-        values = runpy.run_path(str(REPO / "gunicorn.conf.py"))
+        values = runpy.run_path(str(REPO / "server" / "gunicorn_conf.py"))
     except Exception:  # a label is not worth failing a run for
         return {}
     finally:
@@ -126,7 +127,7 @@ def _tail(path: pathlib.Path, lines: int = 30) -> str:
 def serve(app_spec: str = KIT_APP, env: Mapping[str, Any] | None = None,
           extra_args: Sequence[str] = (), *, log_path: str | os.PathLike[str] | None = None,
           start_timeout: float = 60.0) -> Iterator[ServerURL]:
-    """Run `app_spec` under gunicorn with the project's gunicorn.conf.py; yield its base URL."""
+    """Run `app_spec` under gunicorn with the project's server/gunicorn_conf.py; yield its URL."""
     port = free_port()
     environment = server_env(env)
     environment["PORT"] = str(port)
@@ -137,7 +138,7 @@ def serve(app_spec: str = KIT_APP, env: Mapping[str, Any] | None = None,
         log_file = pathlib.Path(name)
     else:
         log_file = pathlib.Path(log_path)
-    command = [*gunicorn_command(), "-c", "gunicorn.conf.py",
+    command = [*gunicorn_command(), "-c", "server/gunicorn_conf.py",
                "--bind", f"127.0.0.1:{port}", *extra_args, app_spec]
     with open(log_file, "ab") as log:
         process = subprocess.Popen(command, cwd=REPO, env=environment, stdin=subprocess.DEVNULL,

@@ -66,7 +66,7 @@ def overview() -> str:
     store = _store()
     view = _view()
     settings = current_app.config["WEBHOOK_SETTINGS"]
-    figures = store.overview(view["filters"], settings.supported_languages, view["bucket"])
+    figures = store.reports.overview(view["filters"], settings.supported_languages, view["bucket"])
     series = figures["per_" + view["bucket"]]
     bars = charts.columns(series, charts.slots(view["since"], view["until"], view["bucket"]))
     return render_template("explorer/overview.html", figures=figures, bars=bars, view=view,
@@ -80,7 +80,7 @@ def sessions() -> str:
     search = _text("q", 200)
     failed = request.args.get("failed") == "1"
     after = _cursor(request.args.get("after"))
-    rows = store.sessions(view["filters"], failed_only=failed, search=search, after=after,
+    rows = store.reports.sessions(view["filters"], failed_only=failed, search=search, after=after,
                           limit=PAGE_SIZE + 1)
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
@@ -102,7 +102,7 @@ def transcript() -> tuple[str, int] | str:
         raise BadInput("id (the session id) is required")
     if len(session_id) > MAX_FILTER:
         raise BadInput("a session id has at most 255 characters")
-    rows = _store().transcript(session_id)
+    rows = _store().reports.transcript(session_id)
     turns = [_turn(row) for row in rows]
     status = 200 if rows else 404
     return render_template("explorer/transcript.html", session_id=session_id, turns=turns), status
