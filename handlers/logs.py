@@ -11,9 +11,10 @@ The steps, in order:
 3. `store_event`          inserts the row (a duplicate key stores nothing) and returns only once
                           it is committed; 503 `store_unavailable` if it could not be
 
-The raw copy is the body as received (`turn.log_raw`); a step of yours that changes the event
-(`turn.log_body`) must set `turn.log_raw = None`, as redaction does, so the changed event is
-written.
+The row's raw copy is derived from the event the steps leave in `turn.body`, when the row is
+stored (`handlers/store/rows.py`, `raw_copy`): the text received while it still says that event,
+else the event written out. A step of yours that changes the event changes `turn.body` (in place
+or by replacing it), and the change is what is stored.
 
 IBM documents no retries for this webhook: a 503 tells whoever reads the assistant's logs that
 the event was not kept, and a 2xx is never sent for an event that is not on disk.
@@ -28,10 +29,10 @@ from .envelope import Answer, render
 from .pipeline import Step, Turn, run_steps, start_turn
 from .redact import redact_json, redact_text
 from .store import StoreUnavailable, events
-from .store.rows import new_row, raw_json, received_text
+from .store.rows import new_row, raw_copy
 
 bp = Blueprint("logs", __name__)
-protect(bp, "log")
+protect(bp, "logs")
 ACCEPTED_EVENTS = ("message_logged", "cdr_logged")
 # The columns redaction scans: every one holding what the customer or the assistant's variables
 # may set. The ids (session, assistant, skill, environment) come from where IBM puts its own.
@@ -44,24 +45,19 @@ COLUMN_WIDTHS = {name: events.c[name].type.length for name in TEXT_COLUMNS
 # --- the steps ----------------------------------------------------------------------------
 
 def extract_fields(turn: Turn) -> Answer | None:
-    """Build the row: the columns analysts query, the key that makes resends harmless, and
-    the event exactly as received. Every event gets one: this step has no condition."""
+    """Build the row: the columns analysts query and the key that makes resends harmless (the
+    raw copy is added when it is stored). Every event gets one: this step has no condition."""
     settings = turn.settings
     turn.log_event = new_row(turn.event, turn.payload, raw="",
                              language_variable=settings.language_variable,
                              original_variable=settings.original_input_variable,
                              failed_variable=settings.translation_failed_variable)
-    turn.log_body = turn.body
-    turn.log_raw = received_text(turn.received)
     return None
 
 
 def redact_personal_data(turn: Turn) -> Answer | None:
-    """Mask personal data in the columns and the raw copy before anything touches the disk.
-
-    The raw copy is then always the redacted event written out again, never the text received:
-    with a key repeated in the body the parse keeps one value, and the text received would
-    still hold the other one in clear."""
+    """Mask personal data in the columns and in the event (`turn.body`, whence the raw copy)
+    before anything touches the disk."""
     item = turn.log_event
     if not turn.settings.log_redact or item is None:
         return None
@@ -73,8 +69,8 @@ def redact_personal_data(turn: Turn) -> Answer | None:
             # a label may be longer than what it replaced: keep within the column's width
             setattr(item, name, value[:COLUMN_WIDTHS.get(name)])
             masked += count
-    turn.log_body, count = redact_json(turn.log_body)
-    turn.log_raw = None
+    turn.body, count = redact_json(turn.body)
+    turn.payload = turn.body["payload"]
     turn.notes["redacted"] = masked + count
     return None
 
@@ -84,7 +80,8 @@ def store_event(turn: Turn) -> Answer | None:
     item, store = turn.log_event, turn.services.store
     if item is None or store is None:  # a list without extract_fields: never answer "kept"
         raise RuntimeError("store_event runs after extract_fields, with the log store built")
-    item.raw = turn.log_raw or raw_json(turn.log_body)
+    # With redaction the raw copy is always the event written out, never the text received.
+    item.raw = raw_copy(turn.body, turn.received, keep_received=not turn.settings.log_redact)
     try:
         stored = store.add(item)
     except StoreUnavailable as exc:
@@ -102,6 +99,6 @@ LOG_STEPS: list[Step] = [extract_fields, redact_personal_data, store_event]
 
 @bp.post("/webhooks/logs")
 def logs() -> Response:
-    turn = start_turn("log", ACCEPTED_EVENTS)
-    return render(run_steps(turn.services.steps["log"], turn) or Answer(
+    turn = start_turn("logs", ACCEPTED_EVENTS)
+    return render(run_steps(turn.services.steps["logs"], turn) or Answer(
         {"accepted": True, "duplicate": turn.stored == "duplicate"}))

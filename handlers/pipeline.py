@@ -22,7 +22,7 @@ from flask import current_app, g, request
 
 from .envelope import Answer, read_event, session_id_of
 from .requestlog import started_at
-from .services import ContentStore, Detector, EventStore, SessionMemory, Translator, Verifier
+from .interfaces import ContentStore, Detector, EventStore, SessionMemory, Translator, Verifier
 from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ __all__ = ["Answer", "Services", "Step", "Turn", "run_steps", "services", "start
 Step = Callable[["Turn"], "Answer | None"]
 # The event each webhook's Turn.for_test carries unless told.
 TEST_EVENTS = {"premessage": "message_received", "postmessage": "message_processed",
-               "log": "message_logged"}
+               "logs": "message_logged"}
 
 
 @dataclass
@@ -67,7 +67,7 @@ class Turn:
     payload: dict[str, Any]
     body: dict[str, Any]
     services: Services
-    # The body exactly as it arrived (the log webhook stores it as received).
+    # The body's bytes as they arrived (the log webhook keeps them while `body` is unchanged).
     received: bytes = b""
     started: float = field(default_factory=time.monotonic)
     session_id: str | None = None
@@ -85,12 +85,8 @@ class Turn:
     # in it), which the translation step leaves alone.
     localized_items: set[int] = field(default_factory=set)
 
-    # The log webhook: the row being built, the event to store and its text as received. A step
-    # that changes `log_body` must set `log_raw = None` (as redaction does), or the text received
-    # is stored instead of the changed event.
+    # The log webhook: the row being built (its raw copy comes from `body` when it is stored).
     log_event: LogEvent | None = None
-    log_body: Any = None
-    log_raw: str | None = None
     stored: str | None = None    # "new" or "duplicate" once the event is committed
 
     # What the steps decided, for the request's JSON log line only: no step reads it.
@@ -171,7 +167,7 @@ def offline_services(settings: Settings, webhook: str) -> Services:
                      content=ContentStore.load(settings.content_dir),
                      glossary=Glossary.load(settings.translation_glossary, settings.languages,
                                             settings.assistant_language))
-    if webhook == "log":
+    if webhook == "logs":
         from .store import EventStore, default_url
 
         built.store = EventStore.open(settings.database_url or default_url(folder))

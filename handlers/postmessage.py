@@ -135,8 +135,8 @@ def translate_reply(turn: Turn) -> Answer | None:
         return None
     localized = turn.localized_items
     slots = fields.find_output_texts(output, skip=lambda item: id(item) in localized)
-    fields.protect(slots, rules_for(turn.services.glossary, turn.settings.assistant_language,
-                                    language))
+    fields.mask_slots(slots, rules_for(turn.services.glossary, turn.settings.assistant_language,
+                                       language))
     wanted = fields.wanted(slots)
     if not wanted:
         done, _ = fields.apply(slots, {})  # fixed glossary terms only: no provider needed

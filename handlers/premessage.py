@@ -56,8 +56,9 @@ def variable(turn: Turn, name: str) -> Any:
     return read_variable(turn.payload, name, turn.settings.skill_type)
 
 
-def offered_values(turn: Turn) -> set[str]:
-    """The option/suggestion values the last reply showed (post-message wrote them)."""
+def last_offered_values(turn: Turn) -> set[str]:
+    """The option/suggestion values the last reply showed, as post-message remembered them
+    (`fields.offered_values` of that reply) in the context and the session memory."""
     values: set[str] = set()
     for source in (variable(turn, turn.settings.offered_options_variable),
                    turn.session_record().get("offered")):
@@ -88,7 +89,7 @@ def skip_reason(turn: Turn) -> str | None:
         return "not_unicode"  # valid JSON, but not text a detector or translator can read
     if not has_letters(text):
         return "no_letters"  # digits, emoji, punctuation, a URL or an e-mail address
-    if text.strip() in offered_values(turn):
+    if text.strip() in last_offered_values(turn):
         return "offered_value"  # a click: the value comes back in the assistant's language
     return None
 

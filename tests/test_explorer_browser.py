@@ -120,7 +120,7 @@ def server(tmp_path_factory: Any) -> Iterator[str]:
     rows.append(row_of(call, now + timedelta(minutes=5)))
     store.add_many(rows)
     store.engine.dispose()
-    env = {"DATABASE_URL": url, "WEBHOOKS": "log", "EXPLORER_USERNAME": USER,
+    env = {"DATABASE_URL": url, "WEBHOOKS": "logs", "EXPLORER_USERNAME": USER,
            "EXPLORER_PASSWORD": PASSWORD, "SUPPORTED_LANGUAGES": "en,es,fr", "WEB_CONCURRENCY": 1}
     with serve("handlers:create_app()", env, log_path=folder / "gunicorn.log") as base:
         yield base

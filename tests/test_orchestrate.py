@@ -229,8 +229,8 @@ def test_a_steps_answers_are_mapped_as_data(orchestrate):
 
 
 def test_steps_for_a_list_the_app_does_not_run_are_refused(make_app):
-    with pytest.raises(ValueError, match="log is not served"):
-        make_app(steps={"log": []}, WEBHOOKS="orchestrate")
+    with pytest.raises(ValueError, match="logs is not served"):
+        make_app(steps={"logs": []}, WEBHOOKS="orchestrate")
     with pytest.raises(ValueError, match="no webhook named orchestrate"):
         make_app(steps={"orchestrate": []}, WEBHOOKS="orchestrate")
 
@@ -367,7 +367,7 @@ def test_the_end_users_token_is_never_logged_nor_passed_on(orchestrate, libre_se
 # --- served or not ------------------------------------------------------------------------------
 
 def test_not_served_by_default(make_app):
-    assert load_settings({}, environ={}).webhooks == ("premessage", "postmessage", "log")
+    assert load_settings({}, environ={}).webhooks == ("premessage", "postmessage", "logs")
     client = make_app().test_client()
     for path in (PRE, POST):
         answer = client.post(path, json=pre_body())

@@ -74,7 +74,7 @@ def test_notes_are_only_written(make_app, libre_server):
     plain = make_app(**settings).test_client()
     forgetting = make_app(steps={"premessage": with_forgetting(PREMESSAGE_STEPS),
                                  "postmessage": with_forgetting(POSTMESSAGE_STEPS),
-                                 "log": with_forgetting(LOG_STEPS)}, **settings).test_client()
+                                 "logs": with_forgetting(LOG_STEPS)}, **settings).test_client()
     answers: dict[str, list[Any]] = {"plain": [], "forgetting": []}
     for name, client in (("plain", plain), ("forgetting", forgetting)):
         for path, body in conversation():

@@ -171,6 +171,20 @@ def received_text(received: bytes) -> str | None:
     return text
 
 
+def raw_copy(event: Any, received: bytes, keep_received: bool = True) -> str:
+    """The raw copy of `event`, the event as the steps left it: the text received while that
+    text still says exactly this event (kept as sent: its escapes, its spelling of numbers),
+    else the event written out. So a step that changes the event, in place or by replacing it,
+    has its change stored, and nothing has to remember it.
+
+    `keep_received=False` always writes the event out: with redaction the text received may
+    hold in clear a value the parse dropped (a key given twice keeps only its last value)."""
+    text = received_text(received) if keep_received else None
+    if text is not None and json.loads(text) == event:
+        return text
+    return raw_json(event)
+
+
 def raw_json(body: Any) -> str:
     """The event as JSON text: compact, non-ASCII kept as is unless the body holds something
     UTF-8 cannot carry (a lone surrogate escape), then escaped."""
