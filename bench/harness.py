@@ -209,12 +209,9 @@ def check_answers(servers: Mapping[str, str], load: Load) -> None:
 
 
 def measure_rounds(servers: Mapping[str, str], load: Load, *, duration: float, rounds: int,
-                   connections: int, warmup: float = 2.0) -> dict[str, list[Result]]:
-    """Warm every server up with `load`, then `rounds` rounds, each measuring the servers one
-    after another in the order given. Returns each server's Results, one per round."""
-    if warmup > 0:
-        for url in servers.values():
-            run_load(url, load, duration=warmup, connections=connections)
+                   connections: int) -> dict[str, list[Result]]:
+    """`rounds` rounds, each measuring the servers one after another in the order given (warm
+    them up first with `run_load`). Returns each server's Results, one per round."""
     results: dict[str, list[Result]] = {who: [] for who in servers}
     for _ in range(rounds):
         for who, url in servers.items():
