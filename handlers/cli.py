@@ -23,8 +23,9 @@ from flask.cli import AppGroup
 
 @click.command("sign-jwt")
 @click.option("--secret", help="Signing secret (default: the configured secret of --webhook).")
-@click.option("--webhook", type=click.Choice(["premessage", "postmessage", "log"]), default="log",
-              show_default=True, help="Whose configured secret to sign with.")
+@click.option("--webhook", type=click.Choice(["premessage", "postmessage", "logs", "log"]),
+              default="logs", show_default=True,
+              help="Whose configured secret to sign with (log: the same as logs).")
 @click.option("--ttl", type=click.IntRange(min=1), default=300, show_default=True,
               help="Seconds until the token expires.")
 @click.option("--bearer/--raw", default=False,

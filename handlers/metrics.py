@@ -30,8 +30,8 @@ from .requestlog import started_at
 
 bp = Blueprint("metrics", __name__)
 
-# The blueprints whose requests are counted, and the webhook each one is (health checks, the
-# explorer and /metrics itself are not).
+# The blueprints whose requests are counted, and the webhook label each one has (health checks,
+# the explorer and /metrics itself are not). The log webhook's label is "log", as published.
 WEBHOOK_BLUEPRINTS = {"premessage": "premessage", "postmessage": "postmessage", "logs": "log",
                       "orchestrate": "orchestrate"}
 # Webhook durations: mostly milliseconds, up to the assistant's 30 s limit.
@@ -124,7 +124,7 @@ def count_request(response: Response) -> Response:
         return response
     if turn.webhook == "premessage" and turn.language:
         _m.languages.labels(turn.language, turn.language_from or "unknown").inc()
-    if webhook == "log":
+    if turn.webhook == "logs":
         if turn.stored:
             _m.writes.labels(turn.stored).inc()
             if turn.stored == "new" and turn.log_event is not None:

@@ -32,7 +32,8 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from conftest import fixture
-from handlers.store import events, normalize_url
+from handlers.store import LogEvent, events, normalize_url
+from handlers.store.rows import new_row, raw_json
 from pg_schema import postgres_schema
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -83,6 +84,13 @@ def cdr_body(global_session_id: str | None = None) -> dict[str, Any]:
     body = copy.deepcopy(fixture("log_webhook_request.cdr_logged.full.json"))
     body["payload"]["global_session_id"] = global_session_id or str(uuid.uuid4())
     return body
+
+
+def row_of(body: dict[str, Any], received_at: Any = None) -> LogEvent:
+    """The row the log webhook stores for `body` (its context variables under their default
+    names), received at a chosen time."""
+    return new_row(body["event"]["name"], body["payload"], raw=raw_json(body),
+                   received_at=received_at)
 
 
 def stored_keys(url: str) -> list[str]:

@@ -16,9 +16,8 @@ from typing import Any, Iterator
 import pytest
 
 from bench.harness import serve
-from handlers.logs import call_columns, idempotency_key, message_columns, raw_json
 from handlers.store import EventStore, LogEvent, utcnow
-from logs_support import cdr_body, message_body
+from logs_support import cdr_body, message_body, row_of
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -50,13 +49,6 @@ TEXT_BOX = """([element, needle]) => {
 }"""
 
 
-def event(body: dict[str, Any], received_at: Any) -> LogEvent:
-    name, payload = body["event"]["name"], body["payload"]
-    columns = message_columns(payload, "customer_language") if name == "message_logged" \
-        else call_columns(payload)
-    return LogEvent(event=name, idempotency_key=idempotency_key(name, payload),
-                    raw=raw_json(body), received_at=received_at, **columns)
-
 
 def conversation(session: str, language: str, turns: list[tuple[str, str | None, str]],
                  start: Any, failed_at: int | None = None) -> list[LogEvent]:
@@ -70,7 +62,7 @@ def conversation(session: str, language: str, turns: list[tuple[str, str | None,
             variables["original_input"] = original
         if index == failed_at:
             variables["translation_failed"] = True
-        rows.append(event(body, start + timedelta(minutes=index)))
+        rows.append(row_of(body, start + timedelta(minutes=index)))
     return rows
 
 
@@ -121,14 +113,14 @@ def server(tmp_path_factory: Any) -> Iterator[str]:
                         intents=[{"intent": f"{RLO}order_status", "confidence": 0.9}])
     bidi["payload"]["response"]["context"]["skills"]["actions skill"]["skill_variables"][
         "translation_failed"] = True
-    rows.append(event(bidi, earlier))
+    rows.append(row_of(bidi, earlier))
     call = cdr_body("sess-es-1")
     call["payload"]["call"]["end_reason"] = "caller_hangup"
     call["payload"]["assistant_interaction_summaries"][0]["session_id"] = "sess-es-1"
-    rows.append(event(call, now + timedelta(minutes=5)))
+    rows.append(row_of(call, now + timedelta(minutes=5)))
     store.add_many(rows)
     store.engine.dispose()
-    env = {"DATABASE_URL": url, "WEBHOOKS": "log", "EXPLORER_USERNAME": USER,
+    env = {"DATABASE_URL": url, "WEBHOOKS": "logs", "EXPLORER_USERNAME": USER,
            "EXPLORER_PASSWORD": PASSWORD, "SUPPORTED_LANGUAGES": "en,es,fr", "WEB_CONCURRENCY": 1}
     with serve("handlers:create_app()", env, log_path=folder / "gunicorn.log") as base:
         yield base

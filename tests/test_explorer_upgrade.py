@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float, Index, Integer, MetaData,
                         String, Table, Text, UniqueConstraint, create_engine, inspect, select)
 
-from handlers.logs import raw_json
 from handlers.store import SCHEMA_VERSION, EventStore, Filters, events, normalize_url
+from handlers.store.rows import raw_json
 from handlers.store.schema import hourly, rolled_hours, schema_version, session_hours
 from logs_support import cdr_body, message_body, pg_store_url, store_url  # noqa: F401
 

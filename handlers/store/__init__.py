@@ -6,6 +6,7 @@ Where things are:
 | module | holds |
 |---|---|
 | schema.py | the table, the row (`LogEvent`), URLs, the engine and its options |
+| rows.py | an event's row: its columns, idempotency key and raw copy |
 | event_store.py | `EventStore`: add (durable, idempotent), readiness; composes the two below |
 | retention.py | `store.retention`: the purge (`LOG_RETENTION_DAYS`, `logs purge`) |
 | raw_insert.py | the insert of every event, at the driver's level (kept by measurement) |
