@@ -50,7 +50,7 @@ from .raw_insert import insert_raw
 from .reports import EventReports
 from .retention import Retention
 from .rollup import HOUR, RollUp
-from .upgrade import add_missing_columns, backfill_version_2
+from .upgrade import add_missing_columns, backfill_version_2, refill_rollup
 from .schema import (DEFAULT_TIMEOUT, SCHEMA_VERSION, STARTUP_TIMEOUT, LogEvent, StoreUnavailable,
                      build_engine, events, metadata, normalize_url, safe_url, schema_version,
                      utcnow)
@@ -150,6 +150,7 @@ class EventStore:
                     filled = backfill_version_2(connection)
                     log.warning("log store upgraded from schema version %s to %s (%d events "
                                 "filled in)", found, SCHEMA_VERSION, filled)
+                refill_rollup(connection, found)
                 if found is None or found < SCHEMA_VERSION:
                     connection.execute(schema_version.insert().values(
                         version=SCHEMA_VERSION, applied_at=utcnow()))
