@@ -34,7 +34,7 @@ $(VENV)/.installed: requirements.txt $(VENV)/.created
 
 $(VENV)/.installed-test: requirements.txt requirements-test.txt $(VENV)/.installed
 	@echo "Installing the test requirements into $(VENV)"
-	$(BIN)/pip install --require-hashes -r requirements-test.txt
+	$(BIN)/pip install --require-hashes --no-deps -r requirements-test.txt
 	touch $@
 
 run: $(VENV)/.installed
@@ -51,7 +51,8 @@ lock:
 	test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) \
 		&& $(LOCK_VENV)/bin/pip install --quiet uv==$(UV_VERSION); }
 	$(LOCK_VENV)/bin/uv pip compile requirements.in $(LOCK_FLAGS) -o requirements.txt
-	$(LOCK_VENV)/bin/uv pip compile requirements-test.in $(LOCK_FLAGS) -o requirements-test.txt
+	$(LOCK_VENV)/bin/uv pip compile requirements-test.in $(LOCK_FLAGS) \
+		--override requirements-overrides.txt -o requirements-test.txt
 
 # The quick benchmarks, one after another (bench/README.md; memory.py takes 20 minutes: run it
 # alone). They drive the server with wrk, which `make bench-tools` installs.
