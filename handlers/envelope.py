@@ -228,13 +228,18 @@ def payload_reply(payload: dict[str, Any]) -> Answer:
 
 
 def skip_processing(text: str | None = None, *, generic: list[dict[str, Any]] | None = None,
-                    user_id: str | None = None) -> Answer:
+                    user_id: str | None = None,
+                    user_defined: dict[str, Any] | None = None) -> Answer:
     """Answer the customer directly from the pre-message webhook; the assistant skips the turn
-    and sends this body, unwrapped, straight to the channel."""
+    and sends this body, unwrapped, straight to the channel. `user_defined`:
+    `output.user_defined`, what the reply says of itself to whoever reads it later (the log
+    store's report counts the unsupported-language replies from it)."""
     items = list(generic or [])
     if text is not None:
         items.insert(0, {"response_type": "text", "text": text})
     body: dict[str, Any] = {"output": {"generic": items}}
+    if user_defined:
+        body["output"]["user_defined"] = user_defined
     if user_id:
         body["user_id"] = user_id
     return Answer(body, skip_processing=True)

@@ -185,13 +185,17 @@ def unsupported_reply(settings: Settings) -> str:
 
 
 def reply_if_unsupported(turn: Turn) -> Answer | None:
-    """A language the assistant does not serve: answer directly, the assistant skips the turn."""
+    """A language the assistant does not serve: answer directly, the assistant skips the turn.
+    The reply is marked (`output.user_defined.unsupported_language`, with the customer's
+    language), so that the logged turn is counted as one (`flask logs report`)."""
     if turn.language is None or turn.language in turn.settings.supported_languages:
         return None
     turn.notes["unsupported"] = True
     user_id = turn.payload.get("user_id")
     return skip_processing(unsupported_reply(turn.settings),
-                           user_id=user_id if isinstance(user_id, str) else None)
+                           user_id=user_id if isinstance(user_id, str) else None,
+                           user_defined={"unsupported_language": True,
+                                         "customer_language": turn.language})
 
 
 def translate_masked(turn: Turn, text: str) -> tuple[str | None, bool]:

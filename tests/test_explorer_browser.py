@@ -15,9 +15,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from bench.harness import serve
 from handlers.store import EventStore, LogEvent, utcnow
 from logs_support import cdr_body, message_body, row_of
+from testsupport.gunicorn_process import serve
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

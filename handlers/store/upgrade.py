@@ -2,6 +2,9 @@
 place, inside the transaction that creates the schema (one process does it; the others wait on
 the PostgreSQL advisory lock or SQLite's write lock, then find the new version).
 
+Version 4 (the quality report) rolls up what version 3 did plus the quality parts: the hours a
+version 3 database rolled up are forgotten, to be rolled up again with them (`refill_rollup`).
+
 Version 2 (the explorer) adds four nullable columns, which both backends add without
 rewriting the table, and fills them for the rows already stored from each row's raw event,
 with the mapping the log webhook applies to new events (rows.py; the context variables under
@@ -13,11 +16,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import inspect, select, text, update
+from sqlalchemy import delete, inspect, select, text, update
 from sqlalchemy.engine import Connection
 
 from .rows import event_columns
-from .schema import events
+from .schema import events, hourly, rolled_hours, session_hours
 
 VERSION_2_COLUMNS = ("original_text", "environment", "translation_failed", "end_reason")
 BACKFILL_BATCH = 500
@@ -64,3 +67,12 @@ def _version_2_values(name: str, raw: str) -> dict[str, Any]:
         return {}
     columns = event_columns(name, payload)
     return {key: columns[key] for key in VERSION_2_COLUMNS if columns.get(key) is not None}
+
+
+def refill_rollup(connection: Connection, found: int | None) -> None:
+    """From a version before 4, forget every rolled-up hour: the next reader rolls them up
+    again, quality parts included."""
+    if found is None or found >= 4:
+        return
+    for table in (hourly, session_hours, rolled_hours):
+        connection.execute(delete(table))
