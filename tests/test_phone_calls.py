@@ -16,7 +16,7 @@ import pytest
 
 from handlers.phone import BUILT_IN_LANGUAGES
 from tests.conftest import fixture
-from tests.libre_server import mark, translate
+from testsupport.libre_server import mark, translate
 
 DIALOG = "main skill"
 PHONE_ONLY = [{"channel": "voice_telephony"}]
