@@ -25,6 +25,11 @@ comments:
         assistant:                 # the canned reply: output.generic items, as the assistant sends
           - {response_type: text, text: Which account would you like to check?}
         expect: {language: es}     # optional checks; a failed one fails the turn
+
+A phone call (`channel: voice_telephony`, the call's context in `phone`) sends each turn as the
+phone channel does; a turn may be keys pressed (`dtmf: true`), its stand-in assistant may set
+variables (`sets`, e.g. the language a DTMF menu chose), and `expect: {commands: [...]}` checks
+the phone commands the kit added (examples/conversations/phone_menu_es.json).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from handlers.context import read_variable, skill_type_of  # noqa: E402
+from handlers.context import read_variable, skill_type_of, skill_variables  # noqa: E402
 from handlers.envelope import SKIP_PROCESSING_HEADER  # noqa: E402
 from handlers.settings import AuthSettings, Settings, load_settings  # noqa: E402
 
@@ -169,6 +174,8 @@ def texts_of(generic: list[dict[str, Any]]) -> list[str]:
                 message = (item.get(key) or {}).get("message")
                 if message:
                     shown.append(f"  ({key.replace('_', ' ')}: {message})")
+            if item.get("message_to_human_agent"):
+                shown.append(f"  (for the agent: {item['message_to_human_agent']!r})")
     return shown
 
 
@@ -198,6 +205,9 @@ class Conversation:
             system["locale"] = self.script["locale"]
         self.context = {"global": {"system": system, "session_id": self.session_id},
                         "skills": {skill_key: {variables_key: {}, "system": {"state": "opaque"}}}}
+        if self.script.get("channel") == "voice_telephony":
+            self.context["integrations"] = {"voice_telephony": {
+                "sip_call_id": self.session_id[:10], **self.script.get("phone", {})}}
 
     def call(self, webhook: str, event: str, payload: dict[str, Any]) -> Answer:
         body = {"event": {"name": event}, "payload": payload}
@@ -211,6 +221,10 @@ class Conversation:
         request = {"input": {"message_type": "text", "text": str(turn["customer"]),
                              "options": {"return_context": True}},
                    "context": json.loads(json.dumps(self.context)), "user_id": "simulated-customer"}
+        calling = "integrations" in self.context
+        if calling:
+            request["input"]["integrations"] = {"voice_telephony": {
+                "is_dtmf": bool(turn.get("dtmf")), "barge_in_occurred": False}}
         problems: list[str] = []
         request_time = now_iso()
         self.out(f"\n── turn {number} " + "─" * 60)
@@ -235,6 +249,8 @@ class Conversation:
             self.out(f"detected language    : {language or '-'}")
             self.out(f"assistant receives   : {received_text}")
             generic = json.loads(json.dumps(turn["assistant"]))
+            skill = skill_type_of(received)
+            (skill_variables(received, skill, create=True) or {}).update(turn.get("sets") or {})
             intents = [{"intent": turn["intent"], "confidence": 0.97}] if turn.get("intent") else []
             response = {"output": {"generic": generic, "intents": intents, "entities": []},
                         "context": received.get("context", request["context"]),
@@ -246,7 +262,19 @@ class Conversation:
                 return self.finish(problems)
             response = post.body["payload"]
             customer_sees = response.get("output", {}).get("generic", [])
+            integrations = self.context.get("integrations")
             self.context = response.get("context", received.get("context", self.context))
+            if calling:
+                self.context.setdefault("integrations", integrations)
+            commands = [item for item in customer_sees
+                        if item.get("response_type") in ("text_to_speech", "speech_to_text")]
+            for item in commands:
+                self.out(f"phone command        : {item['response_type']} "
+                         + json.dumps(item["command_info"].get("parameters", {})))
+            wanted = (turn.get("expect") or {}).get("commands")
+            if wanted is not None and [c["response_type"] for c in commands] != wanted:
+                problems.append(f"expected the phone commands {wanted}, the kit added "
+                                f"{[c['response_type'] for c in commands]}")
             expected = (turn.get("expect") or {}).get("language")
             if expected and language != expected:
                 problems.append(f"expected language {expected}, the kit decided {language}")

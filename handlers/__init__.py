@@ -130,6 +130,13 @@ def build_services(app: Flask, settings: Settings) -> Services:
         services.translator = build_translator(settings, redis)
         services.glossary = Glossary.load(settings.translation_glossary, settings.languages,
                                           settings.assistant_language)
+        from .phone import languages_without_voice
+
+        silent = languages_without_voice(settings)
+        if silent:
+            log.info("phone calls: no voice for %s among SUPPORTED_LANGUAGES; callers in them "
+                     "hear the assistant's language (PHONE_LANGUAGES adds one, docs/phone.md)",
+                     ",".join(silent))
     if pre:
         from .language import LazyDetector, build_detector
 

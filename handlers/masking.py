@@ -1,6 +1,8 @@
 """Spans of a readable string that must survive translation unchanged, and getting them back.
 
-URLs, e-mail addresses, markdown link targets, HTML tags with their attributes, `{{...}}` and
+URLs, e-mail addresses, markdown link targets, HTML tags with their attributes (and so the SSML
+that Text to Speech reads on the phone: `<break/>`, `<prosody>`, `<emphasis>`; a `<say-as>` or
+`<sub>` element whole, its content being read as written), `{{...}}` and
 `$variable` placeholders, code, numbers (amounts, dates, times, reference numbers) and the
 glossary's terms (`handlers.glossary`): `mask` swaps each for a numbered token `{0}` before the
 string goes to a translator and `unmask` puts them back (a fixed glossary term comes back as its
@@ -31,6 +33,7 @@ BUILT_IN = r"""
     | \$\{[^{}\n]*\}                                   # ${variable}
     | \$[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*                # $variable, $order.id
     | <!--(?:(?!<!--)[\s\S])*?-->                      # HTML comment
+    | <(?:say-as|sub)\b(?:"[^"]*"|'[^']*'|[^'"<>])*>[^<]{0,200}</(?:say-as|sub)\s*>  # SSML read as written
     | </?[A-Za-z][\w:.-]*(?:"[^"]*"|'[^']*'|[^'"<>])*> # HTML tag with its attributes
     | &(?:[A-Za-z]+|\#\d+|\#x[0-9A-Fa-f]+);            # HTML entity
     | \b(?:https?|ftp)://[^\s<>"'`]*[^\s<>"'`.,;:!?)\]]  # URL (trailing punctuation is prose)

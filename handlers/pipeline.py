@@ -27,6 +27,7 @@ from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from .glossary import Glossary
+    from .phone import Switch
     from .store import LogEvent
 
 __all__ = ["Answer", "Services", "Step", "Turn", "run_steps", "services", "start_turn"]
@@ -73,14 +74,19 @@ class Turn:
     session_id: str | None = None
 
     # Pre- and post-message: the customer's language and where it came from ("chosen",
-    # "detected", "session", "locale", "default"; post-message: "context", "session", "unknown").
+    # "detected", "session", "locale", "default"; post-message: "context", "session", "unknown";
+    # on a phone call both: "chosen", "sip", "number", "session", "default", see phone.py).
     language: str | None = None
     language_from: str | None = None
     # Pre-message: why the message is left alone (no detection, no translation), or None.
     skipped: str | None = None
-    # Pre-message: the input was translated / the translator failed (TRANSLATOR=none is no failure).
+    # The input was translated (post-message: some of the reply was) / the translator failed
+    # (TRANSLATOR=none is no failure).
     translated: bool = False
     translation_failed: bool = False
+    # A phone call's turn: the caller's language, the one the reply is spoken in and the one the
+    # call was configured for (handlers/phone.py); None off the phone.
+    call: Switch | None = None
     # Post-message: ids of the reply's items already in the customer's language (content written
     # in it), which the translation step leaves alone.
     localized_items: set[int] = field(default_factory=set)

@@ -5,12 +5,19 @@ each opens with the condition under which it acts.
 
 1. `read_customer_language`: the language the pre-message step recorded, from its context
    variable, else the session memory. With neither, the reply goes out as the assistant wrote it.
-2. `resolve_content_keys`: items that name a key of the content store are replaced by its
+2. `read_call_language`: on a phone call, the language the reply is spoken in instead: the
+   call's (`handlers.phone`), or the assistant's when IBM has no voice for it.
+3. `resolve_content_keys`: items that name a key of the content store are replaced by its
    content, in the customer's language when the store has it (then it is not machine-translated).
-3. `translate_reply`: every string a person reads (see `handlers.fields`) goes to the translator
+4. `translate_reply`: every string a person reads (see `handlers.fields`) goes to the translator
    once, all at once, under the request's TRANSLATION_TIMEOUT; whatever is not back in time stays
    in the assistant's language.
-4. `remember_offered_options`: the values a click on this reply would send back, so the
+5. `switch_call_voice`: on a phone call whose language differs from the one the call is set for,
+   IBM's `text_to_speech` and `speech_to_text` configure commands around the reply.
+6. `tag_call_record`: on a phone call, the caller's language into the call's `cdr_custom_data`.
+7. `route_handoff`: a transfer to a human agent goes to HANDOFF_TARGETS' target for the
+   customer's language, with a note of the language and their last words (HANDOFF_NOTE).
+8. `remember_offered_options`: the values a click on this reply would send back, so the
    pre-message step knows a click is not a change of language.
 """
 
@@ -28,6 +35,9 @@ from .context import read_variable, write_variable
 from .envelope import Answer, payload_reply, render
 from .glossary import rules_for
 from .language import normalise_code
+from .phone import (CALL_KEY, CONFIGURED_KEY, add_handoff_note, add_switch_commands,
+                    customer_words, handoff_items, handoff_note, merge_cdr_custom_data,
+                    merge_target, phone_languages, read_call, record_configured)
 from .pipeline import Step, Turn, run_steps, start_turn
 
 bp = Blueprint("postmessage", __name__)
@@ -81,6 +91,24 @@ def read_customer_language(turn: Turn) -> Answer | None:
         turn.language_from = "session" if language else "unknown"
     turn.language = language
     turn.notes["language_from"] = turn.language_from
+    return None
+
+
+def read_call_language(turn: Turn) -> Answer | None:
+    """On a phone call, the reply is spoken in the call's language, read again from the reply:
+    an action may just have set CHOSEN_LANGUAGE_VARIABLE (the caller pressed 2 for Spanish). A
+    language IBM has no voice for is answered in the assistant's language."""
+    session = turn.session_record()
+    call = turn.call = read_call(turn.payload, turn.settings, session)
+    if call is None:
+        return None
+    turn.language, turn.language_from = call.spoken, call.source
+    notes = turn.notes
+    notes["call_language"], notes["language_from"], notes["phone"] = \
+        call.language, call.source, call.decision
+    if turn.session_id and turn.services.sessions is not None \
+            and session.get(CALL_KEY) != call.language:
+        turn.services.sessions.update(turn.session_id, {CALL_KEY: call.language})
     return None
 
 
@@ -141,6 +169,7 @@ def translate_reply(turn: Turn) -> Answer | None:
     if not wanted:
         done, _ = fields.apply(slots, {})  # fixed glossary terms only: no provider needed
         if done:
+            turn.translated = True
             turn.notes["translated"] = done
         return None
     try:
@@ -152,9 +181,61 @@ def translate_reply(turn: Turn) -> Answer | None:
                   extra={"fields": {"exception": type(exc).__name__}})
         translations = {}
     done, kept = fields.apply(slots, translations)
+    turn.translated = done > 0
     turn.notes["translated"] = done
     if kept:
         turn.notes["untranslated"] = kept
+    return None
+
+
+def switch_call_voice(turn: Turn) -> Answer | None:
+    """A phone call whose spoken language is not the one it is configured for: the voice changes
+    before the first spoken item, the speech model after the reply (IBM's documented commands,
+    for the phone channel only), and the new language is recorded so later turns add nothing."""
+    switch = turn.call
+    generic = _generic(turn.payload)
+    entry = phone_languages(turn.settings).get(switch.spoken) if switch else None
+    if switch is None or not switch.configure or generic is None or entry is None:
+        return None
+    add_switch_commands(generic, entry)
+    record_configured(turn.payload, switch.spoken, turn.settings)
+    if turn.session_id and turn.services.sessions is not None:
+        turn.services.sessions.update(turn.session_id, {CONFIGURED_KEY: switch.spoken})
+    turn.notes["phone_switched_to"] = switch.spoken
+    return None
+
+
+def tag_call_record(turn: Turn) -> Answer | None:
+    """A phone call: the caller's language, and whether this reply was translated, merged into
+    the call's `cdr_custom_data` (keys already there kept), so every `cdr_logged` record of the
+    call says its language."""
+    if turn.call is None:
+        return None
+    merge_cdr_custom_data(turn.payload, {"customer_language": turn.call.language,
+                                         "translated": turn.translated})
+    return None
+
+
+def route_handoff(turn: Turn) -> Answer | None:
+    """A transfer to a human agent, on any channel: HANDOFF_TARGETS' fields for the customer's
+    language merged into `transfer_info.target` (a Zendesk department, a Salesforce button, a SIP
+    URI), and, for a customer in another language than the agent's (the assistant's), one line
+    with their language and last words as typed appended to `message_to_human_agent`."""
+    items = handoff_items(_generic(turn.payload) or [])
+    if not items:
+        return None
+    language = turn.call.language if turn.call else turn.language
+    if not language:
+        return None
+    settings = turn.settings
+    target = settings.handoff_targets.get(language)
+    routed = sum(merge_target(item, target) for item in items) if target else 0
+    noted = 0
+    if settings.handoff_note and not is_assistant_language(language, turn):
+        note = handoff_note(language, customer_words(turn.payload, settings))
+        noted = sum(add_handoff_note(item, note) for item in items)
+    turn.notes["handoff_language"] = language
+    turn.notes["handoff_routed"], turn.notes["handoff_noted"] = routed, noted
     return None
 
 
@@ -181,8 +262,9 @@ def remember_offered_options(turn: Turn) -> Answer | None:
     return None
 
 
-POSTMESSAGE_STEPS: list[Step] = [read_customer_language, resolve_content_keys, translate_reply,
-                                 remember_offered_options]
+POSTMESSAGE_STEPS: list[Step] = [read_customer_language, read_call_language, resolve_content_keys,
+                                 translate_reply, switch_call_voice, tag_call_record,
+                                 route_handoff, remember_offered_options]
 
 
 @bp.post("/webhooks/postmessage")

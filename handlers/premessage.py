@@ -8,13 +8,15 @@ own language. The steps below run in order; each opens with the condition under 
                           letters, a value the assistant just offered (a click), or a channel's
                           control input (`handlers.channels`): marks the turn skipped, nothing
                           to translate
-2. `detect_language`      the conversation-aware language of this turn (for a control input,
-                          of the SMS it carries, if any)
-3. `reply_if_unsupported` a language not in SUPPORTED_LANGUAGES: answer at once (skip processing)
-4. `translate_input`      into ASSISTANT_LANGUAGE, numbers and glossary terms masked, failing
+2. `read_call_language`   a phone call: the call's language (`handlers.phone.call_language`),
+                          never detected from the transcript; remembered for the call
+3. `detect_language`      no language decided yet: the conversation-aware language of this turn
+                          (for a control input, of the SMS it carries, if any)
+4. `reply_if_unsupported` a language not in SUPPORTED_LANGUAGES: answer at once (skip processing)
+5. `translate_input`      into ASSISTANT_LANGUAGE, numbers and glossary terms masked, failing
                           open
-5. `translate_channel_texts` the customer's text a channel sends beside input.text (an SMS)
-6. `remember_language`    into the context (the payload's skill) and the session memory
+6. `translate_channel_texts` the customer's text a channel sends beside input.text (an SMS)
+7. `remember_language`    into the context (the payload's skill) and the session memory
 
 Steps tell each other what they found through the Turn's typed fields (`turn.skipped`,
 `turn.language`, `turn.translated`, ...); `turn.notes` only feeds the request's log line (codes,
@@ -34,6 +36,7 @@ from .envelope import Answer, has_lone_surrogate, payload_reply, render, skip_pr
 from .glossary import rules_for
 from .language import ENDONYMS, choose_language, has_letters, normalise_code
 from .masking import mask, unmask
+from .phone import CALL_KEY, read_call
 from .pipeline import Step, Turn, run_steps, start_turn
 from .settings import Settings
 
@@ -94,6 +97,25 @@ def skip_reason(turn: Turn) -> str | None:
     return None
 
 
+def read_call_language(turn: Turn) -> Answer | None:
+    """On a phone call the turn's language is the call's: a transcript is in the language of the
+    speech model that made it, so it is never detected (the first turn of a call may even have no
+    text). An SMS the caller sends during the call keeps its own detection. The call is
+    remembered in the session memory, for the replies whose payload does not say it is a call."""
+    session = turn.session_record()
+    call = turn.call = read_call(turn.payload, turn.settings, session)
+    if call is None:
+        return None
+    turn.notes["call_language"] = call.language
+    if not channel_texts(turn.payload):
+        turn.language, turn.language_from = call.spoken, call.source
+        turn.notes["language"], turn.notes["language_from"] = call.spoken, call.source
+    if turn.session_id and turn.services.sessions is not None \
+            and session.get(CALL_KEY) != call.language:
+        turn.services.sessions.update(turn.session_id, {CALL_KEY: call.language})
+    return None
+
+
 def mark_untranslatable(turn: Turn) -> Answer | None:
     """Only labels: `turn.skipped` says why the message is left alone, and the later steps then
     detect and translate nothing (the session keeps its language)."""
@@ -132,6 +154,8 @@ def customer_words(turn: Turn) -> str | None:
 
 def detect_language(turn: Turn) -> Answer | None:
     """The turn's language: an explicit choice, else the conversation-aware policy."""
+    if turn.language is not None:
+        return None  # decided already: the language of a phone call
     chosen, session, hint = known_languages(turn)
     words = customer_words(turn)
     if words is None and not (chosen or session or hint):
@@ -260,8 +284,9 @@ def remember_language(turn: Turn) -> Answer | None:
     return None
 
 
-PREMESSAGE_STEPS: list[Step] = [mark_untranslatable, detect_language, reply_if_unsupported,
-                                translate_input, translate_channel_texts, remember_language]
+PREMESSAGE_STEPS: list[Step] = [mark_untranslatable, read_call_language, detect_language,
+                                reply_if_unsupported, translate_input, translate_channel_texts,
+                                remember_language]
 
 
 @bp.post("/webhooks/premessage")

@@ -84,12 +84,15 @@ def test_a_voice_telephony_flag_marks_a_control_input(phone, libre_server, flag)
     assert libre_server.calls == 0
 
 
-def test_without_a_session_a_control_keyword_sets_no_language(phone, libre_server):
+def test_without_a_session_a_control_keyword_leaves_the_call_in_its_default_language(
+        phone, libre_server):
+    """Nothing detected from the keyword: a call with no language of its own (no choice, SIP
+    header or number) speaks the assistant's (tests/test_phone_calls.py has the others)."""
     body = phone_event("phone_sms_received.phone-actions.json", language=None,
                        text="vgwNoInputTurn")
     body["payload"]["input"]["integrations"]["voice_telephony"].pop("sms_message")
     payload = post(phone, "/webhooks/premessage", body)
-    assert "customer_language" not in payload["context"]["skills"][DIALOG]["user_defined"]
+    assert payload["context"]["skills"][DIALOG]["user_defined"]["customer_language"] == "en"
     assert libre_server.calls == 0
 
 

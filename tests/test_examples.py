@@ -27,8 +27,31 @@ SCRIPTS = sorted((ROOT / "examples" / "conversations").glob("*.json"))
 SECRET = "simulator-secret"
 
 
-def test_both_scripts_ship():
-    assert {p.name for p in SCRIPTS} == {"banking_es.json", "agent_transfer_fr.json"}
+def test_the_scripts_ship():
+    assert {p.name for p in SCRIPTS} == {"banking_es.json", "agent_transfer_fr.json",
+                                         "phone_menu_es.json"}
+
+
+def test_the_phone_script_shows_the_commands_switching_the_call_once(make_app, libre_server,
+                                                                      tmp_path):
+    targets = tmp_path / "targets.json"
+    targets.write_text('{"es": {"service_desk": {"sip": {"uri": "sip:agentes\\\\@example.com"}}}}')
+    config = {"TRANSLATOR": "libre", "TRANSLATOR_URL": libre_server.url,
+              "HANDOFF_TARGETS": str(targets)}
+    lines: list[str] = []
+    ok = simulate(str(ROOT / "examples/conversations/phone_menu_es.json"), app=make_app(**config),
+                  settings=load_settings(config, environ={}), out=lines.append)
+    output = "\n".join(lines)
+    assert ok, output
+    commands = [line.split(": ", 1)[1] for line in lines if line.startswith("phone command")]
+    assert commands == [
+        'text_to_speech {"synthesize": {"voice": "es-ES_EnriqueV3Voice"}}',
+        'speech_to_text {"update_strategy": "merge", "narrowband_recognize": '
+        '{"model": "es-ES_Telephony"}}']
+    turn_two = output.split("── turn 2", 1)[1].split("── turn 3", 1)[0]
+    assert "phone command" in turn_two and "¿Cómo puedo ayudarte?" in turn_two
+    assert "I want to change the shipping address of my order" in output  # translated, not detected
+    assert 'Their last words: "Prefiero hablar con una persona"' in output
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
@@ -109,7 +132,7 @@ def test_simulator_against_gunicorn(tmp_path, libre_server):
         server.terminate()
         server.wait(timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("turns succeeded") == 2
+    assert result.stdout.count("turns succeeded") == len(SCRIPTS)
 
 
 def test_sign_jwt_command(make_app):

@@ -51,7 +51,9 @@ def post(client: Any, payload: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def translating_app(make_app, libre_server):
-    return make_app(TRANSLATOR="libre", TRANSLATOR_URL=libre_server.url)
+    # Only readable text changes here; the note HANDOFF_NOTE adds for the human agent (on by
+    # default) is tested in tests/test_phone_calls.py.
+    return make_app(TRANSLATOR="libre", TRANSLATOR_URL=libre_server.url, HANDOFF_NOTE="off")
 
 
 @pytest.fixture
@@ -65,8 +67,8 @@ def dumps(value: Any) -> str:
 
 def test_steps_in_order():
     assert [step.__name__ for step in POSTMESSAGE_STEPS] == [
-        "read_customer_language", "resolve_content_keys", "translate_reply",
-        "remember_offered_options"]
+        "read_customer_language", "read_call_language", "resolve_content_keys", "translate_reply",
+        "switch_call_voice", "tag_call_record", "route_handoff", "remember_offered_options"]
 
 
 # --- every example, English and Spanish sessions ----------------------------------------------

@@ -63,7 +63,7 @@ def with_forgetting(steps: list[Any]) -> list[Any]:
 
 def test_premessage_steps_in_order():
     assert [step.__name__ for step in PREMESSAGE_STEPS] == [
-        "mark_untranslatable", "detect_language", "reply_if_unsupported", "translate_input",
+        "mark_untranslatable", "read_call_language", "detect_language", "reply_if_unsupported", "translate_input",
         "translate_channel_texts", "remember_language"]
 
 

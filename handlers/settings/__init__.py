@@ -14,6 +14,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Mapping
 
 from .auth import ASYMMETRIC_ALGORITHMS, AUTH_METHODS, AuthSettings, read_auth
+from .phone import read_phone
 from .readers import (SettingsError, read_choice, read_codes, read_flag, read_log_level,
                       read_number, read_text, settings_errors_in_one_line)
 
@@ -116,6 +117,13 @@ class Settings:
     # Post-message
     content_dir: str | None = None
     offered_options_max: int = 50
+
+    # Phone calls and handoff (handlers/settings/phone.py reads them, handlers/phone.py uses them)
+    phone_language_header: str | None = None
+    phone_number_languages: Mapping[str, str] = field(default_factory=dict)  # digits -> language
+    phone_languages: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # the file's
+    handoff_targets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    handoff_note: bool = True
 
     # Log store
     database_url: str | None = field(default=None, repr=False)
@@ -329,6 +337,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         session_memory_path=read_text(source, "SESSION_MEMORY_PATH"),
         content_dir=read_text(source, "CONTENT_DIR"),
         offered_options_max=number("offered_options_max", cast=int),
+        **read_phone(source, languages),
         database_url=database_url,
         database_timeout=database_timeout,
         log_redact=read_flag(source, "LOG_REDACT", DEFAULTS["log_redact"]),

@@ -155,6 +155,9 @@ def call_columns(payload: dict[str, Any]) -> dict[str, Any]:
         "session_id": _id(_get(summary, "session_id")) or _id(payload.get("global_session_id")),
         "agent_transfer": payload.get("transfer_occurred") is True,
         "end_reason": _clean(_get(payload, "call", "end_reason"), 64),
+        # The caller's language, which the post-message webhook put in cdr_custom_data and the
+        # phone channel merged into the record (docs/phone.md).
+        "language": _clean(_get(payload, "injected_custom_data", "customer_language"), 32),
     }
 
 
