@@ -8,7 +8,8 @@ no cache or table has seen) and headers; `run_load` drives one server with it in
 (each keep-alive connection sends its next request when the previous answer arrives) and
 `measure` adds the server's CPU time per request, which other load on the machine disturbs much
 less than req/s. `check_answers`, `measure_rounds` and `summarise` (the best round) compare
-servers; `bench_lock`, `machine` and `arguments` are what every script starts with.
+servers; `bench_lock`, `machine` and `arguments` are what every script starts with; `connect`
+and `post_json` send one request at a time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import http.client
 import json
 import os
 import pathlib
@@ -88,6 +90,24 @@ def probe(url: str, load: Load, timeout: float = 10.0) -> tuple[int, bytes]:
             return answer.status, answer.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
+
+
+def connect(url: str) -> http.client.HTTPConnection:
+    """A keep-alive connection to the server at `url` (from `serve`)."""
+    return http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=30)
+
+
+def post_json(connection: http.client.HTTPConnection, path: str, body: Any) -> tuple[float, Any]:
+    """POST `body` (JSON, or bytes sent as they are) on `connection`; (milliseconds, the parsed
+    answer). RuntimeError when the answer is not 200."""
+    data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+    started = time.perf_counter()
+    connection.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+    answer = connection.getresponse()
+    raw = answer.read()
+    if answer.status != 200:
+        raise RuntimeError(f"{path} answered {answer.status}: {raw[:300]!r}")
+    return (time.perf_counter() - started) * 1000, json.loads(raw)
 
 
 def _lua(data: bytes) -> str:

@@ -144,10 +144,10 @@ def endpoint(detector: str | None) -> Callable[[str, str | None], str | None]:
     a real app with the default settings and the twelve LANGUAGES (`detector` overrides
     LANGUAGE_DETECTOR for the comparison). No session id: nothing carries over between calls
     but the context variable passed in."""
-    import json
     import tempfile
 
     from bench.language_samples import WEB_LANGUAGES
+    from bench.loads import chat_message
     from handlers import create_app
 
     settings = {"LANGUAGES": ",".join(WEB_LANGUAGES),
@@ -157,12 +157,7 @@ def endpoint(detector: str | None) -> Callable[[str, str | None], str | None]:
     client = create_app(settings).test_client()
 
     def turn(text: str, session: str | None) -> str | None:
-        variables = {"customer_language": session} if session else {}
-        body = {"event": {"name": "message_received"}, "options": {},
-                "payload": {"input": {"message_type": "text", "text": text},
-                            "context": {"skills": {"actions skill": {
-                                "skill_variables": variables}}}}}
-        answer = client.post("/webhooks/premessage", data=json.dumps(body))
+        answer = client.post("/webhooks/premessage", json=chat_message(text, language=session))
         payload = answer.get_json()["payload"]
         return payload["context"]["skills"]["actions skill"]["skill_variables"].get(
             "customer_language")

@@ -33,12 +33,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from bench.harness import REPO, bench_lock, machine  # noqa: E402
+from bench.harness import bench_lock, machine, post_json  # noqa: E402
 from bench.language_samples import MESSAGES  # noqa: E402
+from bench.loads import PAYLOADS, chat_message  # noqa: E402
 from testsupport.gunicorn_process import KIT_APP, serve, worker_pids  # noqa: E402
 
 MB = 1024 * 1024
@@ -127,54 +127,31 @@ def pinned_connections(port: int, workers: list[int], per_worker: int
     raise RuntimeError(f"could not pin {per_worker} connections to each of {len(workers)} workers")
 
 
-def post(connection: http.client.HTTPConnection, path: str, body: dict[str, Any] | bytes) -> None:
-    data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
-    connection.request("POST", path, body=data, headers={"Content-Type": "application/json"})
-    answer = connection.getresponse()
-    answer.read()
-    if answer.status != 200:
-        raise RuntimeError(f"{path} answered {answer.status}")
-
-
-def premessage(text: str, session: str | None = None,
-               language: str | None = None) -> dict[str, Any]:
-    variables = {"customer_language": language} if language else {}
-    context: dict[str, Any] = {"skills": {"actions skill": {"skill_variables": variables}}}
-    if session:
-        context["global"] = {"session_id": session}
-    return {"event": {"name": "message_received"},
-            "payload": {"input": {"message_type": "text", "text": text}, "context": context}}
-
-
-def payload_file(name: str) -> dict[str, Any]:
-    return json.loads((REPO / "examples" / "payloads" / name).read_text())
-
-
 def warm_up(connections: dict[int, list[http.client.HTTPConnection]]) -> None:
     """Every worker answers every sample once: its imports, caches and allocator are those of a
     worker that has served real traffic."""
     texts = [text for kinds in MESSAGES.values() for items in kinds.values() for text in items]
-    others = [("/webhooks/postmessage", payload_file("post_message_every_type_es.json")),
-              ("/webhooks/logs", payload_file("log_message_logged.json")),
-              ("/webhooks/logs", payload_file("ibm_log_cdr.json"))]
+    others = [("/webhooks/postmessage", "post_message_every_type_es.json"),
+              ("/webhooks/logs", "log_message_logged.json"), ("/webhooks/logs", "ibm_log_cdr.json")]
     for conns in connections.values():
         for text in texts:
-            post(conns[0], "/webhooks/premessage", premessage(text))
-        for path, body in others:
-            post(conns[0], path, body)
+            post_json(conns[0], "/webhooks/premessage", chat_message(text))
+        for path, name in others:
+            post_json(conns[0], path, json.loads((PAYLOADS / name).read_text()))
 
 
 def fill_sessions(connections: dict[int, list[http.client.HTTPConnection]], count: int) -> float:
     """`count` new sessions in every worker's session memory (the cheap way in: a message with
     no letters in a session whose language the context already says); seconds taken."""
-    template = json.dumps(premessage("12345", "SESSION", "es")).encode()
+    template = json.dumps(chat_message("12345", "SESSION", "es")).encode()
     head, tail = template.split(b"SESSION")
     errors: list[BaseException] = []
 
     def send(connection: http.client.HTTPConnection, number: int) -> None:
         try:
             for _ in range(number):
-                post(connection, "/webhooks/premessage", head + str(uuid.uuid4()).encode() + tail)
+                body = head + str(uuid.uuid4()).encode() + tail
+                post_json(connection, "/webhooks/premessage", body)
         except BaseException as exc:  # reported by the caller
             errors.append(exc)
 

@@ -22,19 +22,17 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import pathlib
 import statistics
 import sys
 import tempfile
-import time
 from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.harness import bench_lock, machine  # noqa: E402
+from bench.harness import bench_lock, connect, machine, post_json  # noqa: E402
 from bench.loads import STRINGS, check_translated, kit_env, reply  # noqa: E402
 from testsupport.gunicorn_process import gunicorn_settings, serve  # noqa: E402
 from testsupport.libre_server import LibreServer  # noqa: E402
@@ -45,60 +43,37 @@ WARM_TARGET_MS = 10.0
 CONNECTIONS_PER_WORKER = 2
 
 
-class Client:
-    """One keep-alive connection to the kit; `post` answers (milliseconds, parsed JSON)."""
-
-    def __init__(self, url: str) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]),
-                                                     timeout=30)
-
-    def post(self, body: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-        started = time.perf_counter()
-        self.connection.request("POST", "/webhooks/postmessage", body=json.dumps(body).encode(),
-                                headers={"Content-Type": "application/json"})
-        answer = self.connection.getresponse()
-        raw = answer.read()
-        if answer.status != 200:
-            raise RuntimeError(f"postmessage answered {answer.status}: {raw[:300]!r}")
-        return (time.perf_counter() - started) * 1000, json.loads(raw)
-
-
 def fresh(n: int) -> list[str]:
     """The reply's strings made new by a word, not a number (numbers are masked, so strings that
     differ only in a number share one cache entry)."""
-    tag = ""
-    while True:
-        n, letter = divmod(n, 26)
-        tag += "abcdefghijklmnopqrstuvwxyz"[letter]
-        if not n:
-            break
+    tag = "".join("abcdefghij"[int(digit)] for digit in str(n))
     return [f"{text} (ref {tag})" for text in STRINGS]
 
 
-def cold(client: Client, libre: LibreServer, requests: int, offset: int) -> dict[str, Any]:
+def cold(client: http.client.HTTPConnection, libre: LibreServer, requests: int, offset: int) -> dict[str, Any]:
     times, provider_requests = [], []
     for n in range(requests):
         strings = fresh(offset + n)
         before = libre.http_requests
-        elapsed, answer = client.post(reply(strings))
+        elapsed, answer = post_json(client, "/webhooks/postmessage", reply(strings))
         check_translated(answer, strings)
         times.append(elapsed)
         provider_requests.append(libre.http_requests - before)
     return {"times": times, "provider_requests": provider_requests}
 
 
-def warm(client: Client, libre: LibreServer, requests: int) -> dict[str, Any]:
+def warm(client: http.client.HTTPConnection, libre: LibreServer, requests: int) -> dict[str, Any]:
     quiet = 0
     for _ in range(200):  # until every worker has the reply: five requests in a row with no call
         before = libre.http_requests
-        client.post(reply(STRINGS))
+        post_json(client, "/webhooks/postmessage", reply(STRINGS))
         quiet = quiet + 1 if libre.http_requests == before else 0
         if quiet == 5:
             break
     before = libre.http_requests
     times = []
     for _ in range(requests):
-        elapsed, answer = client.post(reply(STRINGS))
+        elapsed, answer = post_json(client, "/webhooks/postmessage", reply(STRINGS))
         check_translated(answer, STRINGS)
         times.append(elapsed)
     return {"times": times, "provider_requests": libre.http_requests - before}
@@ -115,7 +90,7 @@ def run(requests: int, turns: int) -> bool:
     try:
         with tempfile.TemporaryDirectory() as tmp, \
                 serve(env=kit_env(libre.url, f"sqlite:///{tmp}/events.sqlite3")) as url:
-            client = Client(url)
+            client = connect(url)
             cold(client, libre, workers * 2, offset=10_000)  # each worker reads /languages
             first = cold(client, libre, requests, offset=0)
             second = warm(client, libre, requests * 5)
