@@ -6,15 +6,11 @@ LANGUAGE_DETECTOR x WEB_CONCURRENCY x sessions held, and what fits a 512 MB or a
 
 Each server is `handlers:create_app()` under server/gunicorn_conf.py as shipped (default LANGUAGES,
 TRANSLATOR=none, a temporary SQLite log store), measured warm (every worker answered the chat
-samples of bench/language_samples.json through pre-message, a reply through post-message and two
-events through the log webhook), then after each worker took `--sessions` fresh sessions (the small
-and default SESSION_MEMORY_SIZE; without REDIS_URL they go to the instance's session file:
-docs/deployment.md's per-worker session columns were measured when the workers held them). A worker
-is reached through keep-alive connections pinned to it (a connection stays with the worker that
-accepted it: its socket's inode among the worker's files in /proc). Figures come from
-/proc/<pid>/smaps_rollup: PSS splits a page shared by the master and the workers among them, so the
-sum of the processes' PSS is what the container's memory limit counts; private is what a worker
-alone holds. Page cache and kernel memory come on top: keep 10 % of the limit free.
+samples, a reply and two log events), then after each worker took `--sessions` fresh sessions
+(without REDIS_URL they go to the instance's session file). A worker's memory grows with the
+requests it served, so each is reached through keep-alive connections pinned to it (a connection
+stays with the worker that accepted it). PSS (/proc/<pid>/smaps_rollup) splits a page the master
+shares with the workers among them: the processes' sum is what a container's memory limit counts.
 
 The table is docs/deployment.md's sizing table. The default WEB_CONCURRENCY that server/sizing.py
 picks for a 512 MB and a 1 GB container must fit in 90 % of it (exit 1 otherwise).
@@ -23,6 +19,7 @@ picks for a 512 MB and a 1 GB container must fit in 90 % of it (exit 1 otherwise
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -60,49 +57,41 @@ def rollup(pid: int) -> dict[str, int]:
 
 
 @dataclass
-class Snapshot:
+class Row:
+    """One measurement: the master's and each worker's rollup."""
+
+    detector: str
+    workers: int
+    sessions: int
     master: dict[str, int]
-    workers: list[dict[str, int]]
+    each: list[dict[str, int]]
 
     @property
     def total_pss(self) -> int:
-        return self.master["pss"] + sum(worker["pss"] for worker in self.workers)
+        return self.master["pss"] + sum(worker["pss"] for worker in self.each)
 
     def mean(self, field: str) -> float:
-        return sum(worker[field] for worker in self.workers) / len(self.workers)
-
-
-def snapshot(master: int, workers: list[int]) -> Snapshot:
-    return Snapshot(rollup(master), [rollup(pid) for pid in workers])
+        return sum(worker[field] for worker in self.each) / len(self.each)
 
 
 # --- connections pinned to a worker -----------------------------------------------------------
 
-def socket_inode(server_port: int, client_port: int) -> str | None:
-    """The inode of the server's end of the loopback connection from `client_port`."""
+def worker_of(server_port: int, client_port: int, workers: list[int]) -> int | None:
+    """The worker holding the server's end of the loopback connection from `client_port`: that
+    socket's inode (/proc/net/tcp) among the worker's open files."""
+    ports = (f"{server_port:04X}", f"{client_port:04X}")
+    sockets = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = pathlib.Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            local, remote = parts[1], parts[2]
-            if int(local.rsplit(":", 1)[1], 16) == server_port and \
-                    int(remote.rsplit(":", 1)[1], 16) == client_port:
-                return parts[9]
-    return None
-
-
-def owner(inode: str, workers: list[int]) -> int | None:
-    target = f"socket:[{inode}]"
+        with contextlib.suppress(OSError):
+            for line in pathlib.Path(table).read_text().splitlines()[1:]:
+                parts = line.split()
+                if (parts[1].rsplit(":", 1)[1], parts[2].rsplit(":", 1)[1]) == ports:
+                    sockets.add(f"socket:[{parts[9]}]")
     for pid in workers:
-        try:
+        with contextlib.suppress(OSError):
             for fd in os.listdir(f"/proc/{pid}/fd"):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in sockets:
                     return pid
-        except OSError:
-            continue
     return None
 
 
@@ -117,8 +106,7 @@ def pinned_connections(port: int, workers: list[int], per_worker: int
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         connection.request("GET", "/healthz")
         connection.getresponse().read()
-        inode = socket_inode(port, connection.sock.getsockname()[1])
-        pid = owner(inode, workers) if inode else None
+        pid = worker_of(port, connection.sock.getsockname()[1], workers)
         if pid is not None and len(pinned[pid]) < per_worker:
             pinned[pid].append(connection)
         else:
@@ -172,14 +160,6 @@ def fill_sessions(connections: dict[int, list[http.client.HTTPConnection]], coun
 
 # --- one server -----------------------------------------------------------------------------------
 
-@dataclass
-class Row:
-    detector: str
-    workers: int
-    sessions: int
-    snap: Snapshot
-
-
 def measure(detector: str, workers: int, sessions: list[int]) -> list[Row]:
     rows = []
     folder = tempfile.TemporaryDirectory(prefix="bench-memory-")
@@ -195,16 +175,16 @@ def measure(detector: str, workers: int, sessions: list[int]) -> list[Row]:
             raise RuntimeError(f"expected {workers} workers, found {pids}")
         connections = pinned_connections(port, pids, per_worker=2)
         warm_up(connections)
-        time.sleep(0.5)
-        rows.append(Row(detector, workers, 0, snapshot(url.pid, pids)))
         held = 0
-        for size in sorted(sessions):
-            seconds = fill_sessions(connections, size - held)
-            print(f"  {detector} x {workers}: {size - held} more sessions per worker in "
-                  f"{seconds:.0f} s", file=sys.stderr, flush=True)
-            held = size
+        for size in [0, *sorted(sessions)]:
+            if size > held:
+                seconds = fill_sessions(connections, size - held)
+                print(f"  {detector} x {workers}: {size - held} more sessions per worker in "
+                      f"{seconds:.0f} s", file=sys.stderr, flush=True)
+                held = size
             time.sleep(0.5)
-            rows.append(Row(detector, workers, size, snapshot(url.pid, pids)))
+            rows.append(Row(detector, workers, size, rollup(url.pid),
+                            [rollup(pid) for pid in pids]))
         for conns in connections.values():
             for connection in conns:
                 connection.close()
@@ -220,12 +200,11 @@ def print_table(rows: list[Row]) -> None:
           f"{'master PSS':>10} | {'worker RSS':>10} {'worker PSS':>10} {'private':>8} | "
           f"{'total PSS':>9}  (MB; worker figures: the mean of the workers)")
     for row in rows:
-        snap = row.snap
         label = "warm" if row.sessions == 0 else str(row.sessions)
-        print(f"{row.detector:<11} {row.workers:>7} {label:>15} | {mb(snap.master['rss']):>10} "
-              f"{mb(snap.master['pss']):>10} | {mb(snap.mean('rss')):>10} "
-              f"{mb(snap.mean('pss')):>10} {mb(snap.mean('private')):>8} | "
-              f"{mb(snap.total_pss):>9}")
+        print(f"{row.detector:<11} {row.workers:>7} {label:>15} | {mb(row.master['rss']):>10} "
+              f"{mb(row.master['pss']):>10} | {mb(row.mean('rss')):>10} "
+              f"{mb(row.mean('pss')):>10} {mb(row.mean('private')):>8} | "
+              f"{mb(row.total_pss):>9}")
 
 
 def check_defaults(rows: list[Row]) -> bool:
@@ -243,34 +222,35 @@ def check_defaults(rows: list[Row]) -> bool:
         if row is None:
             print(f"{name}: the default is {workers} lingua workers; not measured in this run")
             continue
-        fits = row.snap.total_pss <= 0.9 * limit
+        fits = row.total_pss <= 0.9 * limit
         ok = ok and fits
         print(f"{name}: the default is {workers} worker{'s' * (workers > 1)} (lingua, "
               f"{row.sessions} sessions a worker in the session file):"
-              f" {row.snap.total_pss / MB:.0f} MB measured, {'fits' if fits else 'DOES NOT FIT'}"
+              f" {row.total_pss / MB:.0f} MB measured, {'fits' if fits else 'DOES NOT FIT'}"
               f" in 90 % of the limit ({0.9 * limit / MB:.0f} MB)")
     return ok
 
 
+def numbers(text: str) -> list[int]:
+    return [int(n) for n in text.split(",")]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--detectors", default="lingua,langdetect")
-    parser.add_argument("--workers", default="1,2,4")
-    parser.add_argument("--sessions", default="10000,100000",
+    parser.add_argument("--detectors", default="lingua,langdetect", type=lambda v: v.split(","))
+    parser.add_argument("--workers", default="1,2,4", type=numbers)
+    parser.add_argument("--sessions", default="10000,100000", type=numbers,
                         help="sessions per worker after which to measure (ascending fills)")
     args = parser.parse_args(argv)
-    detectors = args.detectors.split(",")
-    worker_counts = [int(n) for n in args.workers.split(",")]
-    sessions = [int(n) for n in args.sessions.split(",")]
     with bench_lock():
         print(machine())
         print(f"servers: {KIT_APP}, server/gunicorn_conf.py (16 threads per worker), default "
               "LANGUAGES, TRANSLATOR=none, SQLite log store; warm = after the samples\n",
               flush=True)
         rows = []
-        for detector in detectors:
-            for workers in worker_counts:
-                rows += measure(detector, workers, sessions)
+        for detector in args.detectors:
+            for workers in args.workers:
+                rows += measure(detector, workers, args.sessions)
         print_table(rows)
         print()
         return 0 if check_defaults(rows) else 1

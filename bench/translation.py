@@ -26,7 +26,6 @@ import pathlib
 import statistics
 import sys
 import tempfile
-from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -50,41 +49,44 @@ def fresh(n: int) -> list[str]:
     return [f"{text} (ref {tag})" for text in STRINGS]
 
 
-def cold(client: http.client.HTTPConnection, libre: LibreServer, requests: int, offset: int) -> dict[str, Any]:
+def timed(client: http.client.HTTPConnection, strings: list[str]) -> float:
+    """Milliseconds for one reply holding `strings`, checked to come back translated."""
+    elapsed, answer = post_json(client, "/webhooks/postmessage", reply(strings))
+    check_translated(answer, strings)
+    return elapsed
+
+
+def cold(client: http.client.HTTPConnection, libre: LibreServer, requests: int,
+         offset: int) -> tuple[list[float], list[int]]:
+    """Replies of fresh strings: each one's milliseconds and provider requests."""
     times, provider_requests = [], []
     for n in range(requests):
-        strings = fresh(offset + n)
         before = libre.http_requests
-        elapsed, answer = post_json(client, "/webhooks/postmessage", reply(strings))
-        check_translated(answer, strings)
-        times.append(elapsed)
+        times.append(timed(client, fresh(offset + n)))
         provider_requests.append(libre.http_requests - before)
-    return {"times": times, "provider_requests": provider_requests}
+    return times, provider_requests
 
 
-def warm(client: http.client.HTTPConnection, libre: LibreServer, requests: int) -> dict[str, Any]:
+def warm(client: http.client.HTTPConnection, libre: LibreServer,
+         requests: int) -> tuple[list[float], int]:
+    """The same reply once cached: each one's milliseconds, and the provider requests they made."""
     quiet = 0
-    for _ in range(200):  # until every worker has the reply: five requests in a row with no call
+    for _ in range(200):  # until the reply is cached: five requests in a row with no call
         before = libre.http_requests
-        post_json(client, "/webhooks/postmessage", reply(STRINGS))
+        timed(client, STRINGS)
         quiet = quiet + 1 if libre.http_requests == before else 0
         if quiet == 5:
             break
     before = libre.http_requests
-    times = []
-    for _ in range(requests):
-        elapsed, answer = post_json(client, "/webhooks/postmessage", reply(STRINGS))
-        check_translated(answer, STRINGS)
-        times.append(elapsed)
-    return {"times": times, "provider_requests": libre.http_requests - before}
+    times = [timed(client, STRINGS) for _ in range(requests)]
+    return times, libre.http_requests - before
 
 
 def run(requests: int, turns: int) -> bool:
     workers = int(gunicorn_settings().get("workers") or 1)
     print(f"machine: {machine()}")
     print(f"kit: server/gunicorn_conf.py defaults ({workers} workers), TRANSLATOR=libre at a "
-          f"stand-in "
-          f"on loopback; one request at a time on one keep-alive connection (one worker "
+          f"stand-in on loopback; one request at a time on one keep-alive connection (one worker "
           f"serves it)")
     libre = LibreServer(delay_ms=DELAY_MS).start()
     try:
@@ -92,8 +94,8 @@ def run(requests: int, turns: int) -> bool:
                 serve(env=kit_env(libre.url, f"sqlite:///{tmp}/events.sqlite3")) as url:
             client = connect(url)
             cold(client, libre, workers * 2, offset=10_000)  # each worker reads /languages
-            first = cold(client, libre, requests, offset=0)
-            second = warm(client, libre, requests * 5)
+            cold_times, cold_requests = cold(client, libre, requests, offset=0)
+            warm_times, warm_requests = warm(client, libre, requests * 5)
             libre.delay(0)
             before = libre.connections  # opened by the workers so far (each keeps its own)
             libre.reset_counts()
@@ -103,27 +105,26 @@ def run(requests: int, turns: int) -> bool:
     finally:
         libre.stop()
 
-    median = statistics.median(first["times"])
+    median = statistics.median(cold_times)
     round_trips = median / DELAY_MS
-    per_reply = sorted(set(first["provider_requests"]))
+    per_reply = sorted(set(cold_requests))
     cold_ok = per_reply == [1] and round_trips <= COLD_TARGET_ROUND_TRIPS
     print(f"cold ({requests} replies of 12 fresh strings, provider {DELAY_MS:.0f} ms): median "
-          f"{median:.1f} ms = {round_trips:.2f} round trips (min {min(first['times']):.1f}, max "
-          f"{max(first['times']):.1f} ms); provider requests per reply {per_reply}  "
+          f"{median:.1f} ms = {round_trips:.2f} round trips (min {min(cold_times):.1f}, max "
+          f"{max(cold_times):.1f} ms); provider requests per reply {per_reply}  "
           f"{'ok' if cold_ok else 'MISSED'} (target 1 request, <= {COLD_TARGET_ROUND_TRIPS} "
           f"round trips)")
-    warm_median = statistics.median(second["times"])
-    warm_ok = warm_median <= WARM_TARGET_MS and second["provider_requests"] == 0
-    print(f"warm ({len(second['times'])} replies, cached): median {warm_median:.2f} ms, max "
-          f"{max(second['times']):.2f} ms; provider requests {second['provider_requests']}  "
+    warm_median = statistics.median(warm_times)
+    warm_ok = warm_median <= WARM_TARGET_MS and warm_requests == 0
+    print(f"warm ({len(warm_times)} replies, cached): median {warm_median:.2f} ms, max "
+          f"{max(warm_times):.2f} ms; provider requests {warm_requests}  "
           f"{'ok' if warm_ok else 'MISSED'} (target median <= {WARM_TARGET_MS:.0f} ms, 0)")
     limit = CONNECTIONS_PER_WORKER * workers
     per_thousand = connections * 1000 / turns
     connections_ok = connections <= limit
     print(f"connections: {connections} new over {turns} cold turns ({provider_requests} "
           f"provider requests) = {per_thousand:.1f} per 1,000 turns; {total} in the whole run "
-          f"({workers} workers)  "
-          f"{'ok' if connections_ok else 'MISSED'} (target <= {limit}: "
+          f"({workers} workers)  {'ok' if connections_ok else 'MISSED'} (target <= {limit}: "
           f"{CONNECTIONS_PER_WORKER} per worker)")
     return cold_ok and warm_ok and connections_ok
 
