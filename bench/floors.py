@@ -28,9 +28,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import loads  # noqa: E402
-from bench.harness import (RESULT_HEAD, Load, Result, arguments, bench_lock,  # noqa: E402
-                           check_answers, machine, measure_rounds, probe, require_wrk,
-                           result_cells, run_load, summarise)
+from bench.harness import (RESULT_HEAD, Load, Result, bench_lock, check_answers,  # noqa: E402
+                           machine, measure_rounds, probe, require_wrk, result_cells, run_load,
+                           summarise)
 from testsupport.gunicorn_process import ECHO_APP, KIT_APP, gunicorn_settings, serve  # noqa: E402
 from testsupport.libre_server import LibreServer  # noqa: E402
 
@@ -122,7 +122,12 @@ def run_case(name: str, load: Load, urls: dict[str, str], libre: LibreServer,
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = arguments(__doc__.splitlines()[0], argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per run (8)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (3)")
+    parser.add_argument("--connections", type=int, default=16, help="keep-alive connections (16)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per server (2)")
+    args = parser.parse_args(argv)
     require_wrk()
     conf = gunicorn_settings(loads.kit_env("http://127.0.0.1:1/", "sqlite://"))
     print(f"machine: {machine()}")

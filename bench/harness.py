@@ -1,20 +1,15 @@
 """The load harness of bench/: wrk against a real gunicorn on loopback, one benchmark at a time.
 
-Servers come from testsupport.gunicorn_process (`serve`; the URL it yields carries the master's
-`.pid`). The load generator is wrk and nothing else: `require_wrk()` exits 2 with how to install
-it (`make bench-tools`); a benchmark never installs anything. A `Load` is a path, bodies sent in
-turn (every `{{N}}` in them becomes an id unique to the request, so a log id or a sentence is one
-no cache or table has seen) and headers; `run_load` drives one server with it in a closed loop
-(each keep-alive connection sends its next request when the previous answer arrives) and
-`measure` adds the server's CPU time per request, which other load on the machine disturbs much
-less than req/s. `check_answers`, `measure_rounds` and `summarise` (the best round) compare
-servers; `bench_lock`, `machine` and `arguments` are what every script starts with; `connect`
-and `post_json` send one request at a time.
+Servers come from testsupport.gunicorn_process's `serve` (its URL carries the master's `.pid`). A
+`Load` is a path, JSON bodies sent in turn (each `{{N}}` becomes an id unique to the request, so
+a log id or a sentence is one no cache has seen) and headers. `run_load` drives one server with
+wrk in a closed loop; `measure` adds the server's CPU time per request; `check_answers`,
+`measure_rounds` and `summarise` (the best round) compare servers; `connect` and `post_json` send
+one request at a time. Every script holds `bench_lock` and prints `machine()`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import http.client
@@ -291,18 +286,3 @@ def machine() -> str:
     load_avg = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} cores, {model}{memory}; "
             f"Python {sys.version.split()[0]}; {code}; load average before the run {load_avg}")
-
-
-def arguments(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """--duration, --rounds, --connections and --warmup, defaulting to BENCH_DURATION (8),
-    BENCH_ROUNDS (3), BENCH_CONNECTIONS (16) and 2 s, so every script honours the same knobs."""
-    env = os.environ.get
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--duration", type=float, default=float(env("BENCH_DURATION", 8)),
-                        help="seconds per run (BENCH_DURATION, 8)")
-    parser.add_argument("--rounds", type=int, default=int(env("BENCH_ROUNDS", 3)),
-                        help="rounds (BENCH_ROUNDS, 3)")
-    parser.add_argument("--connections", type=int, default=int(env("BENCH_CONNECTIONS", 16)),
-                        help="keep-alive connections (BENCH_CONNECTIONS, 16)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per server (2)")
-    return parser.parse_args(argv)
