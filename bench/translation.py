@@ -2,20 +2,14 @@
 
     flock /tmp/bench.lock .venv/bin/python bench/translation.py [--requests 20 --turns 1000]
 
-The kit under gunicorn (server/gunicorn_conf.py defaults) with TRANSLATOR=libre at the
-LibreTranslate stand-in (testsupport/libre_server.py, in this process, so its counters are read
-directly), one post-message request at a time on a keep-alive connection; the reply is
-bench/loads.py's: 12 distinct strings in a Spanish session.
-
-1. Cold, the stand-in answering in 50 ms: fresh strings every request. Targets: exactly 1
-   provider request per reply, and a median latency <= 1.2 round trips of the provider (60 ms).
-2. Warm: the same reply again once every worker has it cached. Target: median <= 10 ms, 0
-   provider requests.
-3. Connections the stand-in accepted over `--turns` cold turns (no delay, so the run is short),
-   after the runs above opened each worker's: the pooled sessions keep them open. Target: at
-   most 2 per gunicorn worker.
-
-Exit status 1 when a target is missed.
+The kit under gunicorn with TRANSLATOR=libre at the LibreTranslate stand-in (in this process, so
+its counters are read directly), one post-message request at a time on a keep-alive connection,
+bench/loads.py's reply (12 distinct strings, a Spanish session). Targets, exit 1 when one is missed:
+1. cold, the stand-in answering in 50 ms, fresh strings every request: 1 provider request per
+   reply, a median <= 1.2 round trips of the provider (60 ms);
+2. warm, the same reply once cached: a median <= 10 ms, no provider request;
+3. over `--turns` cold turns without delay, after the runs above opened each worker's
+   connections: at most 2 per worker (the pooled sessions keep them open).
 """
 
 from __future__ import annotations
