@@ -3,9 +3,9 @@
 Servers come from testsupport.gunicorn_process's `serve` (its URL carries the master's `.pid`). A
 `Load` is a path, JSON bodies sent in turn (each `{{N}}` becomes an id unique to the request, so
 a log id or a sentence is one no cache has seen) and headers. `run_load` drives one server with
-wrk in a closed loop; `measure` adds the server's CPU time per request; `check_answers`,
-`measure_rounds` and `summarise` (the best round) compare servers; `connect` and `post_json` send
-one request at a time. Every script holds `bench_lock` and prints `machine()`.
+wrk in a closed loop; `check_answers`, `measure_rounds` (with the server's CPU time per request)
+and `summarise` (the best round) compare servers; `connect` and `post_json` send one request at
+a time. Every script holds `bench_lock` and prints `machine()`.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Result:
     p99_ms: float
     errors: int     # socket errors and timeouts
     non2xx: int     # answers >= 400
-    cpu_ms: float | None = None  # the server's CPU per request (`measure` fills it in)
+    cpu_ms: float | None = None  # the server's CPU per request (`measure_rounds` fills it in)
 
 
 def probe(url: str, load: Load, timeout: float = 10.0) -> tuple[int, bytes]:
@@ -183,15 +183,6 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def measure(url: str, load: Load, **options: Any) -> Result:
-    """`run_load`, plus the server's CPU per request (`url` from `serve`, which knows its pid)."""
-    before = cpu_seconds(url.pid)  # type: ignore[attr-defined]
-    result = run_load(url, load, **options)
-    if result.requests:
-        result.cpu_ms = (cpu_seconds(url.pid) - before) * 1000 / result.requests  # type: ignore
-    return result
-
-
 def summarise(results: list[Result]) -> Result:
     """One Result for several rounds of one load on one server: the round with the most req/s
     (its latencies with it) and the least CPU per request. Other processes only ever slow a run
@@ -226,11 +217,17 @@ def check_answers(servers: Mapping[str, str], load: Load) -> None:
 def measure_rounds(servers: Mapping[str, str], load: Load, *, duration: float, rounds: int,
                    connections: int) -> dict[str, list[Result]]:
     """`rounds` rounds, each measuring the servers one after another in the order given (warm
-    them up first with `run_load`). Returns each server's Results, one per round."""
+    them up first with `run_load`), with each server's CPU per request (`url` from `serve`, which
+    knows its master's pid). Returns each server's Results, one per round."""
     results: dict[str, list[Result]] = {who: [] for who in servers}
     for _ in range(rounds):
         for who, url in servers.items():
-            results[who].append(measure(url, load, duration=duration, connections=connections))
+            before = cpu_seconds(url.pid)  # type: ignore[attr-defined]
+            result = run_load(url, load, duration=duration, connections=connections)
+            used = cpu_seconds(url.pid) - before  # type: ignore[attr-defined]
+            if result.requests:
+                result.cpu_ms = used * 1000 / result.requests
+            results[who].append(result)
     return results
 
 

@@ -21,9 +21,7 @@ import statistics
 import sys
 import tempfile
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from bench.harness import bench_lock, connect, machine, post_json  # noqa: E402
 from bench.loads import STRINGS, check_translated, kit_env, reply  # noqa: E402
