@@ -33,8 +33,6 @@ KINDS = ("word", "phrase", "sentence")
 class StockLangdetect:
     """langdetect as its README uses it: `detect_langs` over every profile it ships."""
 
-    name = "langdetect, stock"
-
     def __init__(self) -> None:
         from langdetect import DetectorFactory, detect_langs
 
@@ -53,8 +51,8 @@ class StockLangdetect:
         return Detection(code, best.prob, len(text), "latin", "langdetect")
 
 
-def per_message(detect: Callable[[str], Detection]) -> tuple[dict[str, tuple[int, int]], float]:
-    """{kind: (right, total)} over MESSAGES, and the mean seconds per call."""
+def per_message(detect: Callable[[str], Detection]) -> tuple[dict[str, list[int]], float]:
+    """{kind: [right, total]} over MESSAGES, and the mean seconds per call."""
     scores = {kind: [0, 0] for kind in KINDS}
     elapsed, calls = 0.0, 0
     for language, kinds in MESSAGES.items():
@@ -66,23 +64,23 @@ def per_message(detect: Callable[[str], Detection]) -> tuple[dict[str, tuple[int
                 calls += 1
                 scores[kind][0] += found == language
                 scores[kind][1] += 1
-    return {kind: (right, total) for kind, (right, total) in scores.items()}, elapsed / calls
+    return scores, elapsed / calls
 
 
 def conversations(detect: Callable[[str], Detection], min_confidence: float,
                   default: str) -> tuple[int, int, int, int]:
     """(policy right, per-message right, follow-ups, openings the policy got right)."""
+    def policy(detection: Detection, session: str | None, text: str) -> str:
+        return choose_language(detection, chosen=None, session=session, hint=None,
+                               min_confidence=min_confidence, default=default, text=text)[0]
+
     policy_right = message_right = total = openings = 0
     for language, opening, follow_ups in CONVERSATIONS:
-        session, _ = choose_language(detect(opening), chosen=None, session=None, hint=None,
-                                     min_confidence=min_confidence, default=default,
-                                     text=opening)
+        session = policy(detect(opening), None, opening)
         openings += session == language
         for text in follow_ups:
             detection = detect(text)
-            session, _ = choose_language(detection, chosen=None, session=session, hint=None,
-                                         min_confidence=min_confidence, default=default,
-                                         text=text)
+            session = policy(detection, session, text)
             total += 1
             policy_right += session == language
             message_right += detection.language == language
