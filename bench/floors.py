@@ -2,20 +2,18 @@
 
     flock /tmp/bench.lock .venv/bin/python bench/floors.py [--duration 8 --rounds 3]
 
-Three gunicorns with server/gunicorn_conf.py and one environment (bench/loads.py's kit_env): the
-kit, the bare Flask echo (testsupport/echo_app.py) and the plain log webhook
-(bench/plain_log_app.py); the cases and floors are in FLOORS and bench/README.md. The translator
-is the LibreTranslate stand-in in this process: it counts its calls, so post-message is measured
-once a warm-up run makes none, and a call while measured fails the run (it would measure the
-translator, not the cache). After the log case both stores' rows are counted: at least one per
-acknowledged request. Exit status 0 when every floor holds and nothing failed; 2 without wrk.
+The kit, the bare Flask echo and the plain log webhook (bench/plain_log_app.py) under
+server/gunicorn_conf.py with one environment (bench/loads.py's kit_env); the cases and floors:
+FLOORS and bench/README.md. The translator is the LibreTranslate stand-in in this process: a call
+while post-message is measured fails the run (it would measure the translator, not the cache).
+After the log case, every acknowledged request must have its row in each store. Exit status 0
+when every floor holds and nothing failed; 2 without wrk.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sqlite3
 import sys
 import tempfile
@@ -27,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import loads  # noqa: E402
 from bench.harness import (RESULT_HEAD, Load, Result, bench_lock, check_answers,  # noqa: E402
-                           machine, measure_rounds, probe, require_wrk, result_cells, run_load,
-                           summarise)
+                           connect, machine, measure_rounds, post_json, require_wrk, result_cells,
+                           run_load, sample, summarise)
 from testsupport.gunicorn_process import ECHO_APP, KIT_APP, gunicorn_settings, serve  # noqa: E402
 from testsupport.libre_server import LibreServer  # noqa: E402
 
@@ -102,8 +100,8 @@ def run_case(name: str, load: Load, urls: dict[str, str], libre: LibreServer,
     every round; each server's Results."""
     check_answers(urls, load)
     if name == "post-message":
-        _, answer = probe(urls["kit"], load)
-        loads.check_translated(json.loads(answer), loads.STRINGS)
+        _, answer = post_json(connect(urls["kit"]), load.path, sample(load))
+        loads.check_translated(answer, loads.STRINGS)
         runs = warm_cache(urls["kit"], load, libre, args.connections)
         print(f"  post-message: translator quiet after {runs} warm-up run(s) of 1 s")
     if args.warmup > 0:

@@ -121,8 +121,6 @@ def accuracy() -> bool:
     return ok
 
 
-# --- web text through the pre-message endpoint (issue 14) --------------------------------------
-
 WEB_TARGETS = {"word": 0.70, "pair": 0.85, "sentence": 0.98, "keep": 0.95, "switch": 0.95}
 
 

@@ -42,8 +42,6 @@ MB = 1024 * 1024
 CONTAINERS = {"512 MB": 512 * MB, "1 GB": 1024 * MB}
 
 
-# --- what the processes hold --------------------------------------------------------------------
-
 def rollup(pid: int) -> dict[str, int]:
     """/proc/<pid>/smaps_rollup in bytes: Rss, Pss, Private (clean + dirty)."""
     fields: dict[str, int] = {}
@@ -73,8 +71,6 @@ class Row:
     def mean(self, field: str) -> float:
         return sum(worker[field] for worker in self.each) / len(self.each)
 
-
-# --- connections pinned to a worker -----------------------------------------------------------
 
 def worker_of(server_port: int, client_port: int, workers: list[int]) -> int | None:
     """The worker holding the server's end of the loopback connection from `client_port`: that
@@ -145,8 +141,6 @@ def fill_sessions(connections: dict[int, list[http.client.HTTPConnection]], coun
             future.result()  # raises what the thread raised
     return time.monotonic() - start
 
-
-# --- one server -----------------------------------------------------------------------------------
 
 def measure(detector: str, workers: int, sessions: list[int]) -> list[Row]:
     rows = []
