@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from bench.harness import bench_lock, machine, post_json  # noqa: E402
+from bench.harness import bench_lock, connect, machine, post_json  # noqa: E402
 from bench.language_samples import MESSAGES  # noqa: E402
 from bench.loads import PAYLOADS, chat_message  # noqa: E402
 from testsupport.gunicorn_process import KIT_APP, serve, worker_pids  # noqa: E402
@@ -91,7 +91,7 @@ def worker_of(server_port: int, client_port: int, workers: list[int]) -> int | N
     return None
 
 
-def pinned_connections(port: int, workers: list[int], per_worker: int
+def pinned_connections(url: str, workers: list[int], per_worker: int
                        ) -> dict[int, list[http.client.HTTPConnection]]:
     """`per_worker` keep-alive connections to each worker: new connections are opened until each
     worker has accepted that many; the others are closed."""
@@ -99,10 +99,10 @@ def pinned_connections(port: int, workers: list[int], per_worker: int
     for _ in range(200 * len(workers) * per_worker):
         if all(len(conns) >= per_worker for conns in pinned.values()):
             return pinned
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection = connect(url)
         connection.request("GET", "/healthz")
         connection.getresponse().read()
-        pid = worker_of(port, connection.sock.getsockname()[1], workers)
+        pid = worker_of(connection.sock.getpeername()[1], connection.sock.getsockname()[1], workers)
         if pid is not None and len(pinned[pid]) < per_worker:
             pinned[pid].append(connection)
         else:
@@ -149,13 +149,12 @@ def measure(detector: str, workers: int, sessions: list[int]) -> list[Row]:
            "SESSION_MEMORY_SIZE": str(max(sessions)), "WEBHOOK_AUTH": "none",
            "DATABASE_URL": f"sqlite:///{folder.name}/events.sqlite3", "APP_LOG_LEVEL": "WARNING"}
     with folder, serve(KIT_APP, env, start_timeout=120) as url:
-        port = int(url.rsplit(":", 1)[1])
         deadline = time.monotonic() + 60
         while len(pids := worker_pids(url.pid)) < workers and time.monotonic() < deadline:
             time.sleep(0.2)   # /healthz answered: the first worker is up, maybe not the last
         if len(pids) != workers:
             raise RuntimeError(f"expected {workers} workers, found {pids}")
-        connections = pinned_connections(port, pids, per_worker=2)
+        connections = pinned_connections(url, pids, per_worker=2)
         warm_up(connections)
         held = 0
         for size in [0, *sorted(sessions)]:
