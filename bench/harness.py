@@ -1,21 +1,18 @@
 """The load harness of bench/: wrk against a real gunicorn on loopback, one benchmark at a time.
 
-Servers come from testsupport.gunicorn_process (`serve`; the URL it yields carries the master's
-`.pid`). The load generator is wrk and nothing else: `require_wrk()` exits 2 with how to install
-it (`make bench-tools`); a benchmark never installs anything. A `Load` is a path, bodies sent in
-turn (every `{{N}}` in them becomes an id unique to the request, so a log id or a sentence is one
-no cache or table has seen) and headers; `run_load` drives one server with it in a closed loop
-(each keep-alive connection sends its next request when the previous answer arrives) and
-`measure` adds the server's CPU time per request, which other load on the machine disturbs much
-less than req/s. `check_answers`, `measure_rounds` and `summarise` (the best round) compare
-servers; `bench_lock`, `machine` and `arguments` are what every script starts with.
+Servers come from testsupport.gunicorn_process's `serve` (its URL carries the master's `.pid`). A
+`Load` is a path, JSON bodies sent in turn (each `{{N}}` becomes an id unique to the request, so
+a log id or a sentence is one no cache has seen) and headers. `run_load` drives one server with
+wrk in a closed loop; `check_answers`, `measure_rounds` (with the server's CPU time per request)
+and `summarise` (the best round) compare servers; `connect` and `post_json` send one request at
+a time. Every script holds `bench_lock` and prints `machine()`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
+import http.client
 import json
 import os
 import pathlib
@@ -24,8 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
@@ -75,19 +70,32 @@ class Result:
     p99_ms: float
     errors: int     # socket errors and timeouts
     non2xx: int     # answers >= 400
-    cpu_ms: float | None = None  # the server's CPU per request (`measure` fills it in)
+    cpu_ms: float | None = None  # the server's CPU per request (`measure_rounds` fills it in)
 
 
-def probe(url: str, load: Load, timeout: float = 10.0) -> tuple[int, bytes]:
-    """Send one request of `load`; return (status, body). For sanity checks."""
-    data = f"probe-{uuid.uuid4().hex[:8]}".encode().join(load.parts()[0])
-    request = urllib.request.Request(url + load.path, data=data, method="POST",
-                                     headers=load.all_headers())
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return answer.status, answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+def sample(load: Load) -> bytes:
+    """The first body of `load` with its placeholders filled in, for a request outside wrk."""
+    return f"probe-{uuid.uuid4().hex[:8]}".encode().join(load.parts()[0])
+
+
+def connect(url: str) -> http.client.HTTPConnection:
+    """A keep-alive connection to the server at `url` (from `serve`)."""
+    return http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=30)
+
+
+def post_json(connection: http.client.HTTPConnection, path: str, body: Any,
+              headers: Mapping[str, str] | None = None) -> tuple[float, Any]:
+    """POST `body` (JSON, or bytes sent as they are) on `connection`; (milliseconds, the parsed
+    answer). RuntimeError when the answer is not 200."""
+    data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+    started = time.perf_counter()
+    connection.request("POST", path, body=data,
+                       headers={"Content-Type": "application/json", **(headers or {})})
+    answer = connection.getresponse()
+    raw = answer.read()
+    if answer.status != 200:
+        raise RuntimeError(f"{path} answered {answer.status}: {raw[:300]!r}")
+    return (time.perf_counter() - started) * 1000, json.loads(raw)
 
 
 def _lua(data: bytes) -> str:
@@ -168,15 +176,6 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def measure(url: str, load: Load, **options: Any) -> Result:
-    """`run_load`, plus the server's CPU per request (`url` from `serve`, which knows its pid)."""
-    before = cpu_seconds(url.pid)  # type: ignore[attr-defined]
-    result = run_load(url, load, **options)
-    if result.requests:
-        result.cpu_ms = (cpu_seconds(url.pid) - before) * 1000 / result.requests  # type: ignore
-    return result
-
-
 def summarise(results: list[Result]) -> Result:
     """One Result for several rounds of one load on one server: the round with the most req/s
     (its latencies with it) and the least CPU per request. Other processes only ever slow a run
@@ -200,22 +199,29 @@ def result_cells(result: Result) -> str:
 
 
 def check_answers(servers: Mapping[str, str], load: Load) -> None:
-    """One request of `load` on each server must answer 2xx before anything is measured (a
+    """One request of `load` on each server must answer 200 before anything is measured (a
     benchmark of 4xx answers measures nothing); RuntimeError names the server otherwise."""
     for who, url in servers.items():
-        status, answer = probe(url, load)
-        if not 200 <= status < 300:
-            raise RuntimeError(f"{load.name} on the {who} answered {status}: {answer[:300]!r}")
+        try:
+            post_json(connect(url), load.path, sample(load), load.headers)
+        except RuntimeError as error:
+            raise RuntimeError(f"{load.name} on the {who}: {error}") from None
 
 
 def measure_rounds(servers: Mapping[str, str], load: Load, *, duration: float, rounds: int,
                    connections: int) -> dict[str, list[Result]]:
     """`rounds` rounds, each measuring the servers one after another in the order given (warm
-    them up first with `run_load`). Returns each server's Results, one per round."""
+    them up first with `run_load`), with each server's CPU per request (`url` from `serve`, which
+    knows its master's pid). Returns each server's Results, one per round."""
     results: dict[str, list[Result]] = {who: [] for who in servers}
     for _ in range(rounds):
         for who, url in servers.items():
-            results[who].append(measure(url, load, duration=duration, connections=connections))
+            before = cpu_seconds(url.pid)  # type: ignore[attr-defined]
+            result = run_load(url, load, duration=duration, connections=connections)
+            used = cpu_seconds(url.pid) - before  # type: ignore[attr-defined]
+            if result.requests:
+                result.cpu_ms = used * 1000 / result.requests
+            results[who].append(result)
     return results
 
 
@@ -271,18 +277,3 @@ def machine() -> str:
     load_avg = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} cores, {model}{memory}; "
             f"Python {sys.version.split()[0]}; {code}; load average before the run {load_avg}")
-
-
-def arguments(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """--duration, --rounds, --connections and --warmup, defaulting to BENCH_DURATION (8),
-    BENCH_ROUNDS (3), BENCH_CONNECTIONS (16) and 2 s, so every script honours the same knobs."""
-    env = os.environ.get
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--duration", type=float, default=float(env("BENCH_DURATION", 8)),
-                        help="seconds per run (BENCH_DURATION, 8)")
-    parser.add_argument("--rounds", type=int, default=int(env("BENCH_ROUNDS", 3)),
-                        help="rounds (BENCH_ROUNDS, 3)")
-    parser.add_argument("--connections", type=int, default=int(env("BENCH_CONNECTIONS", 16)),
-                        help="keep-alive connections (BENCH_CONNECTIONS, 16)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per server (2)")
-    return parser.parse_args(argv)

@@ -3,21 +3,13 @@ conversation-aware policy adds on short follow-ups.
 
     flock /tmp/bench.lock .venv/bin/python bench/language_accuracy.py [--web]
 
-Samples: bench/language_samples.json (written for the project: words, two-word phrases, short
-sentences in 16 languages; conversations that open with a sentence and go on with short replies).
-
-Prints, per detector setting:
-- per-message accuracy by kind (word, phrase, sentence) and overall, and the mean time per call;
-- on the conversations' follow-ups: per-message detection vs the kit's policy (`choose_language`,
-  the session starting from what the policy made of the opening sentence). The policy must win.
-With --web instead: the default detector and langdetect through the pre-message endpoint on web
-text nobody on the project wrote (bench/language_samples.py's web_messages, needs wordfreq):
-words, pairs, sentences, and sessions that keep or switch their language; exit 1 below the
-targets. The memory the detectors hold: bench/memory.py.
-
-Settings compared: "langdetect, stock" is langdetect 1.0.9 as shipped (all 55 profiles, no seed
-beyond 0, no script rules), the baseline; "langdetect" and "lingua" are the kit's detectors over
-the default LANGUAGES with their default LANGUAGE_MIN_CONFIDENCE.
+On bench/language_samples.json (written for the project, 16 languages), per detector setting:
+accuracy on words, phrases and sentences, µs per call, and on the conversations' follow-ups
+per-message detection against the kit's policy (`choose_language`), which must win. The
+settings: "langdetect, stock" (langdetect 1.0.9 as shipped: 55 profiles, no script rules; the
+baseline docs/premessage.md quotes) and the kit's langdetect and lingua over the default
+LANGUAGES. With --web instead: the default detector and langdetect through the pre-message
+endpoint on web text nobody on the project wrote (needs wordfreq); exit 1 below WEB_TARGETS.
 """
 
 from __future__ import annotations
@@ -26,6 +18,7 @@ import argparse
 import pathlib
 import sys
 import time
+from collections import Counter
 from typing import Any, Callable
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
@@ -39,8 +32,6 @@ KINDS = ("word", "phrase", "sentence")
 
 class StockLangdetect:
     """langdetect as its README uses it: `detect_langs` over every profile it ships."""
-
-    name = "langdetect, stock"
 
     def __init__(self) -> None:
         from langdetect import DetectorFactory, detect_langs
@@ -60,12 +51,8 @@ class StockLangdetect:
         return Detection(code, best.prob, len(text), "latin", "langdetect")
 
 
-def settings_for(detector: str) -> Any:
-    return load_settings({"LANGUAGE_DETECTOR": detector}, environ={})
-
-
-def per_message(detect: Callable[[str], Detection]) -> tuple[dict[str, tuple[int, int]], float]:
-    """{kind: (right, total)} over MESSAGES, and the mean seconds per call."""
+def per_message(detect: Callable[[str], Detection]) -> tuple[dict[str, list[int]], float]:
+    """{kind: [right, total]} over MESSAGES, and the mean seconds per call."""
     scores = {kind: [0, 0] for kind in KINDS}
     elapsed, calls = 0.0, 0
     for language, kinds in MESSAGES.items():
@@ -77,23 +64,23 @@ def per_message(detect: Callable[[str], Detection]) -> tuple[dict[str, tuple[int
                 calls += 1
                 scores[kind][0] += found == language
                 scores[kind][1] += 1
-    return {kind: (right, total) for kind, (right, total) in scores.items()}, elapsed / calls
+    return scores, elapsed / calls
 
 
 def conversations(detect: Callable[[str], Detection], min_confidence: float,
                   default: str) -> tuple[int, int, int, int]:
     """(policy right, per-message right, follow-ups, openings the policy got right)."""
+    def policy(detection: Detection, session: str | None, text: str) -> str:
+        return choose_language(detection, chosen=None, session=session, hint=None,
+                               min_confidence=min_confidence, default=default, text=text)[0]
+
     policy_right = message_right = total = openings = 0
     for language, opening, follow_ups in CONVERSATIONS:
-        session, _ = choose_language(detect(opening), chosen=None, session=None, hint=None,
-                                     min_confidence=min_confidence, default=default,
-                                     text=opening)
+        session = policy(detect(opening), None, opening)
         openings += session == language
         for text in follow_ups:
             detection = detect(text)
-            session, _ = choose_language(detection, chosen=None, session=session, hint=None,
-                                         min_confidence=min_confidence, default=default,
-                                         text=text)
+            session = policy(detection, session, text)
             total += 1
             policy_right += session == language
             message_right += detection.language == language
@@ -105,12 +92,12 @@ def pct(right: int, total: int) -> str:
 
 
 def accuracy() -> bool:
-    settings = {name: settings_for(name) for name in ("langdetect", "lingua")}
+    settings = {name: load_settings({"LANGUAGE_DETECTOR": name}, environ={})
+                for name in ("langdetect", "lingua")}
     setups: list[tuple[str, Any, float]] = [
         ("langdetect, stock", StockLangdetect(), settings["langdetect"].language_min_confidence)]
-    for name in ("langdetect", "lingua"):
-        setups.append((f"{name} (kit)", build_detector(settings[name]),
-                       settings[name].language_min_confidence))
+    setups += [(f"{name} (kit)", build_detector(config), config.language_min_confidence)
+               for name, config in settings.items()]
     n_messages = sum(len(texts) for kinds in MESSAGES.values() for texts in kinds.values())
     n_follow = sum(len(f) for _, _, f in CONVERSATIONS)
     print(f"{n_messages} labelled messages in {len(MESSAGES)} languages; {len(CONVERSATIONS)} "
@@ -134,8 +121,6 @@ def accuracy() -> bool:
     return ok
 
 
-# --- web text through the pre-message endpoint (issue 14) --------------------------------------
-
 WEB_TARGETS = {"word": 0.70, "pair": 0.85, "sentence": 0.98, "keep": 0.95, "switch": 0.95}
 
 
@@ -144,10 +129,10 @@ def endpoint(detector: str | None) -> Callable[[str, str | None], str | None]:
     a real app with the default settings and the twelve LANGUAGES (`detector` overrides
     LANGUAGE_DETECTOR for the comparison). No session id: nothing carries over between calls
     but the context variable passed in."""
-    import json
     import tempfile
 
     from bench.language_samples import WEB_LANGUAGES
+    from bench.loads import chat_message
     from handlers import create_app
 
     settings = {"LANGUAGES": ",".join(WEB_LANGUAGES),
@@ -157,12 +142,7 @@ def endpoint(detector: str | None) -> Callable[[str, str | None], str | None]:
     client = create_app(settings).test_client()
 
     def turn(text: str, session: str | None) -> str | None:
-        variables = {"customer_language": session} if session else {}
-        body = {"event": {"name": "message_received"}, "options": {},
-                "payload": {"input": {"message_type": "text", "text": text},
-                            "context": {"skills": {"actions skill": {
-                                "skill_variables": variables}}}}}
-        answer = client.post("/webhooks/premessage", data=json.dumps(body))
+        answer = client.post("/webhooks/premessage", json=chat_message(text, language=session))
         payload = answer.get_json()["payload"]
         return payload["context"]["skills"]["actions skill"]["skill_variables"].get(
             "customer_language")
@@ -186,20 +166,17 @@ def web(detectors: tuple[str, ...] = ("lingua", "langdetect")) -> bool:
     met = True
     for name in detectors:
         turn = endpoint(name)
-        right = {kind: [0, 0] for kind in ("word", "pair", "sentence", "keep", "switch")}
-        by_language: dict[str, list[int]] = {}
+        right: Counter[str] = Counter()  # by kind, and by language on words and pairs
+        seen: Counter[str] = Counter()
         start, turns = time.perf_counter(), 0
         for language, kinds in samples.items():
             for kind in ("word", "pair", "sentence"):
                 for text in kinds[kind]:
                     found = turn(text, None)
                     turns += 1
-                    right[kind][0] += found == language
-                    right[kind][1] += 1
-                    if kind != "sentence":
-                        by_language.setdefault(language, [0, 0])
-                        by_language[language][0] += found == language
-                        by_language[language][1] += 1
+                    for key in (kind, language) if kind != "sentence" else (kind,):
+                        right[key] += found == language
+                        seen[key] += 1
         rng = random.Random(14)
         for language, kinds in samples.items():
             short = kinds["word"] + kinds["pair"]
@@ -208,22 +185,19 @@ def web(detectors: tuple[str, ...] = ("lingua", "langdetect")) -> bool:
                 for text in short[index * 6:index * 6 + 6]:
                     session = turn(text, session)
                     turns += 1
-                    right["keep"][0] += session == language
-                    right["keep"][1] += 1
+                    right["keep"] += session == language
+                    seen["keep"] += 1
                 other = rng.choice([lang for lang in WEB_LANGUAGES if lang != language])
-                moved = turn(samples[other]["sentence"][20 + index], language)
-                right["switch"][0] += moved == other
-                right["switch"][1] += 1
+                right["switch"] += turn(samples[other]["sentence"][20 + index], language) == other
+                seen["switch"] += 1
                 turns += 2
         elapsed = (time.perf_counter() - start) / turns * 1000
-        worst = min(by_language, key=lambda lang: by_language[lang][0] / by_language[lang][1])
-        share = {kind: r / t for kind, (r, t) in right.items()}
-        print(f"{name:<18} {pct(*right['word']):>7} {pct(*right['pair']):>7} "
-              f"{pct(*right['sentence']):>10} {pct(*right['keep']):>13} "
-              f"{pct(*right['switch']):>7} {elapsed:8.2f}   {worst} "
-              f"{pct(*by_language[worst])}")
+        worst = min(samples, key=lambda lang: right[lang] / seen[lang])
+        cells = [pct(right[kind], seen[kind]) for kind in WEB_TARGETS]
+        print(f"{name:<18} {cells[0]:>7} {cells[1]:>7} {cells[2]:>10} {cells[3]:>13} "
+              f"{cells[4]:>7} {elapsed:8.2f}   {worst} {pct(right[worst], seen[worst])}")
         if name == detectors[0]:
-            met = all(share[kind] >= target for kind, target in WEB_TARGETS.items())
+            met = all(right[kind] / seen[kind] >= target for kind, target in WEB_TARGETS.items())
     print("targets (words >= 70%, pairs >= 85%, sentences >= 98%, keep >= 95%, switch >= 95%) "
           f"met by the default: {'yes' if met else 'NO'}")
     return met

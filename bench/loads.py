@@ -1,4 +1,4 @@
-"""The requests the benchmarks send, and the kit's settings for them (floors.py, translation.py).
+"""The requests the benchmarks send, and the kit's settings for them.
 
 - pre-message: IBM's example request (examples/payloads/ibm_pre_message.json) with a fresh
   session and a fresh English sentence: detection runs on every message, nothing to translate;
@@ -49,6 +49,17 @@ def premessage(text: str) -> dict[str, Any]:
     event["payload"]["input"]["text"] = text
     event["payload"].setdefault("context", {}).setdefault("global", {})["session_id"] = "{{N}}"
     return event
+
+
+def chat_message(text: str, session_id: str | None = None,
+                 language: str | None = None) -> dict[str, Any]:
+    """A bare pre-message event: `text`, a session id and the session's language when given."""
+    variables = {"customer_language": language} if language else {}
+    context: dict[str, Any] = {"skills": {"actions skill": {"skill_variables": variables}}}
+    if session_id:
+        context["global"] = {"session_id": session_id}
+    return {"event": {"name": "message_received"}, "options": {},
+            "payload": {"input": {"message_type": "text", "text": text}, "context": context}}
 
 
 def reply(strings: list[str], session_id: str = "bench-session") -> dict[str, Any]:

@@ -6,15 +6,11 @@ LANGUAGE_DETECTOR x WEB_CONCURRENCY x sessions held, and what fits a 512 MB or a
 
 Each server is `handlers:create_app()` under server/gunicorn_conf.py as shipped (default LANGUAGES,
 TRANSLATOR=none, a temporary SQLite log store), measured warm (every worker answered the chat
-samples of bench/language_samples.json through pre-message, a reply through post-message and two
-events through the log webhook), then after each worker took `--sessions` fresh sessions (the small
-and default SESSION_MEMORY_SIZE; without REDIS_URL they go to the instance's session file:
-docs/deployment.md's per-worker session columns were measured when the workers held them). A worker
-is reached through keep-alive connections pinned to it (a connection stays with the worker that
-accepted it: its socket's inode among the worker's files in /proc). Figures come from
-/proc/<pid>/smaps_rollup: PSS splits a page shared by the master and the workers among them, so the
-sum of the processes' PSS is what the container's memory limit counts; private is what a worker
-alone holds. Page cache and kernel memory come on top: keep 10 % of the limit free.
+samples, a reply and two log events), then after each worker took `--sessions` fresh sessions
+(without REDIS_URL they go to the instance's session file). A worker's memory grows with the
+requests it served, so each is reached through keep-alive connections pinned to it (a connection
+stays with the worker that accepted it). PSS (/proc/<pid>/smaps_rollup) splits a page the master
+shares with the workers among them: the processes' sum is what a container's memory limit counts.
 
 The table is docs/deployment.md's sizing table. The default WEB_CONCURRENCY that server/sizing.py
 picks for a 512 MB and a 1 GB container must fit in 90 % of it (exit 1 otherwise).
@@ -23,29 +19,28 @@ picks for a 512 MB and a 1 GB container must fit in 90 % of it (exit 1 otherwise
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
 import pathlib
 import sys
 import tempfile
-import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from bench.harness import REPO, bench_lock, machine  # noqa: E402
+from bench.harness import bench_lock, connect, machine, post_json  # noqa: E402
 from bench.language_samples import MESSAGES  # noqa: E402
+from bench.loads import PAYLOADS, chat_message  # noqa: E402
 from testsupport.gunicorn_process import KIT_APP, serve, worker_pids  # noqa: E402
 
 MB = 1024 * 1024
 CONTAINERS = {"512 MB": 512 * MB, "1 GB": 1024 * MB}
 
-
-# --- what the processes hold --------------------------------------------------------------------
 
 def rollup(pid: int) -> dict[str, int]:
     """/proc/<pid>/smaps_rollup in bytes: Rss, Pss, Private (clean + dirty)."""
@@ -60,53 +55,43 @@ def rollup(pid: int) -> dict[str, int]:
 
 
 @dataclass
-class Snapshot:
+class Row:
+    """One measurement: the master's and each worker's rollup."""
+
+    detector: str
+    workers: int
+    sessions: int
     master: dict[str, int]
-    workers: list[dict[str, int]]
+    each: list[dict[str, int]]
 
     @property
     def total_pss(self) -> int:
-        return self.master["pss"] + sum(worker["pss"] for worker in self.workers)
+        return self.master["pss"] + sum(worker["pss"] for worker in self.each)
 
     def mean(self, field: str) -> float:
-        return sum(worker[field] for worker in self.workers) / len(self.workers)
+        return sum(worker[field] for worker in self.each) / len(self.each)
 
 
-def snapshot(master: int, workers: list[int]) -> Snapshot:
-    return Snapshot(rollup(master), [rollup(pid) for pid in workers])
-
-
-# --- connections pinned to a worker -----------------------------------------------------------
-
-def socket_inode(server_port: int, client_port: int) -> str | None:
-    """The inode of the server's end of the loopback connection from `client_port`."""
+def worker_of(server_port: int, client_port: int, workers: list[int]) -> int | None:
+    """The worker holding the server's end of the loopback connection from `client_port`: that
+    socket's inode (/proc/net/tcp) among the worker's open files."""
+    ports = (f"{server_port:04X}", f"{client_port:04X}")
+    sockets = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = pathlib.Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            local, remote = parts[1], parts[2]
-            if int(local.rsplit(":", 1)[1], 16) == server_port and \
-                    int(remote.rsplit(":", 1)[1], 16) == client_port:
-                return parts[9]
-    return None
-
-
-def owner(inode: str, workers: list[int]) -> int | None:
-    target = f"socket:[{inode}]"
+        with contextlib.suppress(OSError):
+            for line in pathlib.Path(table).read_text().splitlines()[1:]:
+                parts = line.split()
+                if (parts[1].rsplit(":", 1)[1], parts[2].rsplit(":", 1)[1]) == ports:
+                    sockets.add(f"socket:[{parts[9]}]")
     for pid in workers:
-        try:
+        with contextlib.suppress(OSError):
             for fd in os.listdir(f"/proc/{pid}/fd"):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in sockets:
                     return pid
-        except OSError:
-            continue
     return None
 
 
-def pinned_connections(port: int, workers: list[int], per_worker: int
+def pinned_connections(url: str, workers: list[int], per_worker: int
                        ) -> dict[int, list[http.client.HTTPConnection]]:
     """`per_worker` keep-alive connections to each worker: new connections are opened until each
     worker has accepted that many; the others are closed."""
@@ -114,11 +99,10 @@ def pinned_connections(port: int, workers: list[int], per_worker: int
     for _ in range(200 * len(workers) * per_worker):
         if all(len(conns) >= per_worker for conns in pinned.values()):
             return pinned
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection = connect(url)
         connection.request("GET", "/healthz")
         connection.getresponse().read()
-        inode = socket_inode(port, connection.sock.getsockname()[1])
-        pid = owner(inode, workers) if inode else None
+        pid = worker_of(connection.sock.getpeername()[1], connection.sock.getsockname()[1], workers)
         if pid is not None and len(pinned[pid]) < per_worker:
             pinned[pid].append(connection)
         else:
@@ -127,80 +111,35 @@ def pinned_connections(port: int, workers: list[int], per_worker: int
     raise RuntimeError(f"could not pin {per_worker} connections to each of {len(workers)} workers")
 
 
-def post(connection: http.client.HTTPConnection, path: str, body: dict[str, Any] | bytes) -> None:
-    data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
-    connection.request("POST", path, body=data, headers={"Content-Type": "application/json"})
-    answer = connection.getresponse()
-    answer.read()
-    if answer.status != 200:
-        raise RuntimeError(f"{path} answered {answer.status}")
-
-
-def premessage(text: str, session: str | None = None,
-               language: str | None = None) -> dict[str, Any]:
-    variables = {"customer_language": language} if language else {}
-    context: dict[str, Any] = {"skills": {"actions skill": {"skill_variables": variables}}}
-    if session:
-        context["global"] = {"session_id": session}
-    return {"event": {"name": "message_received"},
-            "payload": {"input": {"message_type": "text", "text": text}, "context": context}}
-
-
-def payload_file(name: str) -> dict[str, Any]:
-    return json.loads((REPO / "examples" / "payloads" / name).read_text())
-
-
 def warm_up(connections: dict[int, list[http.client.HTTPConnection]]) -> None:
     """Every worker answers every sample once: its imports, caches and allocator are those of a
     worker that has served real traffic."""
     texts = [text for kinds in MESSAGES.values() for items in kinds.values() for text in items]
-    others = [("/webhooks/postmessage", payload_file("post_message_every_type_es.json")),
-              ("/webhooks/logs", payload_file("log_message_logged.json")),
-              ("/webhooks/logs", payload_file("ibm_log_cdr.json"))]
+    others = [("/webhooks/postmessage", "post_message_every_type_es.json"),
+              ("/webhooks/logs", "log_message_logged.json"), ("/webhooks/logs", "ibm_log_cdr.json")]
     for conns in connections.values():
         for text in texts:
-            post(conns[0], "/webhooks/premessage", premessage(text))
-        for path, body in others:
-            post(conns[0], path, body)
+            post_json(conns[0], "/webhooks/premessage", chat_message(text))
+        for path, name in others:
+            post_json(conns[0], path, json.loads((PAYLOADS / name).read_text()))
 
 
 def fill_sessions(connections: dict[int, list[http.client.HTTPConnection]], count: int) -> float:
-    """`count` new sessions in every worker's session memory (the cheap way in: a message with
-    no letters in a session whose language the context already says); seconds taken."""
-    template = json.dumps(premessage("12345", "SESSION", "es")).encode()
-    head, tail = template.split(b"SESSION")
-    errors: list[BaseException] = []
+    """`count` new sessions through every worker (the cheap way in: a message with no letters in
+    a session whose language the context already says), all connections at once; seconds taken."""
+    head, tail = json.dumps(chat_message("12345", "SESSION", "es")).encode().split(b"SESSION")
 
     def send(connection: http.client.HTTPConnection, number: int) -> None:
-        try:
-            for _ in range(number):
-                post(connection, "/webhooks/premessage", head + str(uuid.uuid4()).encode() + tail)
-        except BaseException as exc:  # reported by the caller
-            errors.append(exc)
+        for _ in range(number):
+            post_json(connection, "/webhooks/premessage", head + str(uuid.uuid4()).encode() + tail)
 
-    threads = []
-    for conns in connections.values():
-        shares = [count // len(conns) + (i < count % len(conns)) for i in range(len(conns))]
-        threads += [threading.Thread(target=send, args=(conn, share))
-                    for conn, share in zip(conns, shares)]
+    jobs = [(connection, count // len(conns) + (i < count % len(conns)))
+            for conns in connections.values() for i, connection in enumerate(conns)]
     start = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        for future in [pool.submit(send, *job) for job in jobs]:
+            future.result()  # raises what the thread raised
     return time.monotonic() - start
-
-
-# --- one server -----------------------------------------------------------------------------------
-
-@dataclass
-class Row:
-    detector: str
-    workers: int
-    sessions: int
-    snap: Snapshot
 
 
 def measure(detector: str, workers: int, sessions: list[int]) -> list[Row]:
@@ -210,24 +149,23 @@ def measure(detector: str, workers: int, sessions: list[int]) -> list[Row]:
            "SESSION_MEMORY_SIZE": str(max(sessions)), "WEBHOOK_AUTH": "none",
            "DATABASE_URL": f"sqlite:///{folder.name}/events.sqlite3", "APP_LOG_LEVEL": "WARNING"}
     with folder, serve(KIT_APP, env, start_timeout=120) as url:
-        port = int(url.rsplit(":", 1)[1])
         deadline = time.monotonic() + 60
         while len(pids := worker_pids(url.pid)) < workers and time.monotonic() < deadline:
             time.sleep(0.2)   # /healthz answered: the first worker is up, maybe not the last
         if len(pids) != workers:
             raise RuntimeError(f"expected {workers} workers, found {pids}")
-        connections = pinned_connections(port, pids, per_worker=2)
+        connections = pinned_connections(url, pids, per_worker=2)
         warm_up(connections)
-        time.sleep(0.5)
-        rows.append(Row(detector, workers, 0, snapshot(url.pid, pids)))
         held = 0
-        for size in sorted(sessions):
-            seconds = fill_sessions(connections, size - held)
-            print(f"  {detector} x {workers}: {size - held} more sessions per worker in "
-                  f"{seconds:.0f} s", file=sys.stderr, flush=True)
-            held = size
+        for size in [0, *sorted(sessions)]:
+            if size > held:
+                seconds = fill_sessions(connections, size - held)
+                print(f"  {detector} x {workers}: {size - held} more sessions per worker in "
+                      f"{seconds:.0f} s", file=sys.stderr, flush=True)
+                held = size
             time.sleep(0.5)
-            rows.append(Row(detector, workers, size, snapshot(url.pid, pids)))
+            rows.append(Row(detector, workers, size, rollup(url.pid),
+                            [rollup(pid) for pid in pids]))
         for conns in connections.values():
             for connection in conns:
                 connection.close()
@@ -243,12 +181,11 @@ def print_table(rows: list[Row]) -> None:
           f"{'master PSS':>10} | {'worker RSS':>10} {'worker PSS':>10} {'private':>8} | "
           f"{'total PSS':>9}  (MB; worker figures: the mean of the workers)")
     for row in rows:
-        snap = row.snap
         label = "warm" if row.sessions == 0 else str(row.sessions)
-        print(f"{row.detector:<11} {row.workers:>7} {label:>15} | {mb(snap.master['rss']):>10} "
-              f"{mb(snap.master['pss']):>10} | {mb(snap.mean('rss')):>10} "
-              f"{mb(snap.mean('pss')):>10} {mb(snap.mean('private')):>8} | "
-              f"{mb(snap.total_pss):>9}")
+        print(f"{row.detector:<11} {row.workers:>7} {label:>15} | {mb(row.master['rss']):>10} "
+              f"{mb(row.master['pss']):>10} | {mb(row.mean('rss')):>10} "
+              f"{mb(row.mean('pss')):>10} {mb(row.mean('private')):>8} | "
+              f"{mb(row.total_pss):>9}")
 
 
 def check_defaults(rows: list[Row]) -> bool:
@@ -266,34 +203,35 @@ def check_defaults(rows: list[Row]) -> bool:
         if row is None:
             print(f"{name}: the default is {workers} lingua workers; not measured in this run")
             continue
-        fits = row.snap.total_pss <= 0.9 * limit
+        fits = row.total_pss <= 0.9 * limit
         ok = ok and fits
         print(f"{name}: the default is {workers} worker{'s' * (workers > 1)} (lingua, "
               f"{row.sessions} sessions a worker in the session file):"
-              f" {row.snap.total_pss / MB:.0f} MB measured, {'fits' if fits else 'DOES NOT FIT'}"
+              f" {row.total_pss / MB:.0f} MB measured, {'fits' if fits else 'DOES NOT FIT'}"
               f" in 90 % of the limit ({0.9 * limit / MB:.0f} MB)")
     return ok
 
 
+def numbers(text: str) -> list[int]:
+    return [int(n) for n in text.split(",")]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--detectors", default="lingua,langdetect")
-    parser.add_argument("--workers", default="1,2,4")
-    parser.add_argument("--sessions", default="10000,100000",
+    parser.add_argument("--detectors", default="lingua,langdetect", type=lambda v: v.split(","))
+    parser.add_argument("--workers", default="1,2,4", type=numbers)
+    parser.add_argument("--sessions", default="10000,100000", type=numbers,
                         help="sessions per worker after which to measure (ascending fills)")
     args = parser.parse_args(argv)
-    detectors = args.detectors.split(",")
-    worker_counts = [int(n) for n in args.workers.split(",")]
-    sessions = [int(n) for n in args.sessions.split(",")]
     with bench_lock():
         print(machine())
         print(f"servers: {KIT_APP}, server/gunicorn_conf.py (16 threads per worker), default "
               "LANGUAGES, TRANSLATOR=none, SQLite log store; warm = after the samples\n",
               flush=True)
         rows = []
-        for detector in detectors:
-            for workers in worker_counts:
-                rows += measure(detector, workers, sessions)
+        for detector in args.detectors:
+            for workers in args.workers:
+                rows += measure(detector, workers, args.sessions)
         print_table(rows)
         print()
         return 0 if check_defaults(rows) else 1

@@ -2,39 +2,28 @@
 
     flock /tmp/bench.lock .venv/bin/python bench/translation.py [--requests 20 --turns 1000]
 
-The kit under gunicorn (server/gunicorn_conf.py defaults) with TRANSLATOR=libre at the
-LibreTranslate stand-in (testsupport/libre_server.py, in this process, so its counters are read
-directly), one post-message request at a time on a keep-alive connection; the reply is
-bench/loads.py's: 12 distinct strings in a Spanish session.
-
-1. Cold, the stand-in answering in 50 ms: fresh strings every request. Targets: exactly 1
-   provider request per reply, and a median latency <= 1.2 round trips of the provider (60 ms).
-2. Warm: the same reply again once every worker has it cached. Target: median <= 10 ms, 0
-   provider requests.
-3. Connections the stand-in accepted over `--turns` cold turns (no delay, so the run is short),
-   after the runs above opened each worker's: the pooled sessions keep them open. Target: at
-   most 2 per gunicorn worker.
-
-Exit status 1 when a target is missed.
+The kit under gunicorn with TRANSLATOR=libre at the LibreTranslate stand-in (in this process, so
+its counters are read directly), one post-message request at a time on a keep-alive connection,
+bench/loads.py's reply (12 distinct strings, a Spanish session). Targets, exit 1 when one is missed:
+1. cold, the stand-in answering in 50 ms, fresh strings every request: 1 provider request per
+   reply, a median <= 1.2 round trips of the provider (60 ms);
+2. warm, the same reply once cached: a median <= 10 ms, no provider request;
+3. over `--turns` cold turns without delay, after the runs above opened each worker's
+   connections: at most 2 per worker (the pooled sessions keep them open).
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import pathlib
 import statistics
 import sys
 import tempfile
-import time
-from typing import Any
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from bench.harness import bench_lock, machine  # noqa: E402
+from bench.harness import bench_lock, connect, machine, post_json  # noqa: E402
 from bench.loads import STRINGS, check_translated, kit_env, reply  # noqa: E402
 from testsupport.gunicorn_process import gunicorn_settings, serve  # noqa: E402
 from testsupport.libre_server import LibreServer  # noqa: E402
@@ -45,80 +34,60 @@ WARM_TARGET_MS = 10.0
 CONNECTIONS_PER_WORKER = 2
 
 
-class Client:
-    """One keep-alive connection to the kit; `post` answers (milliseconds, parsed JSON)."""
-
-    def __init__(self, url: str) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]),
-                                                     timeout=30)
-
-    def post(self, body: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-        started = time.perf_counter()
-        self.connection.request("POST", "/webhooks/postmessage", body=json.dumps(body).encode(),
-                                headers={"Content-Type": "application/json"})
-        answer = self.connection.getresponse()
-        raw = answer.read()
-        if answer.status != 200:
-            raise RuntimeError(f"postmessage answered {answer.status}: {raw[:300]!r}")
-        return (time.perf_counter() - started) * 1000, json.loads(raw)
-
-
 def fresh(n: int) -> list[str]:
     """The reply's strings made new by a word, not a number (numbers are masked, so strings that
     differ only in a number share one cache entry)."""
-    tag = ""
-    while True:
-        n, letter = divmod(n, 26)
-        tag += "abcdefghijklmnopqrstuvwxyz"[letter]
-        if not n:
-            break
+    tag = "".join("abcdefghij"[int(digit)] for digit in str(n))
     return [f"{text} (ref {tag})" for text in STRINGS]
 
 
-def cold(client: Client, libre: LibreServer, requests: int, offset: int) -> dict[str, Any]:
+def timed(client: http.client.HTTPConnection, strings: list[str]) -> float:
+    """Milliseconds for one reply holding `strings`, checked to come back translated."""
+    elapsed, answer = post_json(client, "/webhooks/postmessage", reply(strings))
+    check_translated(answer, strings)
+    return elapsed
+
+
+def cold(client: http.client.HTTPConnection, libre: LibreServer, requests: int,
+         offset: int) -> tuple[list[float], list[int]]:
+    """Replies of fresh strings: each one's milliseconds and provider requests."""
     times, provider_requests = [], []
     for n in range(requests):
-        strings = fresh(offset + n)
         before = libre.http_requests
-        elapsed, answer = client.post(reply(strings))
-        check_translated(answer, strings)
-        times.append(elapsed)
+        times.append(timed(client, fresh(offset + n)))
         provider_requests.append(libre.http_requests - before)
-    return {"times": times, "provider_requests": provider_requests}
+    return times, provider_requests
 
 
-def warm(client: Client, libre: LibreServer, requests: int) -> dict[str, Any]:
+def warm(client: http.client.HTTPConnection, libre: LibreServer,
+         requests: int) -> tuple[list[float], int]:
+    """The same reply once cached: each one's milliseconds, and the provider requests they made."""
     quiet = 0
-    for _ in range(200):  # until every worker has the reply: five requests in a row with no call
+    for _ in range(200):  # until the reply is cached: five requests in a row with no call
         before = libre.http_requests
-        client.post(reply(STRINGS))
+        timed(client, STRINGS)
         quiet = quiet + 1 if libre.http_requests == before else 0
         if quiet == 5:
             break
     before = libre.http_requests
-    times = []
-    for _ in range(requests):
-        elapsed, answer = client.post(reply(STRINGS))
-        check_translated(answer, STRINGS)
-        times.append(elapsed)
-    return {"times": times, "provider_requests": libre.http_requests - before}
+    times = [timed(client, STRINGS) for _ in range(requests)]
+    return times, libre.http_requests - before
 
 
 def run(requests: int, turns: int) -> bool:
     workers = int(gunicorn_settings().get("workers") or 1)
     print(f"machine: {machine()}")
     print(f"kit: server/gunicorn_conf.py defaults ({workers} workers), TRANSLATOR=libre at a "
-          f"stand-in "
-          f"on loopback; one request at a time on one keep-alive connection (one worker "
+          f"stand-in on loopback; one request at a time on one keep-alive connection (one worker "
           f"serves it)")
     libre = LibreServer(delay_ms=DELAY_MS).start()
     try:
         with tempfile.TemporaryDirectory() as tmp, \
                 serve(env=kit_env(libre.url, f"sqlite:///{tmp}/events.sqlite3")) as url:
-            client = Client(url)
+            client = connect(url)
             cold(client, libre, workers * 2, offset=10_000)  # each worker reads /languages
-            first = cold(client, libre, requests, offset=0)
-            second = warm(client, libre, requests * 5)
+            cold_times, cold_requests = cold(client, libre, requests, offset=0)
+            warm_times, warm_requests = warm(client, libre, requests * 5)
             libre.delay(0)
             before = libre.connections  # opened by the workers so far (each keeps its own)
             libre.reset_counts()
@@ -128,27 +97,26 @@ def run(requests: int, turns: int) -> bool:
     finally:
         libre.stop()
 
-    median = statistics.median(first["times"])
+    median = statistics.median(cold_times)
     round_trips = median / DELAY_MS
-    per_reply = sorted(set(first["provider_requests"]))
+    per_reply = sorted(set(cold_requests))
     cold_ok = per_reply == [1] and round_trips <= COLD_TARGET_ROUND_TRIPS
     print(f"cold ({requests} replies of 12 fresh strings, provider {DELAY_MS:.0f} ms): median "
-          f"{median:.1f} ms = {round_trips:.2f} round trips (min {min(first['times']):.1f}, max "
-          f"{max(first['times']):.1f} ms); provider requests per reply {per_reply}  "
+          f"{median:.1f} ms = {round_trips:.2f} round trips (min {min(cold_times):.1f}, max "
+          f"{max(cold_times):.1f} ms); provider requests per reply {per_reply}  "
           f"{'ok' if cold_ok else 'MISSED'} (target 1 request, <= {COLD_TARGET_ROUND_TRIPS} "
           f"round trips)")
-    warm_median = statistics.median(second["times"])
-    warm_ok = warm_median <= WARM_TARGET_MS and second["provider_requests"] == 0
-    print(f"warm ({len(second['times'])} replies, cached): median {warm_median:.2f} ms, max "
-          f"{max(second['times']):.2f} ms; provider requests {second['provider_requests']}  "
+    warm_median = statistics.median(warm_times)
+    warm_ok = warm_median <= WARM_TARGET_MS and warm_requests == 0
+    print(f"warm ({len(warm_times)} replies, cached): median {warm_median:.2f} ms, max "
+          f"{max(warm_times):.2f} ms; provider requests {warm_requests}  "
           f"{'ok' if warm_ok else 'MISSED'} (target median <= {WARM_TARGET_MS:.0f} ms, 0)")
     limit = CONNECTIONS_PER_WORKER * workers
     per_thousand = connections * 1000 / turns
     connections_ok = connections <= limit
     print(f"connections: {connections} new over {turns} cold turns ({provider_requests} "
           f"provider requests) = {per_thousand:.1f} per 1,000 turns; {total} in the whole run "
-          f"({workers} workers)  "
-          f"{'ok' if connections_ok else 'MISSED'} (target <= {limit}: "
+          f"({workers} workers)  {'ok' if connections_ok else 'MISSED'} (target <= {limit}: "
           f"{CONNECTIONS_PER_WORKER} per worker)")
     return cold_ok and warm_ok and connections_ok
 
