@@ -1,5 +1,6 @@
-"""The explorer's pages: overview (/explorer/), sessions (/explorer/sessions) and one session
-(/explorer/session?id=<id>).
+"""The explorer's pages: overview (/explorer/), sessions (/explorer/sessions), one session
+(/explorer/session?id=<id>), actions (/explorer/actions) and unrecognized requests
+(/explorer/unrecognized).
 
 Access and headers are guard.py's: it runs before every request under /explorer/, these pages
 only see requests it let through.
@@ -17,7 +18,7 @@ from markupsafe import Markup, escape
 from ..envelope import error_response
 from ..store import Filters, StoreUnavailable, utcnow
 from ..store.reports import PAGE_SIZE
-from . import charts, guard
+from . import charts, guard, quality
 
 bp = Blueprint("explorer", __name__, url_prefix=guard.PREFIX, template_folder="templates",
                static_folder="static")
@@ -30,6 +31,9 @@ REDACTED = re.compile(r"\[(email|iban|card|national_id|phone|unscanned)\]")
 MAX_FILTER = 255
 # The last day a custom period may name: the period ends the day after `until`, which must exist.
 LAST_DAY = date.max - timedelta(days=1)
+# The furthest page of unrecognized requests (offset pagination: each page re-reads the ones
+# before it, so the list stops where a reader would have narrowed the period anyway).
+MAX_OFFSET = 10_000
 
 
 class BadInput(ValueError):
@@ -71,6 +75,49 @@ def overview() -> str:
     bars = charts.columns(series, charts.slots(view["since"], view["until"], view["bucket"]))
     return render_template("explorer/overview.html", figures=figures, bars=bars, view=view,
                            share=charts.share, chart=charts)
+
+
+@bp.get("/actions")
+def actions() -> str:
+    view = _view()
+    settings = current_app.config["WEBHOOK_SETTINGS"]
+    report = _quality(view)
+    return render_template("explorer/actions.html", view=view, report=report,
+                           tables=quality.action_rows(report, settings.assistant_language),
+                           reasons=quality.REASONS, assistant_language=settings.assistant_language)
+
+
+@bp.get("/unrecognized")
+def unrecognized() -> str:
+    view = _view()
+    offset = _offset()
+    filters = view["filters"]
+    rows = _store().unrecognized_requests(
+        filters.since, filters.until, assistant=filters.assistant,
+        environment=filters.environment, language=filters.language, limit=PAGE_SIZE + 1,
+        offset=offset)
+    more = len(rows) > PAGE_SIZE and offset + PAGE_SIZE <= MAX_OFFSET
+    return render_template("explorer/unrecognized.html", view=view, rows=rows[:PAGE_SIZE],
+                           offset=offset,
+                           next_args=dict(view["args"], offset=offset + PAGE_SIZE) if more
+                           else None)
+
+
+def _quality(view: dict[str, Any], language: str | None = None) -> dict[str, Any]:
+    """The quality report for the view's period and filters (or another `language`)."""
+    filters = view["filters"]
+    return _store().quality_report(filters.since, filters.until, assistant=filters.assistant,
+                                   environment=filters.environment,
+                                   language=language or filters.language)
+
+
+def _reference(report: dict[str, Any], view: dict[str, Any],
+               assistant_language: str) -> dict[str, Any] | None:
+    """The assistant language's figures for the gaps, when a language filter left them out of
+    `report`: the same period and filters, in that language."""
+    if assistant_language in report["languages"] or not view["filters"].language:
+        return None
+    return _quality(view, assistant_language)["languages"].get(assistant_language)
 
 
 @bp.get("/sessions")
@@ -171,6 +218,13 @@ def _view() -> dict[str, Any]:
                                language or None),
             "since": since, "until": until, "bucket": bucket, "period": period, "args": args,
             "query": {key: value for key, value in args.items() if value}}
+
+
+def _offset() -> int:
+    value = request.args.get("offset", "0") or "0"
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_OFFSET:
+        raise BadInput(f"offset must be a whole number from 0 to {MAX_OFFSET}")
+    return int(value)
 
 
 def _cursor(value: str | None) -> tuple[datetime, str] | None:
