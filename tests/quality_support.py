@@ -119,9 +119,9 @@ EXPECTED_UNRECOGNIZED = [
 ]
 
 
-def expected_report(since: datetime, until: datetime) -> dict[str, Any]:
+def expected_report(since: datetime, until: datetime | None) -> dict[str, Any]:
     return {"since": since.isoformat(timespec="seconds") + "Z",
-            "until": until.isoformat(timespec="seconds") + "Z",
+            "until": until and until.isoformat(timespec="seconds") + "Z",
             "languages": EXPECTED_LANGUAGES, "all": EXPECTED_ALL, "actions": EXPECTED_ACTIONS}
 
 

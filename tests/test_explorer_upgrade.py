@@ -88,7 +88,7 @@ def test_a_version_1_database_upgrades_in_place(store_url: str) -> None:
         before = [tuple(row) for row in connection.execute(select(old).order_by(old.c.id))]
 
     store = EventStore.open(store_url)
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION == 4
     assert {"log_hourly", "log_session_hours", "log_rolled_hours"} <= \
         set(inspect(engine).get_table_names())
     columns = {column["name"] for column in inspect(engine).get_columns("log_events")}
@@ -110,7 +110,7 @@ def test_a_version_1_database_upgrades_in_place(store_url: str) -> None:
     assert figures["translation_failures"] == 1 and figures["calls"]["end_reasons"] == \
         {"caller_hangup": 1}
     # Opening it again changes nothing.
-    assert EventStore.open(store_url).create_schema() == 3
+    assert EventStore.open(store_url).create_schema() == 4
     with engine.connect() as connection:
         assert connection.execute(select(events).order_by(events.c.id)).all() == rows
     engine.dispose()
@@ -129,7 +129,7 @@ def test_a_version_2_database_gets_the_roll_up_tables(store_url: str) -> None:
     period = Filters(DAY - timedelta(hours=2), DAY + timedelta(hours=2))
 
     upgraded = EventStore.open(store_url)
-    assert upgraded.schema_version() == 3
+    assert upgraded.schema_version() == 4
     figures = upgraded.overview(period)
     assert (figures["messages"], figures["sessions"], figures["calls"]["count"]) == (2, 1, 1)
     with engine.connect() as connection:   # the period's whole hours from the oldest event on

@@ -44,10 +44,11 @@ from ..settings import SettingsError
 from .commit import GROUP_COMMIT_DEFAULT, GroupCommitter, WriterLock
 from .deadlines import Budget
 from .raw_insert import insert_raw
+from .quality_reports import QualityReports
 from .reports import EventReports
 from .retention import Retention
 from .rollup import HOUR, RollUp
-from .upgrade import add_missing_columns, backfill_version_2
+from .upgrade import add_missing_columns, backfill_version_2, refill_rollup
 from .schema import (DEFAULT_TIMEOUT, SCHEMA_VERSION, STARTUP_TIMEOUT, LogEvent, StoreUnavailable,
                      build_engine, events, metadata, normalize_url, safe_url, schema_version,
                      utcnow)
@@ -77,9 +78,9 @@ def insert_ignoring_duplicates_core(dialect: str) -> Any:
         events.c.event, events.c.idempotency_key)
 
 
-class EventStore(EventReports, Retention):
+class EventStore(EventReports, QualityReports, Retention):
     """The log events table and everything done with it: insert, readiness, purge; export and
-    stats come from EventReports."""
+    stats come from EventReports, the quality report from QualityReports."""
 
     def __init__(self, url: str, *, retention_days: int | None = None,
                  group_commit: bool | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -162,6 +163,8 @@ class EventStore(EventReports, Retention):
                     filled = backfill_version_2(connection)
                     log.warning("log store upgraded from schema version %s to %s (%d events "
                                 "filled in)", found, SCHEMA_VERSION, filled)
+                if found is not None and found < 4:
+                    refill_rollup(connection)
                 if found is None or found < SCHEMA_VERSION:
                     connection.execute(schema_version.insert().values(
                         version=SCHEMA_VERSION, applied_at=utcnow()))

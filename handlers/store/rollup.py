@@ -26,6 +26,7 @@ from sqlalchemy import and_, case, delete, func, insert, literal, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import quality_rollup
 from .schema import StoreUnavailable, events, hourly, rolled_hours, session_hours, utcnow
 
 log = logging.getLogger("handlers.store")
@@ -162,6 +163,7 @@ class RollUp:
                                                else_=0)))
             .where(period, events.c.event == "message_logged", events.c.session_id.is_not(None))
             .group_by(bucket, *keys)))
+        quality_rollup.fill(connection, start, end)
         connection.execute(insert(rolled_hours), [{"hour": hour} for hour in hours(start, end)])
 
     def forget(self, connection: Connection, since: datetime | None,
@@ -169,7 +171,7 @@ class RollUp:
         """Drop the roll-up of the hours [floor(since), until) (None: every hour), in the
         caller's write transaction, after it changed their events."""
         self._begin(connection)
-        for table in (hourly, session_hours, rolled_hours):
+        for table in (hourly, session_hours, *quality_rollup.TABLES, rolled_hours):
             conditions = []
             if since is not None:
                 conditions.append(table.c.hour >= floor_hour(since))

@@ -25,7 +25,9 @@ from ..settings import SettingsError
 # its covering index; `upgrade.py` brings a version 1 database there in place.
 # 3: the overview's hourly roll-up tables (log_hourly, log_session_hours, log_rolled_hours),
 # created empty and filled by the readers (rollup.py).
-SCHEMA_VERSION = 3
+# 4: the quality report's share of that roll-up (quality_rollup.py); the hours a version 3
+# database rolled up are rolled up again, with it.
+SCHEMA_VERSION = 4
 # Seconds a log request may spend on the database (pool, connect, statement, locks) before the
 # webhook gives up and answers 503 (DATABASE_TIMEOUT): the bound is 2 s from a silent
 # partition, and the watchdog that enforces it looks every WATCHDOG_PERIOD seconds.

@@ -2,6 +2,9 @@
 place, inside the transaction that creates the schema (one process does it; the others wait on
 the PostgreSQL advisory lock or SQLite's write lock, then find the new version).
 
+Version 4 (the quality report) rolls up what version 3 did plus the quality parts: the hours a
+version 3 database rolled up are forgotten, to be rolled up again with them (`refill_rollup`).
+
 Version 2 (the explorer) adds four nullable columns, which both backends add without
 rewriting the table, and fills them for the rows already stored from each row's raw event,
 with the same extraction the log webhook applies to new events (the context variables under
@@ -13,10 +16,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import inspect, select, text, update
+from sqlalchemy import delete, inspect, select, text, update
 from sqlalchemy.engine import Connection
 
-from .schema import events
+from .schema import events, hourly, rolled_hours, session_hours
 
 VERSION_2_COLUMNS = ("original_text", "environment", "translation_failed", "end_reason")
 BACKFILL_BATCH = 500
@@ -67,3 +70,10 @@ def _version_2_values(name: str, raw: str, message_columns: Any,
     columns = message_columns(payload, "customer_language") if name == "message_logged" \
         else call_columns(payload) if name == "cdr_logged" else {}
     return {key: columns[key] for key in VERSION_2_COLUMNS if columns.get(key) is not None}
+
+
+def refill_rollup(connection: Connection) -> None:
+    """Forget every rolled-up hour (version 3 to 4): the next reader rolls them up again,
+    quality parts included."""
+    for table in (hourly, session_hours, rolled_hours):
+        connection.execute(delete(table))

@@ -1,0 +1,121 @@
+"""The quality report and the unrecognized requests, for `flask logs report` and the explorer:
+`store.quality_report(...)` and `store.unrecognized_requests(...)`.
+
+A mixin of EventStore, like reports.py, whose period plan it shares: the whole closed hours of
+a period come from the roll-up (quality_rollup.py, filled with the overview's), its open edges
+from the events themselves.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterator
+
+from sqlalchemy import and_, select
+from sqlalchemy.engine import Connection
+
+from .quality import Part, report
+from .quality_rollup import quality_parts, read_parts, rolled_parts, unrecognized
+from .reports import Filters
+from .rollup import Split
+from .schema import events, utcnow
+
+# The report's conversations without a customer language when the caller names no
+# ASSISTANT_LANGUAGE (the overview's word for a message without one).
+UNKNOWN = "unknown"
+
+
+class QualityReports:
+    """quality_report and unrecognized_requests over EventStore's engine and roll-up."""
+
+    def _connect(self) -> Connection:
+        raise NotImplementedError      # EventReports'
+
+    def _no_statement_timeout(self, connection: Connection) -> None:
+        raise NotImplementedError      # EventReports'
+
+    def _plan(self, filters: Filters) -> Split:
+        raise NotImplementedError      # EventReports'
+
+    def quality_report(self, since: datetime | None, until: datetime | None, *,
+                       assistant: str | None = None, environment: str | None = None,
+                       language: str | None = None, now: datetime | None = None,
+                       assistant_language: str | None = None) -> dict[str, Any]:
+        """Conversations, containment, recognition, action completion, translation failures
+        and unsupported-language replies per customer language over [since, until) (the JSON
+        of `flask logs report`, see quality.py). `language` keeps the conversations in that
+        language; `assistant_language` is the language of a conversation that names none."""
+        filters = Filters(since, until, assistant, environment)
+        plan = self._plan(filters)
+        with self._connect() as connection, connection.begin():
+            self._no_statement_timeout(connection)
+            parts = list(self._parts(connection, filters, plan))
+        return report(parts, now or utcnow(), assistant_language or UNKNOWN, since, until,
+                      language)
+
+    def _parts(self, connection: Connection, filters: Filters, plan: Split) -> Iterator[Part]:
+        for period in plan.edges:
+            for part, _missed in read_parts(connection, _where(filters.during(period)),
+                                            by_hour=False):
+                yield part
+        if plan.rolled is not None:
+            yield from rolled_parts(connection, _where(filters.during(plan.rolled),
+                                                       quality_parts))
+
+    def unrecognized_requests(self, since: datetime | None, until: datetime | None, *,
+                              assistant: str | None = None, environment: str | None = None,
+                              language: str | None = None, limit: int = 50,
+                              offset: int = 0) -> list[dict[str, Any]]:
+        """The requests no action recognized, newest first: the customer's words as typed
+        (`original_text`, None when they were not translated) beside what the assistant
+        received (`received_text`), so a reader sees whether translation or the assistant
+        failed. `language`: the turn's customer language."""
+        filters = Filters(since, until, assistant, environment)
+        plan = self._plan(filters)
+        wanted = offset + limit
+        found: list[tuple[datetime, int]] = []
+        with self._connect() as connection, connection.begin():
+            self._no_statement_timeout(connection)
+            for period in plan.edges:
+                for _part, missed in read_parts(connection, _where(filters.during(period)),
+                                                by_hour=False):
+                    found += [(at, event_id) for event_id, at in missed]
+            if plan.rolled is not None:
+                query = select(unrecognized.c.received_at, unrecognized.c.event_id).where(
+                    _where(filters.during(plan.rolled), unrecognized))
+                if language:
+                    query = query.join(events, events.c.id == unrecognized.c.event_id) \
+                        .where(events.c.language == language)
+                found += [tuple(row) for row in connection.execute(
+                    query.order_by(unrecognized.c.received_at.desc(),
+                                   unrecognized.c.event_id.desc()).limit(wanted))]
+            chosen = [event_id for _at, event_id in sorted(found, reverse=True)]
+            query = select(events.c.id, events.c.received_at, events.c.session_id,
+                           events.c.language, events.c.original_text, events.c.customer_text,
+                           events.c.assistant_id, events.c.environment) \
+                .where(events.c.id.in_(chosen))
+            if language:
+                query = query.where(events.c.language == language)
+            rows = connection.execute(query).all() if chosen else []
+        by_id = {row.id: row for row in rows}
+        listed = [by_id[event_id] for event_id in chosen if event_id in by_id]
+        return [{"time": row.received_at, "session_id": row.session_id,
+                 "language": row.language, "original_text": row.original_text,
+                 "received_text": row.customer_text, "assistant": row.assistant_id,
+                 "environment": row.environment} for row in listed[offset:wanted]]
+
+
+def _where(filters: Filters, table: Any = events) -> Any:
+    """The period, assistant and environment of `filters` on the events or a roll-up table
+    (a conversation's language is known only once its parts are merged)."""
+    time = table.c.received_at if table is events else table.c.hour
+    conditions = []
+    if filters.since is not None:
+        conditions.append(time >= filters.since)
+    if filters.until is not None:
+        conditions.append(time < filters.until)
+    if filters.assistant:
+        conditions.append(table.c.assistant_id == filters.assistant)
+    if filters.environment:
+        conditions.append(table.c.environment == filters.environment)
+    return and_(True, *conditions)

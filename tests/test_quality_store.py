@@ -1,0 +1,111 @@
+"""The quality report and the unrecognized requests from the store, on SQLite and PostgreSQL:
+the fixture sessions stored as the log webhook stores them, counted from the hourly roll-up
+and from the events, figure by figure against the hand counts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from handlers.store import EventStore, utcnow
+from handlers.store.quality_rollup import quality_parts, unrecognized
+from handlers.store.rollup import floor_hour
+from logs_support import pg_store_url, store_url  # noqa: F401
+from quality_support import (EXPECTED_LANGUAGES, EXPECTED_UNRECOGNIZED, expected_report,
+                             log_event, shifted)
+
+
+@pytest.fixture
+def store(store_url: str) -> EventStore:
+    return EventStore.open(store_url)
+
+
+def rows(store: EventStore, table) -> int:
+    with store.engine.connect() as connection:
+        return len(connection.execute(table.select()).all())
+
+
+def test_the_report_from_the_roll_up_is_the_hand_count(store: EventStore):
+    start = floor_hour(utcnow()) - timedelta(hours=5)
+    store.add_many([log_event(turn) for turn in shifted(start)])
+    since, until = start - timedelta(hours=1), floor_hour(utcnow()) + timedelta(hours=1)
+    first = store.quality_report(since, until, assistant_language="en")
+    assert first == expected_report(since, until)
+    assert rows(store, quality_parts) == 8 and rows(store, unrecognized) == 2
+    assert store.quality_report(since, until, assistant_language="en") == first
+
+
+def test_the_report_from_the_events_is_the_same(store: EventStore):
+    """A period that holds no whole closed hour is counted from the events alone."""
+    start = floor_hour(utcnow()) - timedelta(hours=5)
+    store.add_many([log_event(turn) for turn in shifted(start)])
+    since, until = start - timedelta(minutes=30), start + timedelta(minutes=50)
+    assert store.quality_report(since, until, assistant_language="en") == \
+        expected_report(since, until)
+    assert rows(store, quality_parts) == 0
+
+
+def test_filters(store: EventStore):
+    start = floor_hour(utcnow()) - timedelta(hours=5)
+    turns = list(shifted(start))
+    for turn in turns:
+        if turn["session_id"] == "quality-stuck-en":
+            turn["assistant_id"], turn["environment_id"] = "other-assistant", "other-env"
+    store.add_many([log_event(turn) for turn in turns])
+    since = start - timedelta(hours=1)
+    spanish = store.quality_report(since, None, language="es", assistant_language="en")
+    assert spanish["languages"] == {"es": EXPECTED_LANGUAGES["es"]}
+    other = store.quality_report(since, None, assistant="other-assistant")
+    assert other["languages"] == {"en": EXPECTED_LANGUAGES["en"]}
+    assert store.quality_report(since, None, environment="other-env")["all"] == \
+        EXPECTED_LANGUAGES["en"]
+    assert store.quality_report(since, None, assistant="nobody")["all"]["conversations"] == 0
+
+
+def test_what_was_written_after_the_hour_was_rolled_up_counts(store: EventStore):
+    start = floor_hour(utcnow()) - timedelta(hours=5)
+    turns = list(shifted(start))
+    store.add_many([log_event(turn) for turn in turns if turn["session_id"] != "quality-dialog-pt"])
+    since = start - timedelta(hours=1)
+    assert store.quality_report(since, None)["all"]["conversations"] == 7
+    store.add_many([log_event(turn) for turn in turns if turn["session_id"] == "quality-dialog-pt"])
+    assert store.quality_report(since, None, assistant_language="en") == \
+        expected_report(since, None)
+
+
+@pytest.mark.parametrize("hours_ago", [5, 0])
+def test_unrecognized_requests(store: EventStore, hours_ago: int):
+    """From the roll-up (hours ago) and from the events (this hour): newest first, with the
+    words as typed beside what the assistant received."""
+    start = floor_hour(utcnow()) - timedelta(hours=hours_ago)
+    store.add_many([log_event(turn) for turn in shifted(start)])
+    since = start - timedelta(hours=1)
+    got = store.unrecognized_requests(since, None)
+    assert [(item["session_id"], item["original_text"], item["received_text"],
+             item["language"]) for item in got] == EXPECTED_UNRECOGNIZED
+    assert got[0]["time"] == start + timedelta(minutes=32)
+    assert {item["assistant"] for item in got} == {"97f16ba4-ad94-41af-aa6c-33cd56ad5e7e"}
+    assert got[0]["environment"] == "0d4e2d13-5a54-4f45-9e6d-4b3b5a2c2b10"
+    assert store.unrecognized_requests(since, None, limit=1, offset=1) == got[1:]
+    assert store.unrecognized_requests(since, None, language="de") == got[1:]
+    assert store.unrecognized_requests(since, None, assistant="nobody") == []
+
+
+def test_a_version_3_roll_up_is_rolled_up_again_with_the_quality_parts(store_url: str):
+    from handlers.store.schema import schema_version
+
+    store = EventStore.open(store_url)
+    start = floor_hour(utcnow()) - timedelta(hours=5)
+    store.add_many([log_event(turn) for turn in shifted(start)])
+    since = start - timedelta(hours=1)
+    store.quality_report(since, None)
+    with store.engine.begin() as connection:     # what version 3 left: hours without parts
+        for table in (quality_parts, unrecognized):
+            connection.execute(table.delete())
+        connection.execute(schema_version.delete())
+        connection.execute(schema_version.insert().values(version=3, applied_at=utcnow()))
+    upgraded = EventStore.open(store_url)
+    assert upgraded.schema_version() == 4
+    assert upgraded.quality_report(since, None, assistant_language="en") == \
+        expected_report(since, None)
