@@ -15,15 +15,11 @@ from typing import Any
 import pytest
 from bs4 import BeautifulSoup
 
-from handlers.store import EventStore
+from handlers.cli import logs_cli
 from logs_support import pg_store_url, store_url  # noqa: F401
 from quality_support import (EXPECTED_ACTIONS, EXPECTED_ALL, EXPECTED_LANGUAGES,
                              EXPECTED_UNRECOGNIZED, FIXTURE_START, log_event, session, shifted)
 from test_explorer import PASSWORD, USER, get
-
-pytestmark = pytest.mark.skipif(not hasattr(EventStore, "quality_report"),
-                                reason="the quality report (store.quality_report) is not "
-                                       "in this tree yet")
 
 PERIOD = {"period": "custom", "since": "2026-01-05", "until": "2026-01-05"}
 RATES = ("containment", "recognition", "completion")
@@ -83,6 +79,8 @@ def test_quality_table_shows_the_hand_counts_with_the_gaps(app: Any) -> None:
     assert text(rows["es"], ".completion .gap") == "+50.0 pts"         # en's one got stuck
 
 
+@pytest.mark.skipif("report" not in logs_cli.commands,
+                    reason="`flask logs report` is not in this tree yet")
 def test_the_table_is_the_report_of_logs_report(app: Any) -> None:
     result = app.test_cli_runner().invoke(args=["logs", "report", "--since", "2026-01-05",
                                                 "--until", "2026-01-05", "--format", "json"])

@@ -73,8 +73,12 @@ def overview() -> str:
     figures = store.overview(view["filters"], settings.supported_languages, view["bucket"])
     series = figures["per_" + view["bucket"]]
     bars = charts.columns(series, charts.slots(view["since"], view["until"], view["bucket"]))
+    report = _quality(view)
+    rows = quality.language_rows(report, settings.assistant_language,
+                                 _reference(report, view, settings.assistant_language))
     return render_template("explorer/overview.html", figures=figures, bars=bars, view=view,
-                           share=charts.share, chart=charts)
+                           share=charts.share, chart=charts, quality=rows,
+                           assistant_language=settings.assistant_language)
 
 
 @bp.get("/actions")
@@ -106,9 +110,11 @@ def unrecognized() -> str:
 def _quality(view: dict[str, Any], language: str | None = None) -> dict[str, Any]:
     """The quality report for the view's period and filters (or another `language`)."""
     filters = view["filters"]
+    settings = current_app.config["WEBHOOK_SETTINGS"]
     return _store().quality_report(filters.since, filters.until, assistant=filters.assistant,
                                    environment=filters.environment,
-                                   language=language or filters.language)
+                                   language=language or filters.language,
+                                   assistant_language=settings.assistant_language)
 
 
 def _reference(report: dict[str, Any], view: dict[str, Any],
