@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Iterator
 
 import pytest
 
 from bench.harness import serve
+from bench.quality import rows as bench_month
 from handlers.logs import call_columns, idempotency_key, message_columns, raw_json
 from handlers.store import EventStore, LogEvent, utcnow
 from logs_support import cdr_body, message_body
@@ -32,6 +33,8 @@ SCREENSHOTS = pathlib.Path(os.environ.get("EXPLORER_SCREENSHOTS", "")) \
 
 pytestmark = pytest.mark.slow
 QUALITY_PERIOD = "period=custom&since=2026-01-05&until=2026-01-05"
+MONTH_END = datetime(2025, 6, 1)
+MONTH = "period=custom&since=2025-05-02&until=2025-05-31"
 WORSE = "rgb(164, 38, 44)"     # explorer.css: a rate below the assistant language's
 
 # Session ids a browser would rewrite in a path (dot segments, even percent-encoded; a query;
@@ -132,6 +135,7 @@ def server(tmp_path_factory: Any) -> Iterator[str]:
     call["payload"]["assistant_interaction_summaries"][0]["session_id"] = "sess-es-1"
     rows.append(event(call, now + timedelta(minutes=5)))
     rows += [log_event(turn) for turn in shifted(FIXTURE_START)]
+    rows += list(bench_month(3_000, MONTH_END))       # the screenshots' month
     store.add_many(rows)
     store.engine.dispose()
     env = {"DATABASE_URL": url, "WEBHOOKS": "log", "EXPLORER_USERNAME": USER,
@@ -276,7 +280,6 @@ def test_quality_actions_and_unrecognized(page: Any, server: str, tmp_path: path
     marker = french.locator(".containment svg line").bounding_box()
     bar = french.locator(".containment svg").bounding_box()
     assert abs(marker["x"] + marker["width"] / 2 - (bar["x"] + bar["width"])) < 2
-    shoot(page, "explorer-quality.png", tmp_path, page.locator("section", has=table))
 
     page.click("text=Actions in this period")
     page.wait_for_load_state()
@@ -284,7 +287,6 @@ def test_quality_actions_and_unrecognized(page: Any, server: str, tmp_path: path
     stuck = page.locator("#frequent tbody tr", has=page.locator(".language bdi", has_text="en"))
     assert stuck.locator(".reason-stuck").inner_text() == "1"
     assert page.locator("#by-language thead th").nth(3).inner_text().startswith("en")
-    shoot(page, "explorer-actions.png", tmp_path)
 
     page.goto(f"{server}/explorer/?{QUALITY_PERIOD}")
     page.click("text=Unrecognized requests")
@@ -298,6 +300,21 @@ def test_quality_actions_and_unrecognized(page: Any, server: str, tmp_path: path
     rows.first.locator("a.session").click()
     page.wait_for_load_state()
     assert page.locator("h1 code").inner_text() == shown[0][0]
+
+
+def test_quality_views_of_a_month(page: Any, server: str, tmp_path: pathlib.Path) -> None:
+    """bench/quality.py's month of conversations (the screenshots of docs/explorer.md)."""
+    page.goto(f"{server}/explorer/?{MONTH}")
+    table = page.locator("#quality")
+    assert table.locator("tbody tr").count() == 9                # 8 languages and all
+    shoot(page, "explorer-quality.png", tmp_path, page.locator("section", has=table))
+    page.goto(f"{server}/explorer/actions?{MONTH}")
+    assert page.locator("#frequent tbody tr").count() == 25      # 8 actions x 8 languages
+    assert page.locator("#by-language tbody tr").count() == 8
+    shoot(page, "explorer-actions.png", tmp_path)
+    page.goto(f"{server}/explorer/unrecognized?{MONTH}")
+    assert page.locator("#unrecognized tbody tr").count() == 50
+    assert page.locator("a.next").count() == 1
 
 
 def test_quality_pages_fit_a_phone(browser: Any, server: str) -> None:
