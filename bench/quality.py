@@ -4,10 +4,9 @@
 
 A fresh store (SQLite; PostgreSQL from BENCH_DATABASE_URL or TEST_DATABASE_URL) filled by the
 kit's extraction and `add_many`: events with IBM's turn events over 30 days, 1-6 turns a session
-in 8 languages, requests starting one of 8 actions or "No matches", finished, stuck, fallen back
-or left open, 3 % handed to an agent. Times the first report (it fills the roll-up), then best
-and median of 3 runs after a warm-up. Target: report, overview, Actions under 1 s (else exit 1).
-"""
+in 8 languages, requests starting one of 8 actions or "No matches" (finished, stuck, fallen back
+or left open), 3 % handed to an agent. Times the first report (it fills the roll-up), then best
+and median of 3 warm runs. Target: report, overview, Actions under 1 s (else exit 1)."""
 
 from __future__ import annotations
 
@@ -43,8 +42,7 @@ ACTIONS = [(f"action_{100 + index}", title) for index, title in enumerate(
 FINISHES = ["all_steps_done"] * 80 + ["ended_by_step"] * 5 + ["max_retries_reached"] * 5 + \
     ["fallback"] * 3 + [None] * 7
 WORDS = "order parcel refund delivery account password invoice payment address help".split()
-PAGES = {"overview": "/explorer/?period=30d", "actions": "/explorer/actions?period=30d",
-         "unrecognized": "/explorer/unrecognized?period=30d"}
+PAGES = {"overview": "/explorer/?period=30d", "actions": "/explorer/actions?period=30d"}
 
 
 def payload(rng: random.Random, number: int, session: int, language: str,
@@ -128,17 +126,19 @@ def main() -> int:
     parser.add_argument("--backends", default="sqlite,postgresql")
     args = parser.parse_args()
     base = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
-    if "postgresql" in args.backends and not base:
-        parser.error("set BENCH_DATABASE_URL or TEST_DATABASE_URL, or --backends sqlite")
+    backends = args.backends.split(",")
+    if "postgresql" in backends and not base:
+        print("*** PostgreSQL SKIPPED: set BENCH_DATABASE_URL or TEST_DATABASE_URL ***")
+        backends.remove("postgresql")
     missed = []
     with bench_lock(), tempfile.TemporaryDirectory(prefix="bench-quality-") as folder, \
             contextlib.ExitStack() as stack:
-        for backend in args.backends.split(","):
+        for backend in backends:
             url = f"sqlite:///{folder}/events.sqlite3" if backend == "sqlite" else \
                 stack.enter_context(postgres_schema(base, "bench_quality"))
             missed += [f"{backend}: {name} took {median:.2f} s" for name, median in
                        measure(backend, url, args.events) if median >= TARGET
-                       and not name.startswith(("report 30 d, first", "unrecognized"))]
+                       and "first" not in name]
     for line in missed:
         print(f"*** {line} (target < {TARGET} s) ***")
     return 1 if missed else 0
