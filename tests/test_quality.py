@@ -4,6 +4,7 @@ and parts that merge to the same figures however a conversation is cut (quality.
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 from datetime import datetime, timedelta
 
 import pytest
@@ -106,7 +107,7 @@ def test_parts_merge_to_the_whole_however_the_session_is_cut(name):
 def test_a_stored_part_reads_back_the_same():
     turns = [facts_of(turn) for turn in session("topic_switch")["turns"]]
     part = part_of("s", turns[:1])
-    back = Part.from_json(part.to_json(), "s", part.first_at, part.last_at)
+    back = Part.from_row(SimpleNamespace(**part.to_row()))
     assert back.open == part.open and back.outcomes == part.outcomes
     assert merge(back, part_of("s", turns[1:])).outcomes == \
         merge(part, part_of("s", turns[1:])).outcomes

@@ -4,9 +4,10 @@ and from the events, figure by figure against the hand counts."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import func, select
 
 from handlers.store import EventStore, utcnow
 from handlers.store.quality_rollup import quality_parts, unrecognized
@@ -109,3 +110,30 @@ def test_a_version_3_roll_up_is_rolled_up_again_with_the_quality_parts(store_url
     assert upgraded.schema_version() == 4
     assert upgraded.quality_report(since, None, assistant_language="en") == \
         expected_report(since, None)
+
+
+def test_a_conversation_over_several_rolled_up_hours_is_merged(store: EventStore):
+    """The topic switch two hours after its action started: the parts of both hours are
+    merged (the switched-from action is new_action, the other completed), not summed."""
+    start = floor_hour(utcnow()) - timedelta(hours=6)
+    turns = list(shifted(start))
+    later = [turn for turn in turns if turn["session_id"] == "quality-topic-switch-it"][1]
+    moment = datetime.fromisoformat(later["request_timestamp"][:-1]) + timedelta(hours=2)
+    later["request_timestamp"] = moment.isoformat(timespec="milliseconds") + "Z"
+    store.add_many([log_event(turn) for turn in turns])
+    since = start - timedelta(hours=1)
+    assert store.quality_report(since, None, assistant_language="en") == \
+        expected_report(since, None)
+    with store.engine.connect() as connection:
+        spread = connection.execute(select(quality_parts.c.session_id).where(
+            quality_parts.c.spread == 1)).scalars().all()
+    assert spread == ["quality-topic-switch-it"] * 2
+
+
+def test_an_open_action_is_undecided_within_the_hour(store: EventStore):
+    start = floor_hour(utcnow()) - timedelta(hours=5)
+    store.add_many([log_event(turn) for turn in shifted(start)])
+    soon = start + timedelta(minutes=50)
+    got = store.quality_report(start - timedelta(hours=1), None, now=soon)
+    assert got["all"]["actions_started"] == 5
+    assert got["all"]["incomplete"]["abandoned"] == got["all"]["incomplete"]["new_action"] == 0

@@ -76,24 +76,26 @@ class Part:
             if op.kind == "start":
                 self.open.append([op.action or "", RUNNING])
 
-    def to_json(self) -> str:
-        """The part as stored in the roll-up (times and ids are columns of their own)."""
-        return json.dumps({
-            "language": self.language, "escalated": self.escalated, "requests": self.requests,
-            "recognized": self.recognized, "failed": self.translation_failed,
-            "unsupported": self.unsupported, "outcomes": dict(self.outcomes),
-            "titles": self.titles, "open": self.open,
-            "ops": [[op.kind, op.action, op.reason] for op in self.ops]},
-            separators=(",", ":"), ensure_ascii=False)
+    def to_row(self) -> dict[str, Any]:
+        """The part as the roll-up stores it: the sums as columns, the actions as JSON."""
+        return {"session_id": self.session_id, "assistant_id": self.assistant_id,
+                "environment": self.environment, "first_at": self.first_at,
+                "last_at": self.last_at, "language": self.language,
+                "escalated": int(self.escalated), "requests": self.requests,
+                "recognized": self.recognized, "failed": self.translation_failed,
+                "unsupported": self.unsupported,
+                "part": json.dumps({"outcomes": dict(self.outcomes), "titles": self.titles,
+                                    "open": self.open,
+                                    "ops": [[op.kind, op.action, op.reason] for op in self.ops]},
+                                   separators=(",", ":"), ensure_ascii=False)}
 
     @classmethod
-    def from_json(cls, text: str, session_id: str, first_at: datetime, last_at: datetime,
-                  assistant_id: str | None = None, environment: str | None = None) -> "Part":
-        data = json.loads(text)
-        return cls(session_id, first_at, last_at, assistant_id, environment,
-                   language=data["language"], escalated=data["escalated"],
-                   requests=data["requests"], recognized=data["recognized"],
-                   translation_failed=data["failed"], unsupported=data["unsupported"],
+    def from_row(cls, row: Any) -> "Part":
+        data = json.loads(row.part)
+        return cls(row.session_id, row.first_at, row.last_at, row.assistant_id,
+                   row.environment, language=row.language, escalated=bool(row.escalated),
+                   requests=row.requests, recognized=row.recognized,
+                   translation_failed=row.failed, unsupported=row.unsupported,
                    outcomes=Counter(data["outcomes"]), titles=data["titles"],
                    open=data["open"], ops=[Op(kind, action, None, reason)
                                            for kind, action, reason in data["ops"]])
@@ -164,14 +166,18 @@ def _outcome(action: str, state: str, reason: str | None) -> str:
     return "completed"
 
 
+def quiet_outcome(state: str) -> str:
+    """The outcome of an action left open in a conversation quiet for over an hour."""
+    return {AGENT: "escalated", SWITCHED: "new_action"}.get(state, "abandoned")
+
+
 def close(part: Part, now: datetime) -> Part:
     """Decide the actions still open once the conversation has been quiet for over an hour."""
     if not part.open or now - part.last_at <= QUIET:
         return part
     closed = merge(part, Part(part.session_id, part.last_at, part.last_at))
     for action, state in closed.open:
-        reason = {AGENT: "escalated", SWITCHED: "new_action"}.get(state, "abandoned")
-        closed.outcomes[f"{action}\t{reason}"] += 1
+        closed.outcomes[f"{action}\t{quiet_outcome(state)}"] += 1
     closed.open = []
     return closed
 
@@ -228,37 +234,85 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat(timespec="seconds") + "Z"
 
 
+@dataclass(frozen=True)
+class Sums:
+    """Conversations already summed (by the database, from the roll-up): those of one
+    language, each alone in its period and carrying no open action."""
+
+    language: str | None
+    conversations: int
+    escalated: int
+    requests: int
+    recognized: int
+    translation_failed: int
+    unsupported: int
+
+
+@dataclass(frozen=True)
+class ActionSums:
+    """The ended actions of summed conversations: `n` of `action` in `language` had `outcome`."""
+
+    language: str | None
+    action: str
+    title: str | None
+    outcome: str
+    n: int
+
+
 def report(parts: Iterable[Part], now: datetime, assistant_language: str,
-           since: datetime | None, until: datetime | None,
-           language: str | None = None) -> dict[str, Any]:
-    """The report of the issue's JSON shape over the parts of a period: figures per customer
-    language (a conversation's is the last one its turns name, else `assistant_language`), for
-    all of them, and per action and language, most started first. `language`: only the
-    conversations in that language."""
+           since: datetime | None, until: datetime | None, language: str | None = None,
+           sums: Iterable[Sums] = (), action_sums: Iterable[ActionSums] = ()) -> dict[str, Any]:
+    """The report of the issue's JSON shape over the parts of a period (and conversations the
+    database summed already): figures per customer language (a conversation's is the last one
+    its turns name, else `assistant_language`), for all of them, and per action and language,
+    most started first. `language`: only the conversations in that language."""
     languages: dict[str, dict[str, Any]] = {}
-    total = empty_figures()
     actions: dict[tuple[str, str], dict[str, Any]] = {}
     titles: dict[str, str] = {}
+
+    def figures_of(code: str) -> dict[str, Any]:
+        return languages.setdefault(code, empty_figures())
+
+    def add_action(action: str, code: str, outcome: str, n: int) -> None:
+        entry = actions.setdefault((action, code), {
+            "action": action, "title": "", "language": code, "started": 0, "completed": 0,
+            "incomplete": dict.fromkeys(INCOMPLETE, 0)})
+        entry["started"] += n
+        if outcome == "completed":
+            entry["completed"] += n
+        else:
+            entry["incomplete"][outcome] += n
+
     for part in conversations(parts):
         part = close(part, now)
         code = part.language or assistant_language
-        if language is not None and code != language:
-            continue
-        _count(languages.setdefault(code, empty_figures()), part)
-        _count(total, part)
-        titles.update(part.titles)
-        for key, n in part.outcomes.items():
-            action, outcome = key.rsplit("\t", 1)
-            entry = actions.setdefault((action, code), {
-                "action": action, "title": "", "language": code, "started": 0, "completed": 0,
-                "incomplete": dict.fromkeys(INCOMPLETE, 0)})
-            entry["started"] += n
-            if outcome == "completed":
-                entry["completed"] += n
+        if language is None or code == language:
+            _count(figures_of(code), part)
+            titles.update(part.titles)
+            for key, n in part.outcomes.items():
+                action, outcome = key.rsplit("\t", 1)
+                add_action(action, code, outcome, n)
+    for summed in sums:
+        code = summed.language or assistant_language
+        if language is None or code == language:
+            _add_sums(figures_of(code), summed)
+    for summed in action_sums:
+        code = summed.language or assistant_language
+        if language is None or code == language:
+            add_action(summed.action, code, summed.outcome, summed.n)
+            figures = figures_of(code)
+            figures["actions_started"] += summed.n
+            if summed.outcome == "completed":
+                figures["actions_completed"] += summed.n
             else:
-                entry["incomplete"][outcome] += n
+                figures["incomplete"][summed.outcome] += summed.n
+            if summed.title:
+                titles.setdefault(summed.action, summed.title)
     for entry in actions.values():
         entry["title"] = titles.get(entry["action"], entry["action"])
+    total = empty_figures()
+    for figures in languages.values():
+        _add_figures(total, figures)
     ordered = sorted(languages.items(), key=lambda item: (-item[1]["conversations"], item[0]))
     return {
         "since": iso(since), "until": iso(until),
@@ -268,3 +322,23 @@ def report(parts: Iterable[Part], now: datetime, assistant_language: str,
                           key=lambda entry: (-entry["started"], entry["action"],
                                              entry["language"])),
     }
+
+
+def _add_sums(figures: dict[str, Any], summed: Sums) -> None:
+    figures["conversations"] += summed.conversations
+    figures["escalated"] += summed.escalated
+    figures["contained"] += summed.conversations - summed.escalated
+    figures["requests"] += summed.requests
+    figures["recognized"] += summed.recognized
+    figures["unrecognized"] += summed.requests - summed.recognized
+    figures["translation_failed"] += summed.translation_failed
+    figures["unsupported"] += summed.unsupported
+
+
+def _add_figures(total: dict[str, Any], figures: dict[str, Any]) -> None:
+    for key, value in figures.items():
+        if key == "incomplete":
+            for reason, n in value.items():
+                total[key][reason] += n
+        elif isinstance(value, int) and key not in ("containment", "recognition", "completion"):
+            total[key] += value

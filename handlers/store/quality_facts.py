@@ -115,7 +115,8 @@ def turn_facts(payload: dict[str, Any], *, language: str | None = None,
         elif name == "action_finished":
             actions_seen = True
             escalated = escalated or reason == "connect_to_agent"
-            ops.append(Op("finish", action, title, _text(reason)))
+            if not {WELCOME, NO_MATCH} & {action, event.get("condition_type")}:
+                ops.append(Op("finish", action, title, _text(reason)))
     if not actions_seen and _dialog_turn(output, events):
         request = bool(_text(_get(payload, "request", "input", "text")))
         recognized = request and not _dialog_no_match(output, events)

@@ -9,13 +9,13 @@ from the events themselves.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
-from .quality import Part, report
-from .quality_rollup import quality_parts, read_parts, rolled_parts, unrecognized
+from .quality import ActionSums, Part, Sums, report
+from .quality_rollup import read_parts, rolled, unrecognized
 from .reports import Filters
 from .rollup import Split
 from .schema import events, utcnow
@@ -47,20 +47,22 @@ class QualityReports:
         language; `assistant_language` is the language of a conversation that names none."""
         filters = Filters(since, until, assistant, environment)
         plan = self._plan(filters)
+        parts: list[Part] = []
+        sums: list[Sums] = []
+        action_sums: list[ActionSums] = []
+        now = now or utcnow()
         with self._connect() as connection, connection.begin():
             self._no_statement_timeout(connection)
-            parts = list(self._parts(connection, filters, plan))
-        return report(parts, now or utcnow(), assistant_language or UNKNOWN, since, until,
-                      language)
-
-    def _parts(self, connection: Connection, filters: Filters, plan: Split) -> Iterator[Part]:
-        for period in plan.edges:
-            for part, _missed in read_parts(connection, _where(filters.during(period)),
-                                            by_hour=False):
-                yield part
-        if plan.rolled is not None:
-            yield from rolled_parts(connection, _where(filters.during(plan.rolled),
-                                                       quality_parts))
+            for period in plan.edges:
+                parts += [part for part, _missed in read_parts(
+                    connection, _where(filters.during(period)), by_hour=False)]
+            if plan.rolled is not None:
+                rolled_parts, sums, action_sums = rolled(
+                    connection, lambda table: _where(filters.during(plan.rolled), table),
+                    *plan.rolled, {part.session_id for part in parts}, now)
+                parts += rolled_parts
+        return report(parts, now, assistant_language or UNKNOWN, since, until,
+                      language, sums, action_sums)
 
     def unrecognized_requests(self, since: datetime | None, until: datetime | None, *,
                               assistant: str | None = None, environment: str | None = None,

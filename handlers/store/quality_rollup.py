@@ -13,18 +13,22 @@ Never in the log webhook's path: the webhook writes the current hour, which is n
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from collections import Counter
+from datetime import datetime, timedelta
 from typing import Any, Iterator
 
 from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, String, Table, Text,
-                        and_, insert, select)
+                        and_, exists, func, insert, not_, or_, select, update)
 from sqlalchemy.engine import Connection
 
-from .quality import Part
+from .quality import QUIET, ActionSums, Part, Sums, quiet_outcome
 from .quality_facts import turn_facts
 from .schema import MAX_ID_LENGTH, events, metadata
 
-# One row per conversation and hour: the part of its turns in that hour.
+# One row per conversation and hour: the part of its turns in that hour, its sums as columns
+# (so that the database adds up the conversations that need no merging), its actions as JSON.
+# `spread`: its session has parts in other hours too (set by the fill of the second hour), so
+# the report merges its parts instead of summing them.
 quality_parts = Table(
     "log_quality_parts", metadata,
     Column("hour", DateTime(), nullable=False),
@@ -33,9 +37,40 @@ quality_parts = Table(
     Column("environment", String(MAX_ID_LENGTH)),
     Column("first_at", DateTime(), nullable=False),
     Column("last_at", DateTime(), nullable=False),
+    Column("language", String(32)),
+    Column("escalated", Integer(), nullable=False),
+    Column("requests", Integer(), nullable=False),
+    Column("recognized", Integer(), nullable=False),
+    Column("failed", Integer(), nullable=False),
+    Column("unsupported", Integer(), nullable=False),
+    Column("spread", Integer(), nullable=False),
     Column("part", Text(), nullable=False),
 )
-Index("ix_log_quality_parts_hour", quality_parts.c.hour)
+Index("ix_log_quality_parts_session", quality_parts.c.session_id, quality_parts.c.hour)
+# What the report sums, read from the index alone.
+Index("ix_log_quality_parts_sums", quality_parts.c.hour, quality_parts.c.spread,
+      quality_parts.c.language, quality_parts.c.assistant_id, quality_parts.c.environment,
+      quality_parts.c.escalated, quality_parts.c.requests, quality_parts.c.recognized,
+      quality_parts.c.failed, quality_parts.c.unsupported)
+# The ended actions of each part and (`pending`) the outcome of each action still open at its
+# end should the conversation stay quiet, with the part's columns the report filters on.
+quality_actions = Table(
+    "log_quality_actions", metadata,
+    Column("hour", DateTime(), nullable=False),
+    Column("session_id", String(MAX_ID_LENGTH), nullable=False),
+    Column("assistant_id", String(MAX_ID_LENGTH)),
+    Column("environment", String(MAX_ID_LENGTH)),
+    Column("language", String(32)),
+    Column("last_at", DateTime(), nullable=False),
+    Column("spread", Integer(), nullable=False),
+    Column("action", String(MAX_ID_LENGTH), nullable=False),
+    Column("title", Text()),
+    Column("outcome", String(16), nullable=False),
+    Column("n", Integer(), nullable=False),
+    Column("pending", Integer(), nullable=False),
+)
+Index("ix_log_quality_actions_session", quality_actions.c.session_id)
+Index("ix_log_quality_actions_hour", quality_actions.c.hour)
 # One row per unrecognized request: the event it is (its texts stay in log_events).
 unrecognized = Table(
     "log_unrecognized", metadata,
@@ -46,7 +81,7 @@ unrecognized = Table(
     Column("environment", String(MAX_ID_LENGTH)),
 )
 Index("ix_log_unrecognized_hour", unrecognized.c.hour, unrecognized.c.received_at)
-TABLES = (quality_parts, unrecognized)
+TABLES = (quality_parts, quality_actions, unrecognized)
 
 MESSAGE_COLUMNS = (events.c.id, events.c.received_at, events.c.session_id,
                    events.c.assistant_id, events.c.environment, events.c.language,
@@ -96,23 +131,60 @@ def read_parts(connection: Connection, where: Any, *,
 def fill(connection: Connection, start: datetime, end: datetime) -> None:
     """Roll up the quality parts of the hours [start, end), in the roll-up's transaction."""
     period = and_(events.c.received_at >= start, events.c.received_at < end)
-    parts, missed = [], []
+    parts, actions, missed = [], [], []
     for part, ids in read_parts(connection, period, by_hour=True):
         hour = _hour(part.first_at)
-        parts.append({"hour": hour, "session_id": part.session_id,
-                      "assistant_id": part.assistant_id, "environment": part.environment,
-                      "first_at": part.first_at, "last_at": part.last_at,
-                      "part": part.to_json()})
+        parts.append(part.to_row() | {"hour": hour, "spread": 0})
+        ended = Counter(key.replace("\t", "\t0\t") for key in part.outcomes.elements())
+        ended.update(f"{action}\t1\t{quiet_outcome(state)}" for action, state in part.open)
+        for key, n in ended.items():
+            action, pending, outcome = key.split("\t")
+            actions.append({"hour": hour, "session_id": part.session_id,
+                            "assistant_id": part.assistant_id, "environment": part.environment,
+                            "language": part.language, "last_at": part.last_at, "spread": 0,
+                            "action": action, "title": part.titles.get(action),
+                            "outcome": outcome, "n": n, "pending": int(pending)})
         missed += [{"hour": hour, "event_id": event_id, "received_at": at,
                     "assistant_id": part.assistant_id, "environment": part.environment}
                    for event_id, at in ids]
-    for table, rows in ((quality_parts, parts), (unrecognized, missed)):
+    for table, rows in ((quality_parts, parts), (quality_actions, actions),
+                        (unrecognized, missed)):
         for chunk in range(0, len(rows), 1000):
             connection.execute(insert(table), rows[chunk:chunk + 1000])
+    # Sessions with parts in other hours as well: every part of theirs is merged, not summed.
+    here = and_(quality_parts.c.hour >= start, quality_parts.c.hour < end)
+    other = quality_parts.alias("other")
+    spread = select(quality_parts.c.session_id).where(here, exists().where(
+        other.c.session_id == quality_parts.c.session_id, other.c.hour != quality_parts.c.hour))
+    for table in (quality_parts, quality_actions):
+        connection.execute(update(table).where(table.c.session_id.in_(spread),
+                                               table.c.spread == 0).values(spread=1))
 
 
-def rolled_parts(connection: Connection, where: Any) -> Iterator[Part]:
-    """The stored parts `where` selects (on log_quality_parts)."""
-    for row in connection.execute(select(quality_parts).where(where)):
-        yield Part.from_json(row.part, row.session_id, row.first_at, row.last_at,
-                             row.assistant_id, row.environment)
+def rolled(connection: Connection, filters: Any, start: datetime, end: datetime,
+           apart: set[str], now: datetime) -> tuple[list[Part], list[Sums], list[ActionSums]]:
+    """The rolled-up hours [start, end) of a period (`filters(table)`: its conditions on a
+    roll-up table): the conversations the database can sum as they are (one part, not in the
+    hours at the period's ends, not in `apart`: the sessions of its open edges), summed by
+    language; the parts of the others, to merge."""
+    def alone(table: Any) -> Any:
+        condition = and_(table.c.spread == 0, table.c.hour > start,
+                         table.c.hour < end - timedelta(hours=1))
+        return and_(condition, table.c.session_id.not_in(sorted(apart))) if apart \
+            else condition
+
+    parts, ended = quality_parts, quality_actions
+    sums = [Sums(*row) for row in connection.execute(select(
+        parts.c.language, func.count(), func.sum(parts.c.escalated), func.sum(parts.c.requests),
+        func.sum(parts.c.recognized), func.sum(parts.c.failed), func.sum(parts.c.unsupported))
+        .where(filters(parts), alone(parts)).group_by(parts.c.language))]
+    # An action open at the end of a conversation quiet for over an hour has its outcome;
+    # before that it is undecided (quality.py).
+    decided = or_(ended.c.pending == 0, ended.c.last_at < now - QUIET)
+    action_sums = [ActionSums(*row) for row in connection.execute(select(
+        ended.c.language, ended.c.action, func.max(ended.c.title), ended.c.outcome,
+        func.sum(ended.c.n)).where(filters(ended), alone(ended), decided)
+        .group_by(ended.c.language, ended.c.action, ended.c.outcome))]
+    merged = [Part.from_row(row) for row in connection.execute(
+        select(parts).where(filters(parts), not_(alone(parts))))]
+    return merged, sums, action_sums
