@@ -139,7 +139,8 @@ def test_unrecognized_page_shows_both_texts(app: Any) -> None:
 
 
 def marked(session_id: str, words: str, title: str, start: datetime) -> list[Any]:
-    """The unrecognized fixture again as another session, with other words and action title."""
+    """The unrecognized fixture again as another session, with other words and its recognized
+    request in an action of its own, titled `title`."""
     rows = []
     for index, turn in enumerate(session("unrecognized")["turns"]):
         turn = copy.deepcopy(turn)
@@ -149,7 +150,8 @@ def marked(session_id: str, words: str, title: str, start: datetime) -> list[Any
         turn["response"]["context"]["skills"]["actions skill"]["skill_variables"][
             "original_input"] = words
         for event in turn["response"]["output"].get("debug", {}).get("turn_events", []):
-            if event["source"]["action"] != "anything_else":
+            if event["source"]["action"] != "anything_else":     # an action of its own
+                event["source"]["action"] = f"action_{session_id}"
                 event["source"]["action_title"] = title
         rows.append(log_event(turn))
     return rows
