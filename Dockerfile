@@ -14,7 +14,7 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir --require-hashes -r requirements.txt
 
 COPY handlers/ handlers/
-COPY gunicorn.conf.py .
+COPY server/ server/
 
 # Load the language detectors once at build time: a broken install fails the build, not the
 # first request. (gunicorn also preloads the app before forking, so workers share them.) The
@@ -31,5 +31,5 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8080'), timeout=2)"]
 
-# gunicorn with gunicorn.conf.py, once the server settings are checked (handlers/serve.py).
-CMD ["python", "-m", "handlers.serve"]
+# gunicorn with server/gunicorn_conf.py, once the server settings are checked (server/__main__.py).
+CMD ["python", "-m", "server"]

@@ -38,7 +38,7 @@ $(VENV)/.installed-test: requirements.txt requirements-test.txt $(VENV)/.install
 	touch $@
 
 run: $(VENV)/.installed
-	PORT=$(PORT) $(BIN)/python -m handlers.serve
+	PORT=$(PORT) $(BIN)/python -m server
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

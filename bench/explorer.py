@@ -136,11 +136,11 @@ def measure(backend: str, url: str, args: argparse.Namespace) -> list[tuple[str,
     started = time.perf_counter()
     (fill_sqlite if backend == "sqlite" else fill_postgresql)(url, args.events, now)
     filled = time.perf_counter() - started
-    total = store.count()
+    total = store.reports.count()
     print(f"{backend}: {total:,} events stored in {filled:.1f} s")
     month = Filters(now - timedelta(days=30), now)
     started = time.perf_counter()
-    store.overview(month, ("en", "es"), "day")
+    store.reports.overview(month, ("en", "es"), "day")
     print(f"  {'overview 30 d, first view':<38} {(time.perf_counter() - started) * 1000:7.0f} ms"
           f"   (fills the hourly roll-up of the month; once)")
     client = app.test_client()
@@ -160,7 +160,7 @@ def measure(backend: str, url: str, args: argparse.Namespace) -> list[tuple[str,
         cursor_path = html.split(marker, 1)[1].split('"', 1)[0].replace("&amp;", "&")
     session = first.split('class="session" href="', 1)[1].split('"', 1)[0]
     cases = [
-        ("overview 30 d, query only", lambda: store.overview(month, ("en", "es"), "day")),
+        ("overview 30 d, query only", lambda: store.reports.overview(month, ("en", "es"), "day")),
         ("overview 30 d (page)", page("/explorer/?period=30d")),
         ("overview 7 d (page)", page("/explorer/?period=7d")),
         ("overview 24 h (page)", page("/explorer/?period=24h")),

@@ -188,7 +188,7 @@ def gunicorn_settings(env: Mapping[str, Any] | None = None) -> dict[str, Any]:
     try:
         os.environ.clear()
         os.environ.update(server_env(env))
-        values = runpy.run_path(str(REPO / "gunicorn.conf.py"))
+        values = runpy.run_path(str(REPO / "server" / "gunicorn_conf.py"))
     except Exception:  # a label is not worth failing a benchmark for
         return {}
     finally:
@@ -219,7 +219,7 @@ def serve(app_spec: str = KIT_APP, env: Mapping[str, Any] | None = None,
         log_file = pathlib.Path(name)
     else:
         log_file = pathlib.Path(log_path)
-    command = [*gunicorn_command(), "-c", "gunicorn.conf.py",
+    command = [*gunicorn_command(), "-c", "server/gunicorn_conf.py",
                "--bind", f"127.0.0.1:{port}", *extra_args, app_spec]
     with open(log_file, "ab") as log:
         process = subprocess.Popen(command, cwd=REPO, env=environment, stdin=subprocess.DEVNULL,

@@ -268,7 +268,7 @@ def print_table(rows: list[Row]) -> None:
 def check_defaults(rows: list[Row]) -> bool:
     """The default WEB_CONCURRENCY that handlers/sizing.py picks for each container, with the
     default detector and session memory: does the measured server fit with 10 % to spare?"""
-    from handlers.sizing import usable_cpus, workers_for_memory
+    from server.sizing import usable_cpus, workers_for_memory
 
     ok = True
     for name, limit in CONTAINERS.items():

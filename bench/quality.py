@@ -28,8 +28,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from bench.harness import bench_lock  # noqa: E402
 from handlers import create_app  # noqa: E402
-from handlers.logs import idempotency_key, message_columns, raw_json  # noqa: E402
 from handlers.store import LogEvent, utcnow  # noqa: E402
+from handlers.store.rows import new_row, raw_json  # noqa: E402
 from tests.pg_schema import postgres_schema  # noqa: E402
 
 TARGET = 1.0
@@ -79,14 +79,12 @@ def rows(count: int, now: datetime) -> Iterator[LogEvent]:
         for _ in range(min(rng.randint(1, 6), count - made)):
             moment += timedelta(seconds=rng.randint(5, 120))
             body, made = payload(rng, made, session, language, moment), made + 1
-            yield LogEvent(event="message_logged", received_at=moment,
-                           idempotency_key=idempotency_key("message_logged", body),
-                           raw=raw_json({"event": {"name": "message_logged"}, "payload": body}),
-                           **message_columns(body, "customer_language"))
+            yield new_row("message_logged", body, received_at=moment,
+                          raw=raw_json({"event": {"name": "message_logged"}, "payload": body}))
 
 
 def measure(backend: str, url: str, count: int) -> list[tuple[str, float]]:
-    app = create_app({"DATABASE_URL": url, "WEBHOOKS": "log", "DATABASE_TIMEOUT": "20",
+    app = create_app({"DATABASE_URL": url, "WEBHOOKS": "logs", "DATABASE_TIMEOUT": "20",
                       "EXPLORER_USERNAME": "bench", "EXPLORER_PASSWORD": "bench-password"})
     store, started, made = app.extensions["webhooks"].store, time.perf_counter(), \
         rows(count, utcnow())
@@ -95,13 +93,13 @@ def measure(backend: str, url: str, count: int) -> list[tuple[str, float]]:
     with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.exec_driver_sql("VACUUM ANALYZE log_events" if store.dialect == "postgresql"
                                    else "ANALYZE")     # as autovacuum would on a live store
-    print(f"{backend}: {store.count():,} events stored in {time.perf_counter() - started:.1f} s")
+    print(f"{backend}: {store.reports.count():,} events stored in {time.perf_counter() - started:.1f} s")
     client = app.test_client()
     auth = {"Authorization": "Basic " + base64.b64encode(b"bench:bench-password").decode()}
 
     def run(page: str | None) -> Any:
         if page is None:
-            return store.quality_report(utcnow() - timedelta(days=30), utcnow())
+            return store.reports.quality_report(utcnow() - timedelta(days=30), utcnow())
         assert client.get(PAGES[page], headers=auth).status_code == 200, page
     results = []
     for name, page, repeat in [("report 30 d, first (fills the roll-up)", None, 1),

@@ -12,11 +12,27 @@ nor the translation provider, nor the assistant's own logs should see them. So:
 Run the kit with these steps added:
 
     flask --app "examples.custom_step:create_app()" run
-    python -m handlers.serve "examples.custom_step:create_app()"
+    python -m server "examples.custom_step:create_app()"
 
 Each step is a plain function `step(turn)` that opens with its condition and changes
 `turn.payload` in place; `create_app` below is the kit's factory with the step lists extended.
 That is all there is to it.
+
+A step is unit-tested without an app: `Turn.for_test(payload)` is a Turn with the kit's services
+built offline (a session memory in a temporary folder, no provider), and a second turn given
+`services=` the first one's shares its session memory, as two requests of a conversation do:
+
+    def test_a_card_number_never_leaves_the_session():
+        said = Turn.for_test({"input": {"text": "my card is 4111 1111 1111 1111"},
+                              "context": {"global": {"session_id": "s1"}}})
+        assert mask_personal_data(said) is None
+        assert said.payload["input"]["text"] == "my card is {{card_1}}"
+        reply = Turn.for_test({"output": {"generic": [{"response_type": "text",
+                                                       "text": "Card {{card_1}} is blocked"}]},
+                               "context": {"global": {"session_id": "s1"}}},
+                              "postmessage", services=said.services)
+        restore_personal_data(reply)
+        assert reply.payload["output"]["generic"][0]["text"] == "Card 4111 1111 1111 1111 is blocked"
 """
 
 from __future__ import annotations
@@ -24,10 +40,10 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from flask import Flask, Response
+from flask import Flask
 
 from handlers import create_app as create_kit_app
-from handlers.pipeline import Turn
+from handlers.pipeline import Answer, Turn
 from handlers.postmessage import POSTMESSAGE_STEPS
 from handlers.premessage import PREMESSAGE_STEPS
 from handlers.redact import luhn_valid
@@ -46,7 +62,7 @@ def is_card_number(number: str) -> bool:
     return 13 <= len(digits) <= 19 and luhn_valid(digits)
 
 
-def mask_personal_data(turn: Turn) -> Response | None:
+def mask_personal_data(turn: Turn) -> Answer | None:
     """Replace e-mail addresses and card numbers in the customer's message by placeholders."""
     message = turn.payload.get("input")
     text = message.get("text") if isinstance(message, dict) else None
@@ -73,7 +89,7 @@ def mask_personal_data(turn: Turn) -> Response | None:
     return None
 
 
-def restore_personal_data(turn: Turn) -> Response | None:
+def restore_personal_data(turn: Turn) -> Answer | None:
     """Put the customer's own e-mail addresses and card numbers back where the reply uses them."""
     originals = turn.session_record().get(MEMORY_KEY)
     output = turn.payload.get("output")

@@ -49,7 +49,7 @@ from handlers.envelope import SKIP_PROCESSING_HEADER  # noqa: E402
 from handlers.settings import AuthSettings, Settings, load_settings  # noqa: E402
 
 WEBHOOK_PATHS = {"premessage": "/webhooks/premessage", "postmessage": "/webhooks/postmessage",
-                 "log": "/webhooks/logs"}
+                 "logs": "/webhooks/logs"}
 PLUGIN_PATHS = {"pre": "/plugins/agent-pre-invoke", "post": "/plugins/agent-post-invoke"}
 
 
@@ -259,7 +259,7 @@ class Conversation:
                   "skill_id": "simulated-skill", "snapshot": "draft", "customer_id": None,
                   "request_timestamp": request_time, "response_timestamp": now_iso(),
                   "language": self.settings.assistant_language}
-        logged = self.call("log", "message_logged", record)
+        logged = self.call("logs", "message_logged", record)
         if not 200 <= logged.status < 300:
             problems.append(f"log answered {logged.status}: {logged.body}")
         else:

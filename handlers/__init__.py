@@ -16,10 +16,11 @@ from typing import Any, Mapping, Sequence
 import click
 from flask import Flask
 
-from . import cli, health, metrics, requestlog
+from . import cli, errors, health, logsetup, metrics, requestlog
 from .auth import build_verifier
 from .pipeline import Services, Step
-from .settings import Settings, SettingsError, load_settings, settings_errors_in_one_line
+from .settings import (WEBHOOK_NAMES, Settings, SettingsError, load_settings,
+                       settings_errors_in_one_line)
 
 __all__ = ["create_app", "Settings", "SettingsError"]
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 # of its own).
 WEBHOOK_MODULES = {"premessage": ("premessage", "PREMESSAGE_STEPS"),
                    "postmessage": ("postmessage", "POSTMESSAGE_STEPS"),
-                   "log": ("logs", "LOG_STEPS"),
+                   "logs": ("logs", "LOG_STEPS"),
                    "orchestrate": ("orchestrate", None)}
 # Step lists a webhook runs besides its own: the Orchestrate plug-ins run the pre- and
 # post-message steps, so a step added there applies to both products.
@@ -47,19 +48,21 @@ def create_app(config: Mapping[str, Any] | None = None,
     """Build the app.
 
     `config` overrides environment variables of the same names (tests use it). `steps` replaces a
-    webhook's list of steps ("premessage", "postmessage", "log"; the Orchestrate plug-ins run the
+    webhook's list of steps ("premessage", "postmessage", "logs"; the Orchestrate plug-ins run the
     first two) for this app only, e.g.
-    `{"premessage": [my_step, *PREMESSAGE_STEPS]}` where `def my_step(turn: Turn) -> Response |
+    `{"premessage": [my_step, *PREMESSAGE_STEPS]}` where `def my_step(turn: Turn) -> Answer |
     None` reads and changes `turn.payload` (see handlers/pipeline.py and examples/custom_step.py).
     """
     settings_errors_in_one_line()
     settings = load_settings(config)
-    requestlog.configure_logging(settings.log_level)
-    unknown = set(steps or {}) - {name for name, (_, lst) in WEBHOOK_MODULES.items() if lst}
+    logsetup.configure_logging(settings.log_level)
+    # "log" is the log webhook's earlier name, still taken
+    steps = {WEBHOOK_NAMES.get(name, name): lst for name, lst in (steps or {}).items()}
+    unknown = set(steps) - {name for name, (_, lst) in WEBHOOK_MODULES.items() if lst}
     if unknown:
         raise ValueError(f"create_app(steps=...): no webhook named {', '.join(sorted(unknown))}")
     step_lists = step_lists_of(settings.webhooks)
-    not_served = set(steps or {}) - set(step_lists)
+    not_served = set(steps) - set(step_lists)
     if not_served:
         raise ValueError(f"create_app(steps=...): {', '.join(sorted(not_served))} is not served "
                          f"(WEBHOOKS={','.join(settings.webhooks)})")
@@ -69,11 +72,12 @@ def create_app(config: Mapping[str, Any] | None = None,
     app.config["WEBHOOK_SETTINGS"] = settings
     services = app.extensions["webhooks"] = build_services(app, settings)
     requestlog.init_app(app)
+    errors.init_app(app)
     metrics.init_app(app)
     for name in step_lists:
         module_name, steps_name = WEBHOOK_MODULES[name]
         module = importlib.import_module(f"{__name__}.{module_name}")
-        services.steps[name] = list((steps or {}).get(name, getattr(module, steps_name)))
+        services.steps[name] = list(steps.get(name, getattr(module, steps_name)))
     for name in settings.webhooks:
         module = importlib.import_module(f"{__name__}.{WEBHOOK_MODULES[name][0]}")
         app.register_blueprint(module.bp)
@@ -106,7 +110,7 @@ def build_services(app: Flask, settings: Settings) -> Services:
     served = settings.webhooks
     services = Services(settings=settings)
     services.verifiers = {name: build_verifier(settings.auth_for(name)) for name in served}
-    if "log" in served or settings.explorer_auth:   # the explorer reads the log store
+    if "logs" in served or settings.explorer_auth:   # the explorer reads the log store
         from .store import EventStore, default_url
 
         services.store = EventStore.open(settings.database_url or default_url(app.instance_path),

@@ -23,8 +23,9 @@ from flask.cli import AppGroup
 
 @click.command("sign-jwt")
 @click.option("--secret", help="Signing secret (default: the configured secret of --webhook).")
-@click.option("--webhook", type=click.Choice(["premessage", "postmessage", "log"]), default="log",
-              show_default=True, help="Whose configured secret to sign with.")
+@click.option("--webhook", type=click.Choice(["premessage", "postmessage", "logs", "log"]),
+              default="logs", show_default=True,
+              help="Whose configured secret to sign with (log: the same as logs).")
 @click.option("--ttl", type=click.IntRange(min=1), default=300, show_default=True,
               help="Seconds until the token expires.")
 @click.option("--bearer/--raw", default=False,
@@ -47,7 +48,8 @@ def sign_jwt(secret: str | None, webhook: str, ttl: int, bearer: bool) -> None:
 
 # --- logs: the log webhook's event store ------------------------------------------------------
 
-logs_cli = AppGroup("logs", help="The log webhook's event store: init-db, export, stats, purge.")
+logs_cli = AppGroup("logs", help="The log webhook's event store: init-db, export, stats, "
+                                 "report, purge.")
 
 
 class When(click.ParamType):
@@ -121,7 +123,7 @@ def init_db() -> None:
     store = _event_store()
     try:
         version = store.create_schema()
-        rolled = store.roll_up()
+        rolled = store.reports.roll_up()
     except StoreUnavailable as exc:
         _fail_unavailable(exc)
     click.echo(f"log store ready: {safe_url(store.url)} ({store.dialect}, "
@@ -129,9 +131,10 @@ def init_db() -> None:
 
 
 @logs_cli.command("export")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
-              show_default=True, help="jsonl: the raw events, one per line; csv: the extracted "
-                                      "columns.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "ibm-logs"]),
+              default="jsonl", show_default=True,
+              help="jsonl: the raw events, one per line; csv: the extracted columns; ibm-logs: "
+                   "the messages as {\"logs\": [...]} for IBM's log notebooks.")
 @since_option
 @until_option
 @click.option("--session", help="Only this session id.")
@@ -145,6 +148,7 @@ def export(fmt: str, since: Any, until: Any, session: str | None, assistant: str
     \b
     flask --app handlers logs export --since 2024-05-01 > may.jsonl
     flask --app handlers logs export --format csv --session SESSION_ID -o session.csv
+    flask --app handlers logs export --format ibm-logs -o logs.json
     """
     from .store import COLUMNS, StoreUnavailable
 
@@ -153,7 +157,7 @@ def export(fmt: str, since: Any, until: Any, session: str | None, assistant: str
     query = {"since": start, "until": end, "session": session, "assistant": assistant}
     show_progress = bool(output) and sys.stderr.isatty()
     try:
-        total = store.count(**query) if show_progress else None
+        total = store.reports.count(**query) if show_progress else None
         target = open(output, "w", encoding="utf-8", newline="") if output else \
             contextlib.nullcontext(sys.stdout)
         # click's own bar (Flask brings click), so the server image needs no progress library.
@@ -166,9 +170,15 @@ def export(fmt: str, since: Any, until: Any, session: str | None, assistant: str
             # spreadsheet whose locale separates with it.
             writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC) \
                 if fmt == "csv" else None
+            if fmt == "ibm-logs":
+                from .ibm_export import write_ibm_logs
+
+                rows = store.reports.iter_events(**query, columns=["event", "raw"])
+                write_ibm_logs(_counted(rows, progress), out)
+                return
             if writer is not None:
                 writer.writerow(COLUMNS)
-            for row in store.iter_events(**query, columns=COLUMNS if writer else ["raw"]):
+            for row in store.reports.iter_events(**query, columns=COLUMNS if writer else ["raw"]):
                 if writer is not None:
                     writer.writerow([_csv_value(value) for value in row])
                 else:
@@ -178,6 +188,14 @@ def export(fmt: str, since: Any, until: Any, session: str | None, assistant: str
                     progress.update(1)
     except StoreUnavailable as exc:
         _fail_unavailable(exc)
+
+
+def _counted(rows: Any, progress: Any) -> Any:
+    """The rows, moving the progress bar (None: no bar) one step each."""
+    for row in rows:
+        yield row
+        if progress is not None:
+            progress.update(1)
 
 
 @logs_cli.command("stats")
@@ -194,7 +212,7 @@ def stats(since: Any, until: Any, fmt: str, top: int) -> None:
 
     start, end = _period(since, until)
     try:
-        figures = _event_store().stats(
+        figures = _event_store().reports.stats(
             start, end, top=top,
             supported=current_app.config["WEBHOOK_SETTINGS"].supported_languages)
     except StoreUnavailable as exc:
@@ -230,6 +248,38 @@ def stats(since: Any, until: Any, fmt: str, top: int) -> None:
                                                     calls["end_reasons"].items()))
 
 
+@logs_cli.command("report")
+@since_option
+@until_option
+@click.option("--assistant", help="Only this assistant id.")
+@click.option("--environment", help="Only this environment id.")
+@click.option("--language", help="Only the conversations in this customer language.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def quality_report(since: Any, until: Any, assistant: str | None, environment: str | None,
+                   language: str | None, fmt: str) -> None:
+    """Quality by language: conversations, containment, recognition, action completion (with
+    the reasons actions were not completed), translation failures and unsupported-language
+    replies per customer language, and per action. The last 30 days by default."""
+    from .store import StoreUnavailable, utcnow
+
+    start, end = _period(since, until)
+    end = end or utcnow()
+    start = start or end - timedelta(days=30)
+    try:
+        figures = _event_store().reports.quality_report(
+            start, end, assistant=assistant, environment=environment, language=language,
+            assistant_language=current_app.config["WEBHOOK_SETTINGS"].assistant_language)
+    except StoreUnavailable as exc:
+        _fail_unavailable(exc)
+    if fmt == "json":
+        click.echo(json.dumps(figures, indent=2))
+        return
+    from .quality_table import table
+
+    click.echo(table(figures))
+
+
 @logs_cli.command("purge")
 @click.option("--older-than", "days", type=click.IntRange(min=0), required=True, metavar="DAYS",
               help="Delete events received more than DAYS days ago.")
@@ -241,10 +291,10 @@ def purge(days: int, dry_run: bool) -> None:
     store = _event_store()
     try:
         if dry_run:
-            count = store.count(until=utcnow() - timedelta(days=days))
+            count = store.reports.count(until=utcnow() - timedelta(days=days))
             click.echo(f"{count} events received more than {days} days ago would be deleted")
             return
-        deleted = store.purge(days)
+        deleted = store.retention.purge(days)
     except StoreUnavailable as exc:
         _fail_unavailable(exc)
     click.echo(f"deleted {deleted} events received more than {days} days ago")

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from flask import Request, Response
@@ -197,24 +198,51 @@ def _cut_at_the_limit(request: Request, raw: bytes) -> bool:
         return False
 
 
-def payload_reply(payload: dict[str, Any]) -> Response:
+@dataclass(frozen=True)
+class Answer:
+    """What a step answers instead of letting the turn go on, as data: the JSON body and its
+    HTTP status. A skip-processing answer (`skip_processing`) is sent by the assistant straight
+    to the channel. Each blueprint renders an Answer (`render`); the Orchestrate plug-ins map it
+    to their own result, so a step works unchanged behind both."""
+
+    body: dict[str, Any]
+    status: int = 200
+    skip_processing: bool = False
+    # Seconds after which the caller may send the request again (an answer saying "not now").
+    retry_after: int | None = None
+
+
+def render(answer: Answer) -> Response:
+    """The HTTP response for an Answer: its body as JSON, its status and headers."""
+    headers: dict[str, str] = {}
+    if answer.skip_processing:
+        headers[SKIP_PROCESSING_HEADER] = "true"
+    if answer.retry_after is not None:
+        headers["Retry-After"] = str(answer.retry_after)
+    return json_response(answer.body, answer.status, headers)
+
+
+def payload_reply(payload: dict[str, Any]) -> Answer:
     """The normal pre/post-message answer: the (modified) payload in its envelope."""
-    return json_response({"payload": payload})
+    return Answer({"payload": payload})
 
 
 def skip_processing(text: str | None = None, *, generic: list[dict[str, Any]] | None = None,
-                    user_id: str | None = None) -> Response:
-    """Answer the customer directly from the pre-message webhook; the assistant skips the turn.
-
-    The header makes the assistant send this body, unwrapped, straight to the channel.
-    """
+                    user_id: str | None = None,
+                    user_defined: dict[str, Any] | None = None) -> Answer:
+    """Answer the customer directly from the pre-message webhook; the assistant skips the turn
+    and sends this body, unwrapped, straight to the channel. `user_defined`:
+    `output.user_defined`, what the reply says of itself to whoever reads it later (the log
+    store's report counts the unsupported-language replies from it)."""
     items = list(generic or [])
     if text is not None:
         items.insert(0, {"response_type": "text", "text": text})
     body: dict[str, Any] = {"output": {"generic": items}}
+    if user_defined:
+        body["output"]["user_defined"] = user_defined
     if user_id:
         body["user_id"] = user_id
-    return json_response(body, headers={SKIP_PROCESSING_HEADER: "true"})
+    return Answer(body, skip_processing=True)
 
 
 def session_id_of(payload: dict[str, Any]) -> str | None:

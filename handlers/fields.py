@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 from .masking import DEFAULT_RULES, Masked, MaskRules, mask, unmask
 
 __all__ = ["Masked", "Slot", "apply", "find_output_texts", "find_texts", "mask",
-           "offered_values", "protect", "unmask", "wanted"]
+           "mask_slots", "offered_values", "unmask", "wanted"]
 
 @dataclass
 class Slot:
@@ -318,7 +318,7 @@ def find_output_texts(output: dict[str, Any], out: list[Slot] | None = None,
     return out
 
 
-def protect(slots: Iterable[Slot], rules: MaskRules) -> None:
+def mask_slots(slots: Iterable[Slot], rules: MaskRules) -> None:
     """Mask the slots again with `rules`: a glossary's for this direction of translation, which
     only the caller knows (the slots were masked with the built-in spans)."""
     if rules is DEFAULT_RULES:

@@ -4,15 +4,17 @@
 The steps, in order:
 
 1. `extract_fields`       the columns worth querying (ids, times, texts, top intent, language)
-                          and the idempotency key, from the event as received
+                          and the idempotency key, from the event as received (the mapping is
+                          the store's: handlers/store/rows.py)
 2. `redact_personal_data` with LOG_REDACT, masks e-mails, phones, cards, IBANs, national ids in
                           those columns and in the raw copy, before anything is written
 3. `store_event`          inserts the row (a duplicate key stores nothing) and returns only once
                           it is committed; 503 `store_unavailable` if it could not be
 
-The raw copy is the body as received (`turn.log_raw`); a step of yours that changes the event
-(`turn.log_body`) must set `turn.log_raw = None`, as redaction does, so the changed event is
-written.
+The row's raw copy is derived from the event the steps leave in `turn.body`, when the row is
+stored (`handlers/store/rows.py`, `raw_copy`): the text received while it still says that event,
+else the event written out. A step of yours that changes the event changes `turn.body` (in place
+or by replacing it), and the change is what is stored.
 
 IBM documents no retries for this webhook: a 503 tells whoever reads the assistant's logs that
 the event was not kept, and a 2xx is never sent for an event that is not on disk.
@@ -20,23 +22,17 @@ the event was not kept, and a 2xx is never sent for an event that is not on disk
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-from datetime import datetime, timezone
-from typing import Any
-
 from flask import Blueprint, Response
 
 from .auth import protect
-from .context import is_true, read_variable
-from .envelope import json_response
+from .envelope import Answer, render
 from .pipeline import Step, Turn, run_steps, start_turn
 from .redact import redact_json, redact_text
-from .store import MAX_ID_LENGTH, LogEvent, StoreUnavailable, events, utcnow
+from .store import StoreUnavailable, events
+from .store.rows import new_row, raw_copy
 
 bp = Blueprint("logs", __name__)
-protect(bp, "log")
+protect(bp, "logs")
 ACCEPTED_EVENTS = ("message_logged", "cdr_logged")
 # The columns redaction scans: every one holding what the customer or the assistant's variables
 # may set. The ids (session, assistant, skill, environment) come from where IBM puts its own.
@@ -46,173 +42,22 @@ COLUMN_WIDTHS = {name: events.c[name].type.length for name in TEXT_COLUMNS
                  if getattr(events.c[name].type, "length", None)}
 
 
-# --- reading the event --------------------------------------------------------------------
-
-def _get(node: Any, *path: str | int) -> Any:
-    """`node[path[0]][path[1]]...`, or None as soon as a step is missing or of the wrong type."""
-    for key in path:
-        if isinstance(key, int):
-            node = node[key] if isinstance(node, list) and -len(node) <= key < len(node) else None
-        else:
-            node = node.get(key) if isinstance(node, dict) else None
-        if node is None:
-            return None
-    return node
-
-
-def _clean(value: Any, limit: int | None = None) -> str | None:
-    """A string fit for any database: no NUL (PostgreSQL refuses it), no lone surrogate (not
-    UTF-8), ids cut to the column's width. Anything but a non-empty string is None."""
-    if not isinstance(value, str) or not value:
-        return None
-    if "\x00" in value:
-        value = value.replace("\x00", "")
-    if not value.isascii():
-        value = value.encode("utf-8", "replace").decode("utf-8")
-    return value[:limit] if limit else value
-
-
-def _id(value: Any) -> str | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = str(value)
-    return _clean(value, MAX_ID_LENGTH)
-
-
-def _timestamp(value: Any) -> datetime | None:
-    """IBM's ISO 8601 timestamps as naive UTC; None when absent or unreadable (the raw copy
-    keeps whatever was sent)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
-    return parsed
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def reply_texts(response: Any) -> str | None:
-    """The reply's text items (`output.generic[].text`), one per line."""
-    items = _get(response, "output", "generic")
-    if not isinstance(items, list):
-        return None
-    texts = [item["text"] for item in items
-             if isinstance(item, dict) and isinstance(item.get("text"), str) and item["text"]]
-    return _clean("\n".join(texts)) if texts else None
-
-
-def offers_agent_transfer(response: Any) -> bool:
-    items = _get(response, "output", "generic")
-    return isinstance(items, list) and any(
-        isinstance(item, dict) and item.get("response_type") == "connect_to_agent"
-        for item in items)
-
-
-def top_intent(response: Any) -> tuple[str | None, float | None]:
-    """The intent with the highest confidence (the assistant lists them best first, but we do
-    not rely on it)."""
-    intents = _get(response, "output", "intents")
-    best: tuple[str | None, float | None] = (None, None)
-    if not isinstance(intents, list):
-        return best
-    for item in intents:
-        name = _id(_get(item, "intent"))
-        confidence = _number(_get(item, "confidence"))
-        if name and (best[0] is None or (confidence or 0) > (best[1] or 0)):
-            best = (name, confidence)
-    return best
-
-
-def idempotency_key(event: str, payload: dict[str, Any]) -> str:
-    """`log_id` for a message, `global_session_id` for a call; else a hash of the payload, so
-    the same body sent twice is still stored once."""
-    field = {"message_logged": "log_id", "cdr_logged": "global_session_id"}[event]
-    key = _id(payload.get(field))
-    if key and len(key) < MAX_ID_LENGTH:
-        return key
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
-
-
-def message_columns(payload: dict[str, Any], language_variable: str,
-                    original_variable: str = "original_input",
-                    failed_variable: str = "translation_failed") -> dict[str, Any]:
-    response = payload.get("response")
-    # What the pre-message webhook left in the context: the customer's words before
-    # translation, and whether translation failed open (the explorer shows both).
-    context = response if _get(response, "context") else None
-    original = read_variable(context, original_variable) if context else None
-    failed = bool(context) and is_true(context, failed_variable)
-    intent, confidence = top_intent(response)
-    # The customer's own language when the kit's pre-message webhook recorded it in the
-    # context, else the assistant's (`language` of the log record).
-    language = _get(response, "context") and read_variable(response, language_variable)
-    if not isinstance(language, str) or not language.strip():
-        language = payload.get("language")
-    return {
-        "request_timestamp": _timestamp(payload.get("request_timestamp")),
-        "response_timestamp": _timestamp(payload.get("response_timestamp")),
-        "assistant_id": _id(payload.get("assistant_id")),
-        "skill_id": _id(payload.get("skill_id")),
-        "session_id": _id(payload.get("session_id")),
-        "customer_id": _id(payload.get("customer_id")),
-        "customer_text": _clean(_get(payload, "request", "input", "text")),
-        "reply_text": reply_texts(response),
-        "intent": intent,
-        "intent_confidence": confidence,
-        "language": _clean(language, 32),
-        "agent_transfer": offers_agent_transfer(response),
-        "original_text": _clean(original),
-        "environment": _id(payload.get("environment_id")) or _id(payload.get("snapshot")),
-        "translation_failed": failed,
-    }
-
-
-def call_columns(payload: dict[str, Any]) -> dict[str, Any]:
-    summary = _get(payload, "assistant_interaction_summaries", 0)
-    return {
-        "request_timestamp": _timestamp(_get(payload, "call", "start_timestamp")),
-        "response_timestamp": _timestamp(_get(payload, "call", "stop_timestamp")),
-        "assistant_id": _id(_get(summary, "assistant_id")),
-        "session_id": _id(_get(summary, "session_id")) or _id(payload.get("global_session_id")),
-        "agent_transfer": payload.get("transfer_occurred") is True,
-        "end_reason": _clean(_get(payload, "call", "end_reason"), 64),
-    }
-
-
 # --- the steps ----------------------------------------------------------------------------
 
-def extract_fields(turn: Turn) -> Response | None:
-    """Build the row: the columns analysts query, the key that makes resends harmless, and
-    the event exactly as received. Every event gets one: this step has no condition."""
-    payload = turn.payload
-    if turn.event == "message_logged":
-        settings = turn.settings
-        columns = message_columns(payload, settings.language_variable,
-                                  settings.original_input_variable,
-                                  settings.translation_failed_variable)
-    else:
-        columns = call_columns(payload)
-    turn.log_event = LogEvent(event=turn.event, idempotency_key=idempotency_key(turn.event, payload),
-                              raw="", received_at=utcnow(), **columns)
-    turn.log_body = turn.body
-    turn.log_raw = received_text(turn.received)
+def extract_fields(turn: Turn) -> Answer | None:
+    """Build the row: the columns analysts query and the key that makes resends harmless (the
+    raw copy is added when it is stored). Every event gets one: this step has no condition."""
+    settings = turn.settings
+    turn.log_event = new_row(turn.event, turn.payload, raw="",
+                             language_variable=settings.language_variable,
+                             original_variable=settings.original_input_variable,
+                             failed_variable=settings.translation_failed_variable)
     return None
 
 
-def redact_personal_data(turn: Turn) -> Response | None:
-    """Mask personal data in the columns and the raw copy before anything touches the disk.
-
-    The raw copy is then always the redacted event written out again, never the text received:
-    with a key repeated in the body the parse keeps one value, and the text received would
-    still hold the other one in clear."""
+def redact_personal_data(turn: Turn) -> Answer | None:
+    """Mask personal data in the columns and in the event (`turn.body`, whence the raw copy)
+    before anything touches the disk."""
     item = turn.log_event
     if not turn.settings.log_redact or item is None:
         return None
@@ -224,52 +69,29 @@ def redact_personal_data(turn: Turn) -> Response | None:
             # a label may be longer than what it replaced: keep within the column's width
             setattr(item, name, value[:COLUMN_WIDTHS.get(name)])
             masked += count
-    turn.log_body, count = redact_json(turn.log_body)
-    turn.log_raw = None
+    turn.body, count = redact_json(turn.body)
+    turn.payload = turn.body["payload"]
     turn.notes["redacted"] = masked + count
     return None
 
 
-def store_event(turn: Turn) -> Response | None:
+def store_event(turn: Turn) -> Answer | None:
     """Commit the row; answer 503 if it may not be kept, so nobody takes it as stored."""
     item, store = turn.log_event, turn.services.store
     if item is None or store is None:  # a list without extract_fields: never answer "kept"
         raise RuntimeError("store_event runs after extract_fields, with the log store built")
-    item.raw = turn.log_raw or raw_json(turn.log_body)
+    # With redaction the raw copy is always the event written out, never the text received.
+    item.raw = raw_copy(turn.body, turn.received, keep_received=not turn.settings.log_redact)
     try:
         stored = store.add(item)
     except StoreUnavailable as exc:
         turn.notes["store_error"] = str(exc)[:64]
         turn.notes["error"] = "store_unavailable"
-        return json_response({"error": "store_unavailable",
-                              "detail": "the log store did not accept the event; it was not kept"},
-                             503, headers={"Retry-After": "5"})
+        return Answer({"error": "store_unavailable",
+                       "detail": "the log store did not accept the event; it was not kept"},
+                      503, retry_after=5)
     turn.stored = turn.notes["stored"] = "new" if stored else "duplicate"
     return None
-
-
-def received_text(received: bytes) -> str | None:
-    """The body as the assistant sent it, when it can be kept as is: UTF-8 (as JSON is sent)
-    and on one line, since `logs export` writes one event per line. Otherwise None, and the
-    parsed event is written out again (the same JSON value, compact)."""
-    try:
-        text = received.decode("utf-8").strip(" \t\r\n")
-    except UnicodeDecodeError:
-        return None
-    if "\n" in text or "\r" in text or text.startswith("\ufeff"):
-        return None
-    return text
-
-
-def raw_json(body: Any) -> str:
-    """The event as JSON text: compact, non-ASCII kept as is unless the body holds something
-    UTF-8 cannot carry (a lone surrogate escape), then escaped."""
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(body, ensure_ascii=True, separators=(",", ":"))
-    return text
 
 
 LOG_STEPS: list[Step] = [extract_fields, redact_personal_data, store_event]
@@ -277,6 +99,6 @@ LOG_STEPS: list[Step] = [extract_fields, redact_personal_data, store_event]
 
 @bp.post("/webhooks/logs")
 def logs() -> Response:
-    turn = start_turn("log", ACCEPTED_EVENTS)
-    return run_steps(turn.services.steps["log"], turn) or json_response(
-        {"accepted": True, "duplicate": turn.stored == "duplicate"})
+    turn = start_turn("logs", ACCEPTED_EVENTS)
+    return render(run_steps(turn.services.steps["logs"], turn) or Answer(
+        {"accepted": True, "duplicate": turn.stored == "duplicate"}))

@@ -3,12 +3,12 @@ how translation went, where each turn's language came from, and how the log stor
 
 prometheus-client keeps its values per process, and under gunicorn every worker is a process, so
 the kit runs it in multiprocess mode: each worker writes its values to files in
-`PROMETHEUS_MULTIPROC_DIR`, and a scrape of any worker sums every worker's files. gunicorn.conf.py
-makes that directory when it is not set, empties it when gunicorn starts (values of an earlier run
-would be summed in), drops a dead worker's live gauges and merges its counters and histograms into
-one file (handlers/metrics_folder.py), so the folder stays small however often workers restart.
-Without the variable (`flask run`, one
-process) the values are kept in memory.
+`PROMETHEUS_MULTIPROC_DIR`, and a scrape of any worker sums every worker's files. The server's
+gunicorn settings (server/gunicorn_conf.py) make that directory when it is not set, empty it when
+gunicorn starts (values of an earlier run would be summed in), drop a dead worker's live gauges
+and merge its counters and histograms into one file (handlers/metrics_folder.py), so the folder
+stays small however often workers restart. Without the variable (`flask run`, one process) the
+values are kept in memory.
 
 Recording is a no-op until an app with METRICS=on is created in the process: an app without
 metrics imports no prometheus-client and pays one check per call site. The names and a few
@@ -30,8 +30,8 @@ from .requestlog import started_at
 
 bp = Blueprint("metrics", __name__)
 
-# The blueprints whose requests are counted, and the webhook each one is (health checks, the
-# explorer and /metrics itself are not).
+# The blueprints whose requests are counted, and the webhook label each one has (health checks,
+# the explorer and /metrics itself are not). The log webhook's label is "log", as published.
 WEBHOOK_BLUEPRINTS = {"premessage": "premessage", "postmessage": "postmessage", "logs": "log",
                       "orchestrate": "orchestrate"}
 # Webhook durations: mostly milliseconds, up to the assistant's 30 s limit.
@@ -124,7 +124,7 @@ def count_request(response: Response) -> Response:
         return response
     if turn.webhook == "premessage" and turn.language:
         _m.languages.labels(turn.language, turn.language_from or "unknown").inc()
-    if webhook == "log":
+    if turn.webhook == "logs":
         if turn.stored:
             _m.writes.labels(turn.stored).inc()
             if turn.stored == "new" and turn.log_event is not None:

@@ -4,9 +4,10 @@ Each gunicorn worker writes its counters and histograms to files named for its p
 (`counter_<pid>.db`, `histogram_<pid>.db`) and a scrape reads every `*.db` file of the folder.
 prometheus-client's own `mark_process_dead` removes only a dead worker's live gauges, so with
 `GUNICORN_MAX_REQUESTS` replacing workers all the time the folder, and the time a scrape takes,
-would grow without end. `compact` (gunicorn.conf.py's `child_exit`, in the master) merges a dead
-worker's counter, histogram and summary files into one file per kind, `<kind>_0.db` (no process
-has pid 0), and removes them.
+would grow without end. `compact` (server/gunicorn_conf.py's `child_exit`, in the master) merges
+a dead worker's counter, histogram and summary files into one file per kind, `<kind>_0.db` (no
+process has pid 0), and removes them. It lives here, beside the app's scrape (`scrape_lock`,
+handlers/metrics.py), because the two share one lock protocol.
 
 A scrape must never see a worker's counts twice (the merged file written, the dead file not yet
 removed) nor miss them (the dead file removed, the merged file not yet in place), so the two

@@ -29,8 +29,8 @@ from flask import Blueprint, Response, g, request
 
 from .auth import protect
 from .context import skill_variables
-from .envelope import (SKIP_PROCESSING_HEADER, WebhookError, json_response, payload_of,
-                       read_json_object, session_id_of)
+from .envelope import (Answer, WebhookError, json_response, payload_of, read_json_object, render,
+                       session_id_of)
 from .pipeline import Turn, run_steps, services
 from .requestlog import started_at
 
@@ -120,7 +120,7 @@ def start_plugin_turn(event: str, payload: dict[str, Any], context: dict[str, An
     return turn
 
 
-def run_failing_open(turn: Turn, steps_of: str) -> tuple[Response | None, bool]:
+def run_failing_open(turn: Turn, steps_of: str) -> tuple[Answer | None, bool]:
     """Run a webhook's steps on the turn: (a step's answer or None, whether they all ran). Any
     exception fails open: Orchestrate gets its payload back unchanged, never an error."""
     try:
@@ -146,13 +146,12 @@ def plugin_result(turn: Turn, payload: dict[str, Any] | None,
     return json_response(result)
 
 
-def violation_of(turn: Turn, reply: Response) -> dict[str, Any] | None:
+def violation_of(turn: Turn, reply: Answer) -> dict[str, Any] | None:
     """The violation for a step's skip-processing answer (its text is what the customer would
     have read), or None when the answer is not one."""
-    if SKIP_PROCESSING_HEADER not in reply.headers:
+    if not reply.skip_processing:
         return None
-    body = reply.get_json(silent=True)
-    generic = _object(body, "output").get("generic")
+    generic = _object(reply.body, "output").get("generic")
     texts = [item["text"] for item in generic if isinstance(item, dict)
              and isinstance(item.get("text"), str)] if isinstance(generic, list) else []
     settings = turn.settings
@@ -163,7 +162,7 @@ def violation_of(turn: Turn, reply: Response) -> dict[str, Any] | None:
             "details": {"step": str(turn.notes.get("answered_by", ""))}}
 
 
-def answer(turn: Turn, reply: Response | None) -> tuple[Response | None, dict[str, Any] | None]:
+def answer(turn: Turn, reply: Answer | None) -> tuple[Response | None, dict[str, Any] | None]:
     """What a step's answer means here: (a response to send as it is, a violation to stop with).
     A skip-processing answer stops; `{"payload": ...}` replaces the turn's payload; any other
     answer (a step's own error) goes out as the step wrote it."""
@@ -172,13 +171,12 @@ def answer(turn: Turn, reply: Response | None) -> tuple[Response | None, dict[st
     violation = violation_of(turn, reply)
     if violation is not None:
         return None, violation
-    body = reply.get_json(silent=True)
-    new = body.get("payload") if isinstance(body, dict) else None
-    if reply.status_code == 200 and isinstance(new, dict):
+    new = reply.body.get("payload")
+    if reply.status == 200 and isinstance(new, dict):
         turn.payload.clear()
         turn.payload.update(new)
         return None, None
-    return reply, None
+    return render(reply), None
 
 
 def run_plugin_steps(turn: Turn, steps_of: str, payload: dict[str, Any]) -> Response | None:

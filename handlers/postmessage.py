@@ -3,16 +3,15 @@
 Reference behaviour: put the reply into the customer's language. The steps below run in order;
 each opens with the condition under which it acts.
 
-1. `resolve_content_keys`: items that name a key of the content store are replaced by its
+1. `read_customer_language`: the language the pre-message step recorded, from its context
+   variable, else the session memory. With neither, the reply goes out as the assistant wrote it.
+2. `resolve_content_keys`: items that name a key of the content store are replaced by its
    content, in the customer's language when the store has it (then it is not machine-translated).
-2. `translate_reply`: every string a person reads (see `handlers.fields`) goes to the translator
+3. `translate_reply`: every string a person reads (see `handlers.fields`) goes to the translator
    once, all at once, under the request's TRANSLATION_TIMEOUT; whatever is not back in time stays
    in the assistant's language.
-3. `remember_offered_options`: the values a click on this reply would send back, so the
+4. `remember_offered_options`: the values a click on this reply would send back, so the
    pre-message step knows a click is not a change of language.
-
-The customer's language is the one the pre-message step recorded: its context variable, else the
-session memory. With neither, the reply goes out as the assistant wrote it.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from flask import Blueprint, Response
 from . import fields
 from .auth import protect
 from .context import read_variable, write_variable
-from .envelope import payload_reply
+from .envelope import Answer, payload_reply, render
 from .glossary import rules_for
 from .language import normalise_code
 from .pipeline import Step, Turn, run_steps, start_turn
@@ -40,24 +39,6 @@ CONTENT_PLACEHOLDER = re.compile(r"^\s*\{\{\s*content\s*:\s*([^{}\s]+)\s*\}\}\s*
 
 
 # --- what the steps share -----------------------------------------------------------------------
-
-def session_language(turn: Turn) -> str | None:
-    """The customer's language (among LANGUAGES): the context variable the pre-message step
-    wrote, else the session memory by session id, else None (leave the reply alone). Worked out
-    once per turn."""
-    if turn.language_from is not None:
-        return turn.language
-    settings = turn.settings
-    variable = read_variable(turn.payload, settings.language_variable, settings.skill_type)
-    language = normalise_code(variable, settings.languages)
-    turn.language_from = "context"
-    if language is None:
-        language = normalise_code(turn.session_record().get("language"), settings.languages)
-        turn.language_from = "session" if language else "unknown"
-    turn.language = language
-    turn.notes["language_from"] = turn.language_from
-    return language
-
 
 def is_assistant_language(language: str, turn: Turn) -> bool:
     """True for the assistant's own language, also in a regional form ("en-gb" for "en")."""
@@ -87,7 +68,23 @@ def content_key_of(item: Any) -> str | None:
 
 # --- the steps ----------------------------------------------------------------------------------
 
-def resolve_content_keys(turn: Turn) -> Response | None:
+def read_customer_language(turn: Turn) -> Answer | None:
+    """The customer's language (among LANGUAGES), as the pre-message step recorded it: its
+    context variable, else the session memory by session id. Unknown leaves `turn.language`
+    None, and the later steps leave the reply as the assistant wrote it."""
+    settings = turn.settings
+    variable = read_variable(turn.payload, settings.language_variable, settings.skill_type)
+    language = normalise_code(variable, settings.languages)
+    turn.language_from = "context"
+    if language is None:
+        language = normalise_code(turn.session_record().get("language"), settings.languages)
+        turn.language_from = "session" if language else "unknown"
+    turn.language = language
+    turn.notes["language_from"] = turn.language_from
+    return None
+
+
+def resolve_content_keys(turn: Turn) -> Answer | None:
     """Replace items that name a content key by the store's content for it, in the customer's
     language when the store has that, else in the assistant's (translated by the next step)."""
     store = turn.services.content
@@ -96,7 +93,7 @@ def resolve_content_keys(turn: Turn) -> Response | None:
         return None
     if not any(content_key_of(item) for item in generic):
         return None
-    language = session_language(turn)
+    language = turn.language
     assistant = turn.settings.assistant_language
     found = missing = 0
     resolved: list[Any] = []
@@ -124,7 +121,7 @@ def resolve_content_keys(turn: Turn) -> Response | None:
     return None
 
 
-def translate_reply(turn: Turn) -> Response | None:
+def translate_reply(turn: Turn) -> Answer | None:
     """Translate every string of the reply a person reads into the customer's language.
 
     Distinct strings go to the translator once, together, under what is left of
@@ -133,13 +130,13 @@ def translate_reply(turn: Turn) -> Response | None:
     translator = turn.services.translator
     if not isinstance(output, dict) or translator is None:
         return None
-    language = session_language(turn)
+    language = turn.language
     if not language or is_assistant_language(language, turn):
         return None
     localized = turn.localized_items
     slots = fields.find_output_texts(output, skip=lambda item: id(item) in localized)
-    fields.protect(slots, rules_for(turn.services.glossary, turn.settings.assistant_language,
-                                    language))
+    fields.mask_slots(slots, rules_for(turn.services.glossary, turn.settings.assistant_language,
+                                       language))
     wanted = fields.wanted(slots)
     if not wanted:
         done, _ = fields.apply(slots, {})  # fixed glossary terms only: no provider needed
@@ -161,14 +158,14 @@ def translate_reply(turn: Turn) -> Response | None:
     return None
 
 
-def remember_offered_options(turn: Turn) -> Response | None:
+def remember_offered_options(turn: Turn) -> Answer | None:
     """Record the values a click on this reply sends back (bounded by OFFERED_OPTIONS_MAX), in
     the session memory and the context, so the pre-message step passes a click through and keeps
     the customer's language. Only for a customer in another language than the assistant's: a click
     in the assistant's own language needs no recognising."""
     payload = turn.payload
     generic = _generic(payload)
-    language = session_language(turn)
+    language = turn.language
     if generic is None or not language or is_assistant_language(language, turn):
         return None
     settings = turn.settings
@@ -184,10 +181,12 @@ def remember_offered_options(turn: Turn) -> Response | None:
     return None
 
 
-POSTMESSAGE_STEPS: list[Step] = [resolve_content_keys, translate_reply, remember_offered_options]
+POSTMESSAGE_STEPS: list[Step] = [read_customer_language, resolve_content_keys, translate_reply,
+                                 remember_offered_options]
 
 
 @bp.post("/webhooks/postmessage")
 def postmessage() -> Response:
     turn = start_turn("postmessage", ACCEPTED_EVENTS)
-    return run_steps(turn.services.steps["postmessage"], turn) or payload_reply(turn.payload)
+    return render(run_steps(turn.services.steps["postmessage"], turn)
+                  or payload_reply(turn.payload))

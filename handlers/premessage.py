@@ -30,7 +30,7 @@ from flask import Blueprint, Response
 from .auth import protect
 from .channels import channel_texts, control_input
 from .context import is_true, locale_language, read_variable, skill_variables, write_variable
-from .envelope import has_lone_surrogate, payload_reply, skip_processing
+from .envelope import Answer, has_lone_surrogate, payload_reply, render, skip_processing
 from .glossary import rules_for
 from .language import ENDONYMS, choose_language, has_letters, normalise_code
 from .masking import mask, unmask
@@ -56,8 +56,9 @@ def variable(turn: Turn, name: str) -> Any:
     return read_variable(turn.payload, name, turn.settings.skill_type)
 
 
-def offered_values(turn: Turn) -> set[str]:
-    """The option/suggestion values the last reply showed (post-message wrote them)."""
+def last_offered_values(turn: Turn) -> set[str]:
+    """The option/suggestion values the last reply showed, as post-message remembered them
+    (`fields.offered_values` of that reply) in the context and the session memory."""
     values: set[str] = set()
     for source in (variable(turn, turn.settings.offered_options_variable),
                    turn.session_record().get("offered")):
@@ -88,12 +89,12 @@ def skip_reason(turn: Turn) -> str | None:
         return "not_unicode"  # valid JSON, but not text a detector or translator can read
     if not has_letters(text):
         return "no_letters"  # digits, emoji, punctuation, a URL or an e-mail address
-    if text.strip() in offered_values(turn):
+    if text.strip() in last_offered_values(turn):
         return "offered_value"  # a click: the value comes back in the assistant's language
     return None
 
 
-def mark_untranslatable(turn: Turn) -> Response | None:
+def mark_untranslatable(turn: Turn) -> Answer | None:
     """Only labels: `turn.skipped` says why the message is left alone, and the later steps then
     detect and translate nothing (the session keeps its language)."""
     reason = skip_reason(turn)
@@ -129,7 +130,7 @@ def customer_words(turn: Turn) -> str | None:
     return None
 
 
-def detect_language(turn: Turn) -> Response | None:
+def detect_language(turn: Turn) -> Answer | None:
     """The turn's language: an explicit choice, else the conversation-aware policy."""
     chosen, session, hint = known_languages(turn)
     words = customer_words(turn)
@@ -159,14 +160,18 @@ def unsupported_reply(settings: Settings) -> str:
     return "Sorry, I can only help in: " + ", ".join(names) + "."
 
 
-def reply_if_unsupported(turn: Turn) -> Response | None:
-    """A language the assistant does not serve: answer directly, the assistant skips the turn."""
+def reply_if_unsupported(turn: Turn) -> Answer | None:
+    """A language the assistant does not serve: answer directly, the assistant skips the turn.
+    The reply is marked (`output.user_defined.unsupported_language`, with the customer's
+    language), so that the logged turn is counted as one (`flask logs report`)."""
     if turn.language is None or turn.language in turn.settings.supported_languages:
         return None
     turn.notes["unsupported"] = True
     user_id = turn.payload.get("user_id")
     return skip_processing(unsupported_reply(turn.settings),
-                           user_id=user_id if isinstance(user_id, str) else None)
+                           user_id=user_id if isinstance(user_id, str) else None,
+                           user_defined={"unsupported_language": True,
+                                         "customer_language": turn.language})
 
 
 def translate_masked(turn: Turn, text: str) -> tuple[str | None, bool]:
@@ -189,7 +194,7 @@ def translate_masked(turn: Turn, text: str) -> tuple[str | None, bool]:
     return (unmask(masked, got) if got is not None else None), True
 
 
-def translate_input(turn: Turn) -> Response | None:
+def translate_input(turn: Turn) -> Answer | None:
     """Hand the assistant the message in its own language; on any failure, the original goes on."""
     settings = turn.settings
     translator = turn.services.translator
@@ -213,7 +218,7 @@ def translate_input(turn: Turn) -> Response | None:
     return None
 
 
-def translate_channel_texts(turn: Turn) -> Response | None:
+def translate_channel_texts(turn: Turn) -> Answer | None:
     """The customer's texts a channel sends beside input.text (`handlers.channels.TEXT_FIELDS`,
     the SMS of a phone call) go to the assistant in its language, in place, failing open; the
     control keyword in input.text stays as it is."""
@@ -238,7 +243,7 @@ def translate_channel_texts(turn: Turn) -> Response | None:
     return None
 
 
-def remember_language(turn: Turn) -> Response | None:
+def remember_language(turn: Turn) -> Answer | None:
     """Keep the session language in the context and the session memory; drop stale variables."""
     settings = turn.settings
     if turn.language is None:
@@ -262,4 +267,4 @@ PREMESSAGE_STEPS: list[Step] = [mark_untranslatable, detect_language, reply_if_u
 @bp.post("/webhooks/premessage")
 def premessage() -> Response:
     turn = start_turn("premessage", ACCEPTED_EVENTS)
-    return run_steps(turn.services.steps["premessage"], turn) or payload_reply(turn.payload)
+    return render(run_steps(turn.services.steps["premessage"], turn) or payload_reply(turn.payload))

@@ -107,13 +107,20 @@ class SessionFile(FailOpen):
         self._purged_at = float("-inf")
         self._reset()
         reference = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: (me := reference()) and me._reset())
+        os.register_at_fork(before=lambda: (me := reference()) and me._transaction.acquire(),
+                            after_in_parent=lambda: (me := reference()) and
+                            me._transaction.release(),
+                            after_in_child=lambda: (me := reference()) and me._reset())
         atexit.register(lambda: (me := reference()) and me.flush(1.0))   # a worker's exit
 
     def _reset(self) -> None:
         """A process's own writer state: nothing waiting, no writer thread yet (also in a child
         just forked, where the parent's thread does not run and its lock may be held)."""
         self._lock = threading.Condition()
+        # Held by the writer across each transaction, and by a fork: SQLite keeps its file
+        # locks' state in process memory, so a child forked while the writer held the write
+        # lock would find the file locked by a connection that no longer runs, for good.
+        self._transaction = threading.Lock()
         self._pending: dict[str, dict[str, Any]] = {}   # values the writer has not taken yet
         self._writing: dict[str, dict[str, Any]] = {}   # values it is writing now
         self._writer_pid = 0
@@ -246,6 +253,12 @@ class SessionFile(FailOpen):
         workers writing one session never lose each other's values. When the file is full,
         the least recently written sessions go first (EVICT_SHARE of them) and the batch is
         written again."""
+        with self._transaction:
+            self._write_batch_once(connection, batch)
+        self._keep_wal_small()
+
+    def _write_batch_once(self, connection: sqlite3.Connection,
+                          batch: dict[str, dict[str, Any]]) -> None:
         for attempt in range(EVICT_ATTEMPTS):
             try:
                 self._run(connection, "BEGIN IMMEDIATE")
@@ -269,7 +282,6 @@ class SessionFile(FailOpen):
             count = self._run(connection, "SELECT count(*) FROM sessions").fetchone()[0]
             self._run(connection, "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions "
                       "ORDER BY expires LIMIT ?)", (max(1, int(count * EVICT_SHARE)),))
-        self._keep_wal_small()
 
     def _keep_wal_small(self) -> None:
         """Past WAL_LIMIT, copy the WAL into the file and truncate it, unless another process

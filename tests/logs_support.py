@@ -6,7 +6,7 @@ its own, selected through libpq's `options=-csearch_path=...` in the URL (which 
 through untouched, and which survives into gunicorn workers through DATABASE_URL), so parallel
 runs never see each other's rows; the schema is dropped afterwards.
 
-`gunicorn(env)` runs the real server (the project's gunicorn.conf.py) on a free loopback port.
+`gunicorn(env)` runs the real server (server/gunicorn_conf.py) on a free loopback port.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from conftest import fixture
-from handlers.store import events, normalize_url
+from handlers.store import LogEvent, events, normalize_url
+from handlers.store.rows import new_row, raw_json
 from pg_schema import postgres_schema
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -85,6 +86,13 @@ def cdr_body(global_session_id: str | None = None) -> dict[str, Any]:
     return body
 
 
+def row_of(body: dict[str, Any], received_at: Any = None) -> LogEvent:
+    """The row the log webhook stores for `body` (its context variables under their default
+    names), received at a chosen time."""
+    return new_row(body["event"]["name"], body["payload"], raw=raw_json(body),
+                   received_at=received_at)
+
+
 def stored_keys(url: str) -> list[str]:
     """The keys in the store at `url`, read directly (not through a proxy under test)."""
     engine = create_engine(normalize_url(url))
@@ -122,7 +130,7 @@ def gunicorn(env: dict[str, str], workers: int = 2,
                   "GUNICORN_THREADS": str(threads), "APP_LOG_LEVEL": "WARNING"}, **env)
     log = open(os.devnull, "w")
     master = subprocess.Popen(
-        [str(GUNICORN), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+        [str(GUNICORN), "-c", "server/gunicorn_conf.py", "--bind", f"127.0.0.1:{port}",
          "handlers:create_app()"], cwd=REPO, env=clean, stdout=log, stderr=log,
         start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -13,8 +13,8 @@ import pathlib
 from datetime import datetime, timedelta
 from typing import Any, Iterator
 
-from handlers.logs import idempotency_key, message_columns, raw_json
 from handlers.store import LogEvent
+from handlers.store.rows import new_row, raw_json
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "quality"
 NAMES = ("contained_spanish", "escalated", "unrecognized", "stuck", "abandoned",
@@ -46,12 +46,9 @@ def shifted(start: datetime, names: tuple[str, ...] = NAMES) -> Iterator[dict[st
 
 
 def log_event(payload: dict[str, Any]) -> LogEvent:
-    """The row the log webhook stores for `payload` (its own extraction, default settings)."""
+    """The row the log webhook stores for `payload` (its own mapping, default settings)."""
     body = {"event": {"name": "message_logged"}, "payload": payload}
-    return LogEvent(event="message_logged",
-                    idempotency_key=idempotency_key("message_logged", payload),
-                    raw=raw_json(body), received_at=received(payload),
-                    **message_columns(payload, "customer_language"))
+    return new_row("message_logged", payload, raw_json(body), received(payload))
 
 
 def figures(**values: Any) -> dict[str, Any]:

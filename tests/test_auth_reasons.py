@@ -14,7 +14,7 @@ import jwt
 import pytest
 
 from handlers.auth import REASONS
-from handlers.requestlog import JsonFormatter
+from handlers.logsetup import JsonFormatter
 from tests.test_auth import BODIES, SECRET, Jwks, basic, hs256, jwks, tampered, unsigned_token
 
 __all__ = ["jwks"]  # the fixture, imported for the oauth2 cases

@@ -17,20 +17,11 @@ from typing import Any
 
 import pytest
 
-from handlers.logs import call_columns, idempotency_key, message_columns, raw_json
-from handlers.store import COLUMNS, SCHEMA_VERSION, LogEvent, utcnow
-from logs_support import REPO, cdr_body, message_body, pg_store_url, store_url  # noqa: F401
+from handlers.store import COLUMNS, SCHEMA_VERSION, utcnow
+from logs_support import REPO, cdr_body, message_body, pg_store_url, row_of, store_url  # noqa: F401
 
 DAY = datetime(2024, 5, 1, 9, 30)
 
-
-def event(body: dict[str, Any], received_at: datetime) -> LogEvent:
-    """The row the webhook would store for `body`, received at a chosen time."""
-    name, payload = body["event"]["name"], body["payload"]
-    columns = message_columns(payload, "customer_language") if name == "message_logged" \
-        else call_columns(payload)
-    return LogEvent(event=name, idempotency_key=idempotency_key(name, payload),
-                    raw=raw_json(body), received_at=received_at, **columns)
 
 
 @pytest.fixture
@@ -69,7 +60,7 @@ def known_data(app: Any) -> list[dict[str, Any]]:
         (message_body(session="s3", text="thanks", intents=[]), DAY + timedelta(days=2, hours=1)),
         (cdr_body(), DAY + timedelta(days=2, hours=2)),
     ]
-    store_of(app).add_many([event(body, when) for body, when in bodies])
+    store_of(app).add_many([row_of(body, when) for body, when in bodies])
     return [body for body, _ in bodies]
 
 
@@ -99,7 +90,7 @@ def test_export_csv_round_trips_the_extracted_columns(log_app: Any, tmp_path: An
     assert list(table[0]) == list(COLUMNS)
     assert len(table) == len(bodies)
     first = table[0]
-    expected = event(bodies[0], DAY)
+    expected = row_of(bodies[0], DAY)
     assert first["received_at"] == "2024-05-01T09:30:00Z"
     assert first["customer_text"] == "hola" and first["language"] == "es"
     assert first["intent"] == "greeting" and float(first["intent_confidence"]) == 0.9
@@ -123,7 +114,7 @@ def test_export_csv_writes_formulas_as_text_and_one_record_per_event(log_app: An
                message_body(session="crlf", text="five\r\nsix; =7+8"),
                message_body(session="number", text="fine",
                             intents=[{"intent": "x", "confidence": -0.5}])]
-    store_of(log_app).add_many([event(body, DAY + timedelta(minutes=index))
+    store_of(log_app).add_many([row_of(body, DAY + timedelta(minutes=index))
                                 for index, body in enumerate(bodies)])
     target = tmp_path / "out.csv"
     result = invoke(log_app, "export", "--format", "csv", "--output", str(target))
@@ -220,20 +211,20 @@ def test_stats_as_text_and_on_an_empty_store(log_app: Any) -> None:
 def test_purge_deletes_older_events_and_dry_run_only_counts(log_app: Any) -> None:
     store = store_of(log_app)
     now = utcnow()
-    store.add_many([event(message_body(), now - timedelta(days=days)) for days in (90, 45, 10, 0)])
+    store.add_many([row_of(message_body(), now - timedelta(days=days)) for days in (90, 45, 10, 0)])
     dry = invoke(log_app, "purge", "--older-than", "30", "--dry-run")
     assert dry.exit_code == 0 and dry.output.startswith("2 events")
-    assert store.count() == 4
+    assert store.reports.count() == 4
     result = invoke(log_app, "purge", "--older-than", "30")
     assert result.exit_code == 0 and result.output.startswith("deleted 2 events")
-    assert store.count() == 2
+    assert store.reports.count() == 2
 
 
 def test_export_memory_stays_flat_whatever_the_table_size(log_app: Any, tmp_path: Any) -> None:
     store = store_of(log_app)
     filler = "x" * 2000
     for start in range(0, 6000, 1000):
-        store.add_many([event(message_body(text=filler), DAY) for _ in range(1000)])
+        store.add_many([row_of(message_body(text=filler), DAY) for _ in range(1000)])
     target = tmp_path / "all.jsonl"
     tracemalloc.start()
     try:

@@ -9,7 +9,7 @@ import logging
 import pytest
 from flask import Flask
 
-from handlers.envelope import SKIP_PROCESSING_HEADER, skip_processing
+from handlers.envelope import SKIP_PROCESSING_HEADER, Answer, render, skip_processing
 from handlers.premessage import PREMESSAGE_STEPS
 from tests.conftest import fixture
 
@@ -22,7 +22,7 @@ ENDPOINTS = {
 
 def stored_events(app: Flask) -> int:
     """How many events the log store holds."""
-    return app.extensions["webhooks"].store.count()
+    return app.extensions["webhooks"].store.reports.count()
 
 
 def test_premessage_passes_ibm_example_through_with_every_key(client):
@@ -160,7 +160,7 @@ def test_unexpected_exception_is_500_without_trace_or_payload(make_app, caplog):
     assert answer.get_json() == {
         "error": "internal_error",
         "detail": "the webhook failed unexpectedly; the event was not processed"}
-    from handlers.requestlog import JsonFormatter
+    from handlers.logsetup import JsonFormatter
 
     lines = [JsonFormatter().format(record) for record in caplog.records]
     text = answer.get_data(as_text=True) + "\n".join(lines)
@@ -171,13 +171,27 @@ def test_unexpected_exception_is_500_without_trace_or_payload(make_app, caplog):
 
 def test_skip_processing_helper_answers_unwrapped_with_header():
     app = Flask(__name__)
+    reply = skip_processing("Lo siento", generic=[{"response_type": "pause", "time": 500}])
+    assert reply.skip_processing and reply.status == 200
     with app.app_context():
-        answer = skip_processing("Lo siento", generic=[{"response_type": "pause", "time": 500}])
+        answer = render(reply)
     assert answer.headers[SKIP_PROCESSING_HEADER] == "true"
     assert answer.content_type == "application/json"
     assert answer.get_json() == {"output": {"generic": [
         {"response_type": "text", "text": "Lo siento"},
         {"response_type": "pause", "time": 500}]}}
+
+
+def test_an_answer_renders_its_status_and_retry_after_and_nothing_else():
+    app = Flask(__name__)
+    with app.app_context():
+        answer = render(Answer({"error": "busy", "detail": "later"}, 503, retry_after=5))
+        plain = render(Answer({"payload": {}}))
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+    assert answer.get_json() == {"error": "busy", "detail": "later"}
+    assert SKIP_PROCESSING_HEADER not in answer.headers
+    assert plain.status_code == 200 and "Retry-After" not in plain.headers
+    assert SKIP_PROCESSING_HEADER not in plain.headers
 
 
 def test_a_step_can_answer_directly_with_skip_processing(make_app):
@@ -205,7 +219,7 @@ def test_one_json_log_line_per_request_without_text(client, caplog):
     assert fields["status"] == 200
     assert fields["session_id"] == "sxxx"
     assert isinstance(fields["duration_ms"], float)
-    from handlers.requestlog import JsonFormatter
+    from handlers.logsetup import JsonFormatter
 
     line = JsonFormatter().format(records[0])
     assert json.loads(line)["session_id"] == "sxxx"

@@ -38,17 +38,17 @@ def test_dockerfile_runs_as_non_root_with_healthcheck():
 
 
 def test_procfile_serves_the_factory_with_the_project_settings():
-    assert (ROOT / "Procfile").read_text().strip() == "web: python -m handlers.serve"
+    assert (ROOT / "Procfile").read_text().strip() == "web: python -m server"
 
 
 def test_gunicorn_settings(monkeypatch):
     monkeypatch.setenv("PORT", "9123")
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
-    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    conf = runpy.run_path(str(ROOT / "server" / "gunicorn_conf.py"))
     assert conf["bind"] == "0.0.0.0:9123"
     assert conf["workers"] == 3
     assert conf["threads"] >= 2
-    if conf["worker_class"] != "gthread":     # a subclass of gthread's worker (handlers/worker.py)
+    if conf["worker_class"] != "gthread":     # a subclass of gthread's worker (server/worker.py)
         from gunicorn.util import load_class
         from gunicorn.workers.gthread import ThreadWorker
 
@@ -162,7 +162,7 @@ def test_every_python_build_step_of_the_dockerfile_runs(docker_build: dict[str, 
     assert where.startswith(str(docker_build["app"]))
     # Nothing left behind for root: the unprivileged user creates instance/'s files at run time.
     assert sorted(path.name for path in docker_build["app"].iterdir()) == [
-        "gunicorn.conf.py", "handlers", "requirements.txt"]
+        "handlers", "requirements.txt", "server"]
 
 
 @pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://",
@@ -174,3 +174,17 @@ def test_an_in_memory_sqlite_store_builds(url: str) -> None:
 
     app = create_app({"DATABASE_URL": url})
     assert app.extensions["webhooks"].store.dialect == "sqlite"
+
+
+def test_the_webhook_package_never_imports_the_server():
+    """server/ runs handlers/, never the other way: handlers/ is what a user copies."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "handlers").glob("**/*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            offenders += [f"{path.relative_to(ROOT)}: {name}" for name in names
+                          if name.split(".")[0] == "server"]
+    assert not offenders

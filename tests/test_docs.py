@@ -26,7 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIRST_DAY = ("README.md", "docs/troubleshooting.md", "docs/templates.md")
 TEXT = {name: (ROOT / name).read_text() for name in FIRST_DAY}
 README = TEXT["README.md"]
-CODE = [*sorted(ROOT.glob("handlers/**/*.py")), ROOT / "gunicorn.conf.py",
+CODE = [*sorted(ROOT.glob("handlers/**/*.py")), *sorted(ROOT.glob("server/*.py")),
         *sorted(ROOT.glob("examples/**/*.py"))]
 MAKEFILE = (ROOT / "Makefile").read_text()
 
@@ -99,20 +99,20 @@ def test_the_names_check_finds_a_name_the_code_lacks():
 
 SETTINGS_TABLE = README.split("## Settings", 1)[1].split("\n## ", 1)[0]
 ROWS = re.findall(r"^\| `([A-Z_]+)`[^|]* \| ([^|]*) \|", SETTINGS_TABLE, re.MULTILINE)
-# The server's settings: gunicorn.conf.py's own and those it reads through
-# handlers/settings/server.py (WEB_CONCURRENCY, GUNICORN_THREADS, ...).
-GUNICORN_READS = {value for value in string_constants([ROOT / "gunicorn.conf.py",
-                                                       ROOT / "handlers/settings/server.py"])
+# The server's settings: gunicorn_conf.py's own and those it reads through
+# server/settings.py (WEB_CONCURRENCY, GUNICORN_THREADS, ...).
+GUNICORN_READS = {value for value in string_constants([ROOT / "server/gunicorn_conf.py",
+                                                       ROOT / "server/settings.py"])
                   if re.fullmatch(r"[A-Z][A-Z0-9_]*", value)}
 
 
 def gunicorn_config(monkeypatch: pytest.MonkeyPatch, **environ: str) -> dict[str, Any]:
-    """gunicorn.conf.py's settings (its plain values) under this environment."""
+    """server/gunicorn_conf.py's settings (its plain values) under this environment."""
     for name in GUNICORN_READS:
         monkeypatch.delenv(name, raising=False)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    namespace = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    namespace = runpy.run_path(str(ROOT / "server" / "gunicorn_conf.py"))
     return {key: value for key, value in namespace.items() if not key.startswith("_")
             and isinstance(value, (int, float, str, bool, type(None)))}
 
@@ -177,7 +177,7 @@ def test_every_endpoint_in_the_first_day_docs_is_served(make_app, monkeypatch, t
 
 
 def test_every_error_code_in_the_first_day_docs_is_one_the_code_answers():
-    strings = string_constants([*ROOT.glob("handlers/**/*.py")])
+    strings = string_constants([*ROOT.glob("handlers/**/*.py"), *ROOT.glob("server/*.py")])
     table = README.split("Errors are", 1)[1].split("\n\n", 2)[1]
     codes = {code for row in re.findall(r"^\| [^|]+ \| ([^|]+) \|", table, re.MULTILINE)
              for code in re.findall(r"`([a-z_]+)`", row)}

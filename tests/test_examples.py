@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 
 import jwt
@@ -17,6 +18,7 @@ import pytest
 
 from examples import custom_step
 from examples.simulate import simulate
+from handlers.pipeline import Turn
 from handlers.settings import load_settings
 from tests.libre_server import unmark
 
@@ -49,7 +51,7 @@ def test_simulator_in_process_with_jwt_and_translation(make_app, libre_server, s
     assert any(">es]" in text or ">fr]" in text for text in seen), output
     assert len([line for line in lines if line.startswith("stored log id")]) == turns
     # Every turn reached the log store.
-    assert app.extensions["webhooks"].store.count() == turns
+    assert app.extensions["webhooks"].store.reports.count() == turns
 
 
 def test_simulator_fails_when_a_turn_fails(make_app, tmp_path):
@@ -88,8 +90,8 @@ def test_simulator_against_gunicorn(tmp_path, libre_server):
            "TRANSLATOR_URL": libre_server.url,
            "DATABASE_URL": f"sqlite:///{tmp_path}/events.sqlite3"}
     gunicorn = pathlib.Path(sys.executable).parent / "gunicorn"
-    server = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "handlers:create_app()"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    server = subprocess.Popen([str(gunicorn), "-c", "server/gunicorn_conf.py",
+                               "handlers:create_app()"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
@@ -192,6 +194,25 @@ def test_custom_step_leaves_other_messages_alone(make_app, tmp_path):
     other = post_body("Sent to {{email_1}}", {"global": {"session_id": "s-3"}})
     post = client.post("/webhooks/postmessage", data=json.dumps(other)).get_json()
     assert post["payload"]["output"]["generic"][0]["text"] == "Sent to {{email_1}}"
+
+
+def shown_step_tests() -> list[tuple[str, str]]:
+    """The unit test of the example's steps as the example and docs/architecture.md show it."""
+    in_example = custom_step.__doc__.split("as two requests of a conversation do:\n", 1)[1]
+    in_docs = (ROOT / "docs" / "architecture.md").read_text().split(
+        "`examples/custom_step.py`'s two steps:\n\n```python\n", 1)[1].split("```", 1)[0]
+    return [("examples/custom_step.py", textwrap.dedent(in_example)),
+            ("docs/architecture.md", in_docs)]
+
+
+@pytest.mark.parametrize("where, code", shown_step_tests())
+def test_the_step_unit_test_shown_passes_and_fails_on_a_broken_step(where, code):
+    namespace = {"Turn": Turn, **vars(custom_step)}
+    exec(compile(code, where, "exec"), namespace)
+    namespace["test_a_card_number_never_leaves_the_session"]()
+    namespace["restore_personal_data"] = lambda turn: None   # a step that forgets to restore
+    with pytest.raises(AssertionError):
+        namespace["test_a_card_number_never_leaves_the_session"]()
 
 
 def test_custom_step_is_first_and_last(make_app, tmp_path):

@@ -13,23 +13,15 @@ from typing import Any
 
 import pytest
 
-from handlers.logs import call_columns, idempotency_key, message_columns, raw_json
 from handlers.settings import SettingsError
-from handlers.store import Filters, LogEvent, utcnow
-from logs_support import cdr_body, message_body, pg_store_url, store_url  # noqa: F401
+from handlers.store import Filters, utcnow
+from logs_support import cdr_body, message_body, pg_store_url, row_of, store_url  # noqa: F401
 
 USER, PASSWORD = "analyst", "s3cret-pass-42"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
 SECRET_TEXT = "my parcel number is ZX-SECRET-42"
 DAY = datetime(2024, 5, 1, 9, 30)
 
-
-def row(body: dict[str, Any], received_at: datetime) -> LogEvent:
-    name, payload = body["event"]["name"], body["payload"]
-    columns = message_columns(payload, "customer_language") if name == "message_logged" \
-        else call_columns(payload)
-    return LogEvent(event=name, idempotency_key=idempotency_key(name, payload),
-                    raw=raw_json(body), received_at=received_at, **columns)
 
 
 def turn(session: str, text: str, language: str = "en", *, original: str | None = None,
@@ -58,14 +50,14 @@ def known(app: Any) -> None:
     """Two days: Spanish with translation (one failure), English, French (unsupported), calls."""
     store = app.extensions["webhooks"].store
     store.add_many([
-        row(turn("s1", "my order", "es", original="mi pedido"), DAY),
-        row(turn("s1", "hablar con alguien", "es", failed=True), DAY + timedelta(minutes=1)),
-        row(turn("s2", "hello there", "en", assistant="assistant-2", snapshot="draft"),
+        row_of(turn("s1", "my order", "es", original="mi pedido"), DAY),
+        row_of(turn("s1", "hablar con alguien", "es", failed=True), DAY + timedelta(minutes=1)),
+        row_of(turn("s2", "hello there", "en", assistant="assistant-2", snapshot="draft"),
             DAY + timedelta(hours=2)),
-        row(turn("s3", "bonjour", "fr"), DAY + timedelta(days=1)),
-        row(turn("s3", "merci", "fr"), DAY + timedelta(days=1, minutes=5)),
-        row(call("s1", "assistant_hangup"), DAY + timedelta(minutes=3)),
-        row(call("s4", "caller_hangup", transferred=True), DAY + timedelta(days=1)),
+        row_of(turn("s3", "bonjour", "fr"), DAY + timedelta(days=1)),
+        row_of(turn("s3", "merci", "fr"), DAY + timedelta(days=1, minutes=5)),
+        row_of(call("s1", "assistant_hangup"), DAY + timedelta(minutes=3)),
+        row_of(call("s4", "caller_hangup", transferred=True), DAY + timedelta(days=1)),
     ])
 
 
@@ -209,8 +201,9 @@ def test_overview_filters_and_chart(app: Any) -> None:
     assert html.count('<rect class="bar"') == 48          # two days, by the hour
     week = get(app, "/explorer/", period="custom", since="2024-05-01", until="2024-05-07")
     assert week.get_data(as_text=True).count('<rect class="bar"') == 7   # by the day
-    per_day = store.overview(Filters(DAY.replace(hour=0), DAY.replace(hour=0) + timedelta(2)),
-                             bucket="day")["per_day"]
+    midnight = DAY.replace(hour=0)
+    per_day = store.reports.overview(Filters(midnight, midnight + timedelta(2)),
+                                     bucket="day")["per_day"]
     assert per_day == {"2024-05-01": 3, "2024-05-02": 2}
     day = get(app, "/explorer/", period="custom", since="2024-05-01", until="2024-05-01")
     assert day.get_data(as_text=True).count('<rect class="bar"') == 24
@@ -219,9 +212,9 @@ def test_overview_filters_and_chart(app: Any) -> None:
 def test_recent_periods(app: Any) -> None:
     store = app.extensions["webhooks"].store
     now = utcnow()
-    store.add_many([row(turn("recent", "hi"), now - timedelta(hours=1)),
-                    row(turn("week", "hi"), now - timedelta(days=3)),
-                    row(turn("month", "hi"), now - timedelta(days=20))])
+    store.add_many([row_of(turn("recent", "hi"), now - timedelta(hours=1)),
+                    row_of(turn("week", "hi"), now - timedelta(days=3)),
+                    row_of(turn("month", "hi"), now - timedelta(days=20))])
     assert figure(get(app, "/explorer/").get_data(as_text=True), "messages") == 1
     assert figure(get(app, "/explorer/", period="7d").get_data(as_text=True), "messages") == 2
     assert figure(get(app, "/explorer/", period="30d").get_data(as_text=True), "messages") == 3
@@ -240,7 +233,7 @@ def test_sessions_newest_first_with_keyset_pages(app: Any) -> None:
     store = app.extensions["webhooks"].store
     now = utcnow().replace(microsecond=0)
     # 120 sessions; every third pair shares its last-message time (ties broken by id).
-    store.add_many([row(turn(f"p{index:03d}", f"text {index}"),
+    store.add_many([row_of(turn(f"p{index:03d}", f"text {index}"),
                         now - timedelta(minutes=index // 2)) for index in range(120)])
     client = app.test_client()
     seen: list[str] = []
@@ -306,7 +299,7 @@ def test_the_log_webhook_fills_the_explorer_columns(make_app: Any, store_url: st
     assert app.test_client().post("/webhooks/logs", json=body).status_code == 200
     assert app.test_client().post("/webhooks/logs",
                                   json=call("w1", "caller_hangup")).status_code == 200
-    rows = app.extensions["webhooks"].store.transcript("w1")
+    rows = app.extensions["webhooks"].store.reports.transcript("w1")
     message, record = sorted(rows, key=lambda item: item.event, reverse=True)
     assert (message.original_text, message.translation_failed, message.environment) \
         == ("dónde está mi pedido", True, "draft")

@@ -209,7 +209,7 @@ def test_every_gunicorn_worker_shares_the_count_through_restarts(tmp_path: Any) 
     """Two workers, each replaced after 3 requests: the 10 failures and the lockout after them
     hold whichever worker (an old one or a new one) answers."""
     env = {"WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "4", "GUNICORN_MAX_REQUESTS": "3",
-           "GUNICORN_MAX_REQUESTS_JITTER": "0", "WEBHOOKS": "log", "WEBHOOK_AUTH": "none",
+           "GUNICORN_MAX_REQUESTS_JITTER": "0", "WEBHOOKS": "logs", "WEBHOOK_AUTH": "none",
            "DATABASE_URL": f"sqlite:///{tmp_path}/events.sqlite3",
            "EXPLORER_USERNAME": USER, "EXPLORER_PASSWORD": PASSWORD}
 

@@ -19,9 +19,8 @@ import pytest
 
 from bench.harness import serve
 from bench.quality import rows as bench_month
-from handlers.logs import call_columns, idempotency_key, message_columns, raw_json
 from handlers.store import EventStore, LogEvent, utcnow
-from logs_support import cdr_body, message_body
+from logs_support import cdr_body, message_body, row_of
 from quality_support import EXPECTED_UNRECOGNIZED, FIXTURE_START, log_event, shifted
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -58,13 +57,6 @@ TEXT_BOX = """([element, needle]) => {
 }"""
 
 
-def event(body: dict[str, Any], received_at: Any) -> LogEvent:
-    name, payload = body["event"]["name"], body["payload"]
-    columns = message_columns(payload, "customer_language") if name == "message_logged" \
-        else call_columns(payload)
-    return LogEvent(event=name, idempotency_key=idempotency_key(name, payload),
-                    raw=raw_json(body), received_at=received_at, **columns)
-
 
 def conversation(session: str, language: str, turns: list[tuple[str, str | None, str]],
                  start: Any, failed_at: int | None = None) -> list[LogEvent]:
@@ -78,7 +70,7 @@ def conversation(session: str, language: str, turns: list[tuple[str, str | None,
             variables["original_input"] = original
         if index == failed_at:
             variables["translation_failed"] = True
-        rows.append(event(body, start + timedelta(minutes=index)))
+        rows.append(row_of(body, start + timedelta(minutes=index)))
     return rows
 
 
@@ -129,16 +121,16 @@ def server(tmp_path_factory: Any) -> Iterator[str]:
                         intents=[{"intent": f"{RLO}order_status", "confidence": 0.9}])
     bidi["payload"]["response"]["context"]["skills"]["actions skill"]["skill_variables"][
         "translation_failed"] = True
-    rows.append(event(bidi, earlier))
+    rows.append(row_of(bidi, earlier))
     call = cdr_body("sess-es-1")
     call["payload"]["call"]["end_reason"] = "caller_hangup"
     call["payload"]["assistant_interaction_summaries"][0]["session_id"] = "sess-es-1"
-    rows.append(event(call, now + timedelta(minutes=5)))
+    rows.append(row_of(call, now + timedelta(minutes=5)))
     rows += [log_event(turn) for turn in shifted(FIXTURE_START)]
     rows += list(bench_month(3_000, MONTH_END))       # the screenshots' month
     store.add_many(rows)
     store.engine.dispose()
-    env = {"DATABASE_URL": url, "WEBHOOKS": "log", "EXPLORER_USERNAME": USER,
+    env = {"DATABASE_URL": url, "WEBHOOKS": "logs", "EXPLORER_USERNAME": USER,
            "EXPLORER_PASSWORD": PASSWORD, "SUPPORTED_LANGUAGES": "en,es,fr", "WEB_CONCURRENCY": 1}
     with serve("handlers:create_app()", env, log_path=folder / "gunicorn.log") as base:
         yield base

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float, Index, Integer, MetaData,
                         String, Table, Text, UniqueConstraint, create_engine, inspect, select)
 
-from handlers.logs import raw_json
 from handlers.store import SCHEMA_VERSION, EventStore, Filters, events, normalize_url
+from handlers.store.rows import raw_json
 from handlers.store.schema import hourly, rolled_hours, schema_version, session_hours
 from logs_support import cdr_body, message_body, pg_store_url, store_url  # noqa: F401
 
@@ -106,7 +106,7 @@ def test_a_version_1_database_upgrades_in_place(store_url: str) -> None:
     assert call.end_reason == "caller_hangup"
     assert bad.original_text is None and bad.translation_failed is None   # unreadable raw
 
-    figures = store.overview(Filters(DAY - timedelta(hours=1), DAY + timedelta(hours=1)))
+    figures = store.reports.overview(Filters(DAY - timedelta(hours=1), DAY + timedelta(hours=1)))
     assert figures["translation_failures"] == 1 and figures["calls"]["end_reasons"] == \
         {"caller_hangup": 1}
     # Opening it again changes nothing.
@@ -130,7 +130,7 @@ def test_a_version_2_database_gets_the_roll_up_tables(store_url: str) -> None:
 
     upgraded = EventStore.open(store_url)
     assert upgraded.schema_version() == 4
-    figures = upgraded.overview(period)
+    figures = upgraded.reports.overview(period)
     assert (figures["messages"], figures["sessions"], figures["calls"]["count"]) == (2, 1, 1)
     with engine.connect() as connection:   # the period's whole hours from the oldest event on
         assert connection.execute(select(rolled_hours.c.hour).order_by(rolled_hours.c.hour)) \

@@ -1,4 +1,4 @@
-"""The real app under gunicorn with the project's gunicorn.conf.py, over HTTP on loopback.
+"""The real app under gunicorn with the project's server/gunicorn_conf.py, over HTTP on loopback.
 
 The Flask test client skips the server: these tests catch what only a real deployment shows
 (the config file, preloading before the fork, the worker class, the JSON log line on stderr).

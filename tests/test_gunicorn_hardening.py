@@ -1,7 +1,7 @@
 """The gunicorn front under attack and under normal use: slow clients, gunicorn's own errors,
 OPTIONS, worker recycling, and the CPU count a container may use (issue 11 items 2, 10, 13).
 
-Real gunicorn (bench.harness.serve with the project's gunicorn.conf.py and its worker class),
+Real gunicorn (bench.harness.serve with the project's server/gunicorn_conf.py and its worker class),
 real sockets on 127.0.0.1. The shipped thread count (16 per worker) is kept; WEB_CONCURRENCY=2
 because the test machine has 2 cores.
 """
@@ -23,7 +23,7 @@ import pytest
 
 from bench.harness import ECHO_APP, serve
 from conftest import fixture
-from handlers.worker import RequestDeadlineWorker, request_state
+from server.worker import RequestDeadlineWorker, request_state
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PREMESSAGE = json.dumps(fixture("pre_message_request.message_received.json")).encode()
@@ -73,7 +73,7 @@ def post(url: str, path: str, body: bytes, timeout: float = 30) -> tuple[int, by
 
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """gunicorn.conf.py as shipped (16 threads, 10 s request deadline), with 2 workers."""
+    """server/gunicorn_conf.py as shipped (16 threads, 10 s request deadline), with 2 workers."""
     folder = tmp_path_factory.mktemp("hardening")
     env = {"WEB_CONCURRENCY": "2", "WEBHOOK_AUTH": "none",
            "DATABASE_URL": f"sqlite:///{folder}/events.sqlite3"}

@@ -15,7 +15,10 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import fixture
+from handlers.logs import LOG_STEPS
+from handlers.pipeline import Turn
 from handlers.store import events
+from handlers.store.rows import raw_copy
 from logs_support import free_port, message_body, pg_store_url, store_url  # noqa: F401
 
 
@@ -186,6 +189,37 @@ def test_the_raw_copy_is_the_body_as_received(log_app: Any) -> None:
     [row] = rows(log_app)
     assert row.raw == sent.strip()
     assert "\\u00e9" in row.raw            # ASCII-escaped as sent, not re-encoded
+
+
+def add_a_tag(turn: Turn) -> None:
+    """A step of a user's that changes the event in place, and does nothing else."""
+    turn.body["payload"]["tag"] = "reviewed"
+
+
+def replace_the_event(turn: Turn) -> None:
+    """A step of a user's that replaces the event by a changed copy, and does nothing else."""
+    turn.body = {**turn.body, "payload": {**turn.body["payload"], "tag": "replaced"}}
+
+
+@pytest.mark.parametrize("step, tag", [(add_a_tag, "reviewed"), (replace_the_event, "replaced")])
+def test_the_raw_copy_is_the_event_the_steps_left(make_app: Any, store_url: str, step: Any,
+                                                  tag: str) -> None:
+    app = make_app(DATABASE_URL=store_url, steps={"logs": [step, *LOG_STEPS]})
+    body = message_body(text="caf\u00e9")
+    assert send(app.test_client(), json.dumps(body).encode()).status_code == 200
+    [row] = rows(app)
+    assert json.loads(row.raw) == {**body, "payload": {**body["payload"], "tag": tag}}
+    assert "caf\u00e9" in row.raw            # written out again, not the text received
+
+
+def test_the_raw_copy_keeps_the_text_only_while_it_says_the_event() -> None:
+    sent = b'{"event": {"name": "message_logged"}, "payload": {"n": 1.50, "a": "x", "a": "y"}}'
+    event = json.loads(sent)
+    assert raw_copy(event, sent) == sent.decode()
+    assert raw_copy(event, sent, keep_received=False) == \
+        '{"event":{"name":"message_logged"},"payload":{"n":1.5,"a":"y"}}'
+    event["payload"]["n"] = 2
+    assert json.loads(raw_copy(event, sent))["payload"] == {"n": 2, "a": "y"}
 
 
 def test_a_body_over_several_lines_is_stored_on_one_line(log_app: Any) -> None:

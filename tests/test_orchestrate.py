@@ -23,9 +23,10 @@ import pytest
 
 from conftest import fixture
 from examples.custom_step import mask_personal_data, restore_personal_data
+from handlers.pipeline import Answer
 from handlers.postmessage import POSTMESSAGE_STEPS
 from handlers.premessage import PREMESSAGE_STEPS
-from handlers.requestlog import JsonFormatter
+from handlers.logsetup import JsonFormatter
 from handlers.settings import SettingsError, load_settings
 from tests.libre_server import mark
 
@@ -209,9 +210,27 @@ def test_custom_masking_steps_apply_unchanged(orchestrate, libre_server):
     assert not any("4111" in text for text in libre_server.texts())
 
 
+def test_a_steps_answers_are_mapped_as_data(orchestrate):
+    """A step's Answer, not HTTP parsed back: a payload answer replaces the payload and the agent
+    goes on; a step's own error goes out as the step wrote it."""
+    def shout(turn):
+        return Answer({"payload": {"input": {"text": turn.payload["input"]["text"].upper()}}})
+
+    def busy(turn):
+        return Answer({"error": "busy", "detail": "try later"}, 503, retry_after=7)
+
+    result = orchestrate(steps={"premessage": [shout]}).post(PRE, json=pre_body("hola"),
+                                                             headers=SIGNED)
+    assert result.status_code == 200 and result.get_json()["continue_processing"] is True
+    assert last_text(result.get_json()) == "HOLA"
+    refused = orchestrate(steps={"premessage": [busy]}).post(PRE, json=pre_body(), headers=SIGNED)
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "7"
+    assert refused.get_json() == {"error": "busy", "detail": "try later"}
+
+
 def test_steps_for_a_list_the_app_does_not_run_are_refused(make_app):
-    with pytest.raises(ValueError, match="log is not served"):
-        make_app(steps={"log": []}, WEBHOOKS="orchestrate")
+    with pytest.raises(ValueError, match="logs is not served"):
+        make_app(steps={"logs": []}, WEBHOOKS="orchestrate")
     with pytest.raises(ValueError, match="no webhook named orchestrate"):
         make_app(steps={"orchestrate": []}, WEBHOOKS="orchestrate")
 
@@ -348,7 +367,7 @@ def test_the_end_users_token_is_never_logged_nor_passed_on(orchestrate, libre_se
 # --- served or not ------------------------------------------------------------------------------
 
 def test_not_served_by_default(make_app):
-    assert load_settings({}, environ={}).webhooks == ("premessage", "postmessage", "log")
+    assert load_settings({}, environ={}).webhooks == ("premessage", "postmessage", "logs")
     client = make_app().test_client()
     for path in (PRE, POST):
         answer = client.post(path, json=pre_body())

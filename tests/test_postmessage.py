@@ -65,7 +65,8 @@ def dumps(value: Any) -> str:
 
 def test_steps_in_order():
     assert [step.__name__ for step in POSTMESSAGE_STEPS] == [
-        "resolve_content_keys", "translate_reply", "remember_offered_options"]
+        "read_customer_language", "resolve_content_keys", "translate_reply",
+        "remember_offered_options"]
 
 
 # --- every example, English and Spanish sessions ----------------------------------------------

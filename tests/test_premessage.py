@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from handlers.envelope import SKIP_PROCESSING_HEADER
+from handlers.store.quality_facts import turn_facts
 from tests.conftest import fixture
 from tests.libre_server import mark
 
@@ -266,6 +267,11 @@ def test_an_unsupported_language_is_answered_directly(translating, libre_server)
                          json=event("Guten Tag, ich warte seit zwei Wochen auf meine Bestellung"))
     assert answer.get_json()["output"]["generic"] == [
         {"response_type": "text", "text": "Only English or Spanish, sorry."}]
+    # Marked, so that the logged turn counts as an unsupported-language reply.
+    assert answer.get_json()["output"]["user_defined"] == {"unsupported_language": True,
+                                                           "customer_language": "de"}
+    payload = {"response": answer.get_json()}
+    assert turn_facts(payload).unsupported and turn_facts(payload).language == "de"
 
 
 @pytest.mark.parametrize("failure", ["500", "refused", "hang"])

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 from ibm_watson.assistant_v2 import Log, MessageOutputDebugTurnEvent
 
-from handlers.logs import message_columns
+from handlers.store.rows import message_columns
 from handlers.store.quality import Part, close, merge, part_of, report
 from handlers.store.quality_facts import Op, turn_facts
 from quality_support import (EXPECTED_ACTIONS, EXPECTED_ALL, EXPECTED_LANGUAGES, NAMES,

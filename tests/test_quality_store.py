@@ -31,10 +31,10 @@ def test_the_report_from_the_roll_up_is_the_hand_count(store: EventStore):
     start = floor_hour(utcnow()) - timedelta(hours=5)
     store.add_many([log_event(turn) for turn in shifted(start)])
     since, until = start - timedelta(hours=1), floor_hour(utcnow()) + timedelta(hours=1)
-    first = store.quality_report(since, until, assistant_language="en")
+    first = store.reports.quality_report(since, until, assistant_language="en")
     assert first == expected_report(since, until)
     assert rows(store, quality_parts) == 8 and rows(store, unrecognized) == 2
-    assert store.quality_report(since, until, assistant_language="en") == first
+    assert store.reports.quality_report(since, until, assistant_language="en") == first
 
 
 def test_the_report_from_the_events_is_the_same(store: EventStore):
@@ -42,7 +42,7 @@ def test_the_report_from_the_events_is_the_same(store: EventStore):
     start = floor_hour(utcnow()) - timedelta(hours=5)
     store.add_many([log_event(turn) for turn in shifted(start)])
     since, until = start - timedelta(minutes=30), start + timedelta(minutes=50)
-    assert store.quality_report(since, until, assistant_language="en") == \
+    assert store.reports.quality_report(since, until, assistant_language="en") == \
         expected_report(since, until)
     assert rows(store, quality_parts) == 0
 
@@ -55,13 +55,13 @@ def test_filters(store: EventStore):
             turn["assistant_id"], turn["environment_id"] = "other-assistant", "other-env"
     store.add_many([log_event(turn) for turn in turns])
     since = start - timedelta(hours=1)
-    spanish = store.quality_report(since, None, language="es", assistant_language="en")
+    spanish = store.reports.quality_report(since, None, language="es", assistant_language="en")
     assert spanish["languages"] == {"es": EXPECTED_LANGUAGES["es"]}
-    other = store.quality_report(since, None, assistant="other-assistant")
+    other = store.reports.quality_report(since, None, assistant="other-assistant")
     assert other["languages"] == {"en": EXPECTED_LANGUAGES["en"]}
-    assert store.quality_report(since, None, environment="other-env")["all"] == \
+    assert store.reports.quality_report(since, None, environment="other-env")["all"] == \
         EXPECTED_LANGUAGES["en"]
-    assert store.quality_report(since, None, assistant="nobody")["all"]["conversations"] == 0
+    assert store.reports.quality_report(since, None, assistant="nobody")["all"]["conversations"] == 0
 
 
 def test_what_was_written_after_the_hour_was_rolled_up_counts(store: EventStore):
@@ -69,9 +69,9 @@ def test_what_was_written_after_the_hour_was_rolled_up_counts(store: EventStore)
     turns = list(shifted(start))
     store.add_many([log_event(turn) for turn in turns if turn["session_id"] != "quality-dialog-pt"])
     since = start - timedelta(hours=1)
-    assert store.quality_report(since, None)["all"]["conversations"] == 7
+    assert store.reports.quality_report(since, None)["all"]["conversations"] == 7
     store.add_many([log_event(turn) for turn in turns if turn["session_id"] == "quality-dialog-pt"])
-    assert store.quality_report(since, None, assistant_language="en") == \
+    assert store.reports.quality_report(since, None, assistant_language="en") == \
         expected_report(since, None)
 
 
@@ -82,15 +82,15 @@ def test_unrecognized_requests(store: EventStore, hours_ago: int):
     start = floor_hour(utcnow()) - timedelta(hours=hours_ago)
     store.add_many([log_event(turn) for turn in shifted(start)])
     since = start - timedelta(hours=1)
-    got = store.unrecognized_requests(since, None)
+    got = store.reports.unrecognized_requests(since, None)
     assert [(item["session_id"], item["original_text"], item["received_text"],
              item["language"]) for item in got] == EXPECTED_UNRECOGNIZED
     assert got[0]["time"] == start + timedelta(minutes=32)
     assert {item["assistant"] for item in got} == {"97f16ba4-ad94-41af-aa6c-33cd56ad5e7e"}
     assert got[0]["environment"] == "0d4e2d13-5a54-4f45-9e6d-4b3b5a2c2b10"
-    assert store.unrecognized_requests(since, None, limit=1, offset=1) == got[1:]
-    assert store.unrecognized_requests(since, None, language="de") == got[1:]
-    assert store.unrecognized_requests(since, None, assistant="nobody") == []
+    assert store.reports.unrecognized_requests(since, None, limit=1, offset=1) == got[1:]
+    assert store.reports.unrecognized_requests(since, None, language="de") == got[1:]
+    assert store.reports.unrecognized_requests(since, None, assistant="nobody") == []
 
 
 def test_a_version_3_roll_up_is_rolled_up_again_with_the_quality_parts(store_url: str):
@@ -100,7 +100,7 @@ def test_a_version_3_roll_up_is_rolled_up_again_with_the_quality_parts(store_url
     start = floor_hour(utcnow()) - timedelta(hours=5)
     store.add_many([log_event(turn) for turn in shifted(start)])
     since = start - timedelta(hours=1)
-    store.quality_report(since, None)
+    store.reports.quality_report(since, None)
     with store.engine.begin() as connection:     # what version 3 left: hours without parts
         for table in (quality_parts, unrecognized):
             connection.execute(table.delete())
@@ -108,7 +108,7 @@ def test_a_version_3_roll_up_is_rolled_up_again_with_the_quality_parts(store_url
         connection.execute(schema_version.insert().values(version=3, applied_at=utcnow()))
     upgraded = EventStore.open(store_url)
     assert upgraded.schema_version() == 4
-    assert upgraded.quality_report(since, None, assistant_language="en") == \
+    assert upgraded.reports.quality_report(since, None, assistant_language="en") == \
         expected_report(since, None)
 
 
@@ -122,7 +122,7 @@ def test_a_conversation_over_several_rolled_up_hours_is_merged(store: EventStore
     later["request_timestamp"] = moment.isoformat(timespec="milliseconds") + "Z"
     store.add_many([log_event(turn) for turn in turns])
     since = start - timedelta(hours=1)
-    assert store.quality_report(since, None, assistant_language="en") == \
+    assert store.reports.quality_report(since, None, assistant_language="en") == \
         expected_report(since, None)
     with store.engine.connect() as connection:
         spread = connection.execute(select(quality_parts.c.session_id).where(
@@ -134,6 +134,29 @@ def test_an_open_action_is_undecided_within_the_hour(store: EventStore):
     start = floor_hour(utcnow()) - timedelta(hours=5)
     store.add_many([log_event(turn) for turn in shifted(start)])
     soon = start + timedelta(minutes=50)
-    got = store.quality_report(start - timedelta(hours=1), None, now=soon)
+    got = store.reports.quality_report(start - timedelta(hours=1), None, now=soon)
     assert got["all"]["actions_started"] == 5
     assert got["all"]["incomplete"]["abandoned"] == got["all"]["incomplete"]["new_action"] == 0
+
+
+def test_rows_prepared_before_the_lock_are_not_used_once_the_hour_changed(store: EventStore):
+    """The fill parses the events before taking the write lock; an import into those hours
+    meanwhile makes it compute them again inside the lock."""
+    from handlers.store import quality_rollup
+
+    start = floor_hour(utcnow()) - timedelta(hours=5)
+    turns = list(shifted(start))
+    store.add_many([log_event(turn) for turn in turns[:-4]])
+    prepared = quality_rollup.prepare(store.engine, start, start + timedelta(hours=1))
+    assert len(prepared.rows["log_quality_parts"]) == 7
+    store.add_many([log_event(turn) for turn in turns[-4:]])   # the dialog, the unsupported reply
+    with store.engine.begin() as connection:
+        quality_rollup.fill(connection, start, start + timedelta(hours=1), prepared)
+    assert rows(store, quality_parts) == 8
+    with store.engine.begin() as connection:
+        for table in quality_rollup.TABLES:
+            connection.execute(table.delete())
+        unchanged = quality_rollup.prepare(store.engine, start, start + timedelta(hours=1))
+        unchanged.rows["log_quality_parts"].pop()       # marked, to see that it is what is used
+        quality_rollup.fill(connection, start, start + timedelta(hours=1), unchanged)
+    assert rows(store, quality_parts) == 7

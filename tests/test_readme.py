@@ -15,13 +15,14 @@ MANUAL = README + "".join(page.read_text() for page in sorted((ROOT / "docs").gl
 
 
 def test_every_setting_is_documented():
-    source = "".join(path.read_text() for path in (ROOT / "handlers" / "settings").glob("*.py"))
+    source = "".join(path.read_text() for path in [*(ROOT / "handlers" / "settings").glob("*.py"),
+                                                   ROOT / "server" / "settings.py"])
     names = set(re.findall(r'read_(?:text|choice|number|flag|codes)\(source, "([A-Z_]+)"', source))
     names |= {"WEBHOOK_" + key for key in re.findall(r'pick\("([A-Z_]+)"\)', source)}
     # Settings read by their field's name (number("translation_timeout") reads TRANSLATION_TIMEOUT)
     names |= {f.name.upper() for f in fields(Settings) if f.name not in ("auth", "log_level")}
-    # What gunicorn.conf.py and any module read from the environment themselves.
-    direct = "".join(path.read_text() for path in [ROOT / "gunicorn.conf.py",
+    # What the server and any module read from the environment themselves.
+    direct = "".join(path.read_text() for path in [*ROOT.glob("server/*.py"),
                                                    *ROOT.glob("handlers/**/*.py")])
     names |= set(re.findall(r'(?:_number\(|os\.environ\.get\(|os\.environ\[)\s*["\']([A-Z_]+)',
                             direct))

@@ -119,11 +119,11 @@ def test_every_period_and_filter_equals_the_events(store: EventStore):
                  {"assistant": "a2", "environment": "draft", "language": "fr"}]
     for (since, until), narrow, bucket in itertools.product(periods, narrowing, ["hour", "day"]):
         filters = Filters(since, until, **narrow)
-        assert store.overview(filters, SUPPORTED, bucket) == expected(rows, filters, bucket), \
-            (since, until, narrow, bucket)
+        assert store.reports.overview(filters, SUPPORTED, bucket) == \
+            expected(rows, filters, bucket), (since, until, narrow, bucket)
     # the closed hours since the oldest event (three days ago), none before it
     assert 3 * 24 - 2 <= rolled(store) <= 3 * 24 + 1
-    stats = store.stats(supported=SUPPORTED)    # all time: `logs stats` without a period
+    stats = store.reports.stats(supported=SUPPORTED)    # all time: `logs stats` without a period
     whole = expected(rows, Filters(), "hour")
     assert {key: stats[key] for key in ("messages", "sessions", "languages", "calls")} == \
         {key: whole[key] for key in ("messages", "sessions", "languages", "calls")}
@@ -133,10 +133,10 @@ def test_hours_are_filled_once(store: EventStore):
     now = utcnow()
     store.add_many(history(now, count=200))
     filters = Filters(now - timedelta(days=2), None)
-    store.overview(filters)
+    store.reports.overview(filters)
     with store.engine.connect() as connection:
         first = connection.execute(select(func.count()).select_from(hourly)).scalar_one()
-    store.overview(filters)
+    store.reports.overview(filters)
     with store.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(hourly)).scalar_one() == first
 
@@ -146,12 +146,13 @@ def test_an_import_into_rolled_up_hours_is_counted(store: EventStore):
     rows = history(now, count=300)
     store.add_many(rows)
     filters = Filters(now - timedelta(days=3), None)
-    assert store.overview(filters)["messages"] == expected(rows, filters, "hour")["messages"]
+    assert store.reports.overview(filters)["messages"] == \
+        expected(rows, filters, "hour")["messages"]
     late = [LogEvent("message_logged", f"late{n}", "{}", received_at=now - timedelta(hours=20 + n),
                      session_id=f"late-session-{n}", language="es", assistant_id="a1")
             for n in range(3)]
     store.add_many(late)
-    assert store.overview(filters, SUPPORTED) == expected(rows + late, filters, "hour")
+    assert store.reports.overview(filters, SUPPORTED) == expected(rows + late, filters, "hour")
 
 
 def test_the_purge_drops_what_it_deleted(store: EventStore):
@@ -159,10 +160,10 @@ def test_the_purge_drops_what_it_deleted(store: EventStore):
     rows = history(now, count=300)
     store.add_many(rows)
     filters = Filters(now - timedelta(days=3), None)
-    store.overview(filters)
-    store.purge(1.5, now=now)
+    store.reports.overview(filters)
+    store.retention.purge(1.5, now=now)
     kept = [row for row in rows if row.received_at >= now - timedelta(days=1.5)]
-    assert store.overview(filters, SUPPORTED) == expected(kept, filters, "hour")
+    assert store.reports.overview(filters, SUPPORTED) == expected(kept, filters, "hour")
 
 
 def test_what_the_webhook_writes_now_counts_at_once(store: EventStore):
@@ -170,10 +171,10 @@ def test_what_the_webhook_writes_now_counts_at_once(store: EventStore):
     rows = history(now, count=100)
     store.add_many(rows)
     filters = Filters(now - timedelta(days=1), None)
-    before = store.overview(filters)["messages"]
+    before = store.reports.overview(filters)["messages"]
     assert store.add(LogEvent("message_logged", "now-1", "{}", session_id="fresh",
                               language="en"))
-    after = store.overview(Filters(now - timedelta(days=1), None))
+    after = store.reports.overview(Filters(now - timedelta(days=1), None))
     assert after["messages"] == before + 1
 
 
@@ -213,7 +214,7 @@ def walk(store: EventStore, filters: Filters, **options: Any) -> list[tuple[Any,
     """Every page of the session list, following the keyset cursor."""
     listed, after = [], None
     while True:
-        page = store.sessions(filters, after=after, limit=7, **options)
+        page = store.reports.sessions(filters, after=after, limit=7, **options)
         listed += [(row.session_id, row.first_at, row.last_at, row.messages, row.failed)
                    for row in page]
         if len(page) < 7:

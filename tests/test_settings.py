@@ -83,7 +83,7 @@ def test_defaults():
     settings = load_settings(environ={})
     assert settings.max_content_length == 8 * 1024 * 1024
     assert {a.method for a in settings.auth.values()} == {"none"}
-    assert settings.auth_for("log").api_key_header == "X-API-Key"
+    assert settings.auth_for("logs").api_key_header == "X-API-Key"
     assert settings.translation_timeout == 3.0
     assert settings.assistant_language == "en"
     assert "en" in settings.languages and len(settings.languages) == 16
@@ -108,8 +108,8 @@ def test_per_webhook_values_fall_back_to_shared_ones():
         "WEBHOOK_AUTH": "jwt", "WEBHOOK_SECRET": "shared", "LOG_SECRET": "log-only",
         "POSTMESSAGE_AUTH": "apikey", "POSTMESSAGE_API_KEY": "k"})
     assert settings.auth_for("premessage").secret == "shared"
-    assert settings.auth_for("log").method == "jwt"
-    assert settings.auth_for("log").secret == "log-only"
+    assert settings.auth_for("logs").method == "jwt"
+    assert settings.auth_for("logs").secret == "log-only"
     assert settings.auth_for("postmessage").method == "apikey"
 
 

@@ -1,5 +1,5 @@
 """A wrong setting stops the start with one line naming the variable and the fix, no traceback:
-real gunicorn started the documented way (`python -m handlers.serve`) and the plain way, and the
+real gunicorn started the documented way (`python -m server`) and the plain way, and the
 `flask --app handlers ...` command line."""
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def assert_one_line(done: subprocess.CompletedProcess[str], name: str) -> None:
     assert any(word in lines[0] for word in ("set ", "write ", "unset")), output
 
 
-SERVE = [sys.executable, "-m", "handlers.serve"]
-GUNICORN = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "handlers:create_app()"]
+SERVE = [sys.executable, "-m", "server"]
+GUNICORN = [str(BIN / "gunicorn"), "-c", "server/gunicorn_conf.py", "handlers:create_app()"]
 
 
 @pytest.mark.parametrize("name, value", SERVER_SETTINGS + APP_SETTINGS)
@@ -113,4 +113,4 @@ def test_the_launcher_serves_the_kit_with_its_settings(tmp_path):
     finally:
         server.terminate()
         _, errors = server.communicate(timeout=60)
-    assert "handlers.worker.RequestDeadlineWorker" in errors or "Booting worker" in errors
+    assert "server.worker.RequestDeadlineWorker" in errors or "Booting worker" in errors

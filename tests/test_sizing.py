@@ -9,8 +9,8 @@ import pathlib
 
 import pytest
 
-from handlers.settings.server import load_server_settings
-from handlers.sizing import (MB, SERVER_MB, SESSION_BYTES, WORKER_MB, default_workers,
+from server.settings import load_server_settings
+from server.sizing import (MB, SERVER_MB, SESSION_BYTES, WORKER_MB, default_workers,
                              memory_limit, usable_cpus, workers_for_memory)
 
 AFFINITY = len(os.sched_getaffinity(0))

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
+from flask import Response
+
 from handlers.logs import LOG_STEPS
-from handlers.pipeline import Turn
-from handlers.postmessage import POSTMESSAGE_STEPS
-from handlers.premessage import PREMESSAGE_STEPS
+from handlers.pipeline import Turn, run_steps
+from handlers.postmessage import POSTMESSAGE_STEPS, read_customer_language
+from handlers.premessage import PREMESSAGE_STEPS, remember_language, reply_if_unsupported
 from tests.conftest import fixture
 
 SPANISH = "Hola, necesito ayuda con mi tarjeta de crédito, por favor"
@@ -72,7 +74,7 @@ def test_notes_are_only_written(make_app, libre_server):
     plain = make_app(**settings).test_client()
     forgetting = make_app(steps={"premessage": with_forgetting(PREMESSAGE_STEPS),
                                  "postmessage": with_forgetting(POSTMESSAGE_STEPS),
-                                 "log": with_forgetting(LOG_STEPS)}, **settings).test_client()
+                                 "logs": with_forgetting(LOG_STEPS)}, **settings).test_client()
     answers: dict[str, list[Any]] = {"plain": [], "forgetting": []}
     for name, client in (("plain", plain), ("forgetting", forgetting)):
         for path, body in conversation():
@@ -136,3 +138,47 @@ def test_the_session_record_is_read_once_per_turn(make_app, libre_server, path, 
     answer = app.test_client().post(path, data=json.dumps(body))
     assert answer.status_code == 200
     assert counting.reads == 1
+
+
+# --- steps without an app: Turn.for_test ------------------------------------------------------
+
+def test_a_step_runs_on_a_turn_without_an_app():
+    turn = Turn.for_test(pre_body("Bonjour, je voudrais suivre ma commande")["payload"],
+                         SUPPORTED_LANGUAGES="en,es", LANGUAGES="en,es,fr")
+    answer = run_steps(PREMESSAGE_STEPS, turn)
+    assert turn.language == "fr" and turn.notes["answered_by"] == "reply_if_unsupported"
+    assert answer is not None and answer.skip_processing and answer.status == 200
+    assert answer.body["output"]["generic"][0]["text"].startswith("Sorry, I can only help in")
+    assert "payload" not in answer.body
+
+
+def test_the_settings_of_a_test_turn_are_its_own_not_the_environment(monkeypatch):
+    monkeypatch.setenv("SUPPORTED_LANGUAGES", "en")
+    turn = Turn.for_test({"input": {"text": "hola"}}, ASSISTANT_LANGUAGE="es")
+    assert turn.settings.assistant_language == "es"
+    assert {"en", "fr"} <= set(turn.settings.supported_languages)   # the default, not "en" alone
+    turn.language = "fr"
+    assert reply_if_unsupported(turn) is None
+
+
+def test_post_message_reads_the_language_the_pre_message_turn_left():
+    """The post-message turn's first step finds the language in the session memory a test
+    turn shares with the one before it, with no context variable to read."""
+    pre = Turn.for_test(pre_body(SPANISH, session="s-for-test")["payload"])
+    pre.language = "es"
+    remember_language(pre)
+    payload = post_body(session="s-for-test")["payload"]
+    post = Turn.for_test(payload, "postmessage", services=pre.services)
+    assert read_customer_language(post) is None
+    assert (post.language, post.language_from) == ("es", "session")
+    alone = Turn.for_test(post_body(session="s-for-test")["payload"], "postmessage")
+    read_customer_language(alone)
+    assert (alone.language, alone.language_from) == (None, "unknown")
+
+
+def test_a_step_that_returns_a_flask_response_is_named_in_the_error():
+    def old_style(turn: Turn) -> Any:
+        return Response("{}", content_type="application/json")
+
+    with pytest.raises(TypeError, match="step old_style returned a Response"):
+        run_steps([old_style], Turn.for_test({"input": {"text": "hi"}}))

@@ -211,9 +211,9 @@ def test_an_unusable_database_url_fails_at_start_up(url: str) -> None:
 def test_purge_deletes_only_older_events_in_batches(store: EventStore) -> None:
     store.add_many([item(days_old=40) for _ in range(PURGE_BATCH + 250)])
     store.add_many([item(days_old=20), item(days_old=1), item()])
-    assert store.purge(30) == PURGE_BATCH + 250
+    assert store.retention.purge(30) == PURGE_BATCH + 250
     assert count(store) == 3
-    assert store.purge(10) == 1
+    assert store.retention.purge(10) == 1
     assert count(store) == 2
 
 

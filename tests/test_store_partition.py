@@ -273,7 +273,7 @@ def test_readyz_writes_nothing_it_keeps_and_is_200_on_a_healthy_store(client: An
     for _ in range(3):
         assert client.get("/readyz").get_json() == {"status": "ok", "store": "sqlite"}
     store = client.application.extensions["webhooks"].store
-    assert store.count() == 0
+    assert store.reports.count() == 0
 
 
 # --- the setting -----------------------------------------------------------------------------

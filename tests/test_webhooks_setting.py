@@ -11,20 +11,22 @@ import sys
 import pytest
 
 from handlers import create_app
+from handlers.pipeline import Answer
 from handlers.settings import SettingsError, load_settings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def test_default_serves_all_three():
-    assert load_settings({}, environ={}).webhooks == ("premessage", "postmessage", "log")
+    assert load_settings({}, environ={}).webhooks == ("premessage", "postmessage", "logs")
 
 
 @pytest.mark.parametrize("value, served", [
     ("premessage", ("premessage",)),
-    ("logs", ("log",)),
+    ("logs", ("logs",)),
+    ("log", ("logs",)),                 # the name earlier versions used
     (" postmessage , premessage ", ("premessage", "postmessage")),
-    ("premessage,postmessage,logs", ("premessage", "postmessage", "log")),
+    ("premessage,postmessage,logs", ("premessage", "postmessage", "logs")),
 ])
 def test_names_are_read(value, served):
     assert load_settings({"WEBHOOKS": value}, environ={}).webhooks == served
@@ -78,12 +80,23 @@ def test_a_logs_only_app_serves_only_the_log_webhook(tmp_path):
     assert client.post("/webhooks/logs", json=body).status_code == 200
     services = app.extensions["webhooks"]
     assert services.detector is None and services.translator is None
-    assert set(services.verifiers) == {"log"}
+    assert set(services.verifiers) == {"logs"}
+
+
+def test_steps_under_the_log_webhooks_earlier_name_still_apply(tmp_path):
+    def refuse(turn):
+        return Answer({"error": "closed", "detail": "not today"}, 503)
+
+    app = create_app({"WEBHOOKS": "log", "DATABASE_URL": f"sqlite:///{tmp_path}/e.sqlite3"},
+                     steps={"log": [refuse]})
+    assert app.extensions["webhooks"].steps == {"logs": [refuse]}
+    body = json.loads((ROOT / "examples/payloads/log_message_logged.json").read_text())
+    assert app.test_client().post("/webhooks/logs", json=body).status_code == 503
 
 
 def test_steps_for_a_webhook_not_served_are_refused():
     with pytest.raises(ValueError, match="not served"):
-        create_app({"WEBHOOKS": "premessage"}, steps={"log": []})
+        create_app({"WEBHOOKS": "premessage"}, steps={"logs": []})
 
 
 @pytest.mark.parametrize("webhooks, not_imported", [

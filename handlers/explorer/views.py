@@ -70,7 +70,7 @@ def overview() -> str:
     store = _store()
     view = _view()
     settings = current_app.config["WEBHOOK_SETTINGS"]
-    figures = store.overview(view["filters"], settings.supported_languages, view["bucket"])
+    figures = store.reports.overview(view["filters"], settings.supported_languages, view["bucket"])
     series = figures["per_" + view["bucket"]]
     bars = charts.columns(series, charts.slots(view["since"], view["until"], view["bucket"]))
     report = _quality(view)
@@ -96,7 +96,7 @@ def unrecognized() -> str:
     view = _view()
     offset = _offset()
     filters = view["filters"]
-    rows = _store().unrecognized_requests(
+    rows = _store().reports.unrecognized_requests(
         filters.since, filters.until, assistant=filters.assistant,
         environment=filters.environment, language=filters.language, limit=PAGE_SIZE + 1,
         offset=offset)
@@ -111,10 +111,10 @@ def _quality(view: dict[str, Any], language: str | None = None) -> dict[str, Any
     """The quality report for the view's period and filters (or another `language`)."""
     filters = view["filters"]
     settings = current_app.config["WEBHOOK_SETTINGS"]
-    return _store().quality_report(filters.since, filters.until, assistant=filters.assistant,
-                                   environment=filters.environment,
-                                   language=language or filters.language,
-                                   assistant_language=settings.assistant_language)
+    return _store().reports.quality_report(
+        filters.since, filters.until, assistant=filters.assistant,
+        environment=filters.environment, language=language or filters.language,
+        assistant_language=settings.assistant_language)
 
 
 def _reference(report: dict[str, Any], view: dict[str, Any],
@@ -133,7 +133,7 @@ def sessions() -> str:
     search = _text("q", 200)
     failed = request.args.get("failed") == "1"
     after = _cursor(request.args.get("after"))
-    rows = store.sessions(view["filters"], failed_only=failed, search=search, after=after,
+    rows = store.reports.sessions(view["filters"], failed_only=failed, search=search, after=after,
                           limit=PAGE_SIZE + 1)
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
@@ -155,7 +155,7 @@ def transcript() -> tuple[str, int] | str:
         raise BadInput("id (the session id) is required")
     if len(session_id) > MAX_FILTER:
         raise BadInput("a session id has at most 255 characters")
-    rows = _store().transcript(session_id)
+    rows = _store().reports.transcript(session_id)
     turns = [_turn(row) for row in rows]
     status = 200 if rows else 404
     return render_template("explorer/transcript.html", session_id=session_id, turns=turns), status

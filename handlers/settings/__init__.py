@@ -20,14 +20,15 @@ from .readers import (SettingsError, read_choice, read_codes, read_flag, read_lo
 __all__ = ["Settings", "AuthSettings", "SettingsError", "load_settings", "AUTH_METHODS",
            "ASYMMETRIC_ALGORITHMS", "settings_errors_in_one_line"]
 
-WEBHOOKS = ("premessage", "postmessage", "log")
-# What `WEBHOOKS` may name: the path's last part (/webhooks/logs), or the kit's own name "log";
-# "orchestrate" is the two watsonx Orchestrate plug-in endpoints (not served by default).
-WEBHOOK_NAMES = {"premessage": "premessage", "postmessage": "postmessage", "logs": "log",
-                 "log": "log", "orchestrate": "orchestrate"}
+WEBHOOKS = ("premessage", "postmessage", "logs")
+# What `WEBHOOKS` (and create_app's `steps`) may name: the path's last part (/webhooks/logs), and
+# "log", the name earlier versions gave the log webhook; "orchestrate" is the two watsonx
+# Orchestrate plug-in endpoints (not served by default).
+WEBHOOK_NAMES = {"premessage": "premessage", "postmessage": "postmessage", "logs": "logs",
+                 "log": "logs", "orchestrate": "orchestrate"}
 # The prefix that overrides the shared WEBHOOK_* auth settings for one webhook; its order is the
 # order of every webhook the kit knows.
-WEBHOOK_PREFIXES = {"premessage": "PREMESSAGE_", "postmessage": "POSTMESSAGE_", "log": "LOG_",
+WEBHOOK_PREFIXES = {"premessage": "PREMESSAGE_", "postmessage": "POSTMESSAGE_", "logs": "LOG_",
                     "orchestrate": "ORCHESTRATE_"}
 # The providers the kit drives, each through a client of its own (translation/clients.py); "google"
 # is Cloud Translation with a key, the free web page without; "llm" any OpenAI-compatible chat
@@ -135,7 +136,7 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)
 
     def auth_for(self, webhook: str) -> AuthSettings:
-        return self.auth[webhook]
+        return self.auth[WEBHOOK_NAMES.get(webhook, webhook)]
 
     @property
     def open_webhooks(self) -> list[str]:

@@ -6,13 +6,17 @@ Where things are:
 | module | holds |
 |---|---|
 | schema.py | the table, the row (`LogEvent`), URLs, the engine and its options |
-| event_store.py | `EventStore`: add (durable, idempotent), readiness |
-| retention.py | the retention purge (`LOG_RETENTION_DAYS`, `logs purge`) |
+| rows.py | an event's row: its columns, idempotency key and raw copy |
+| event_store.py | `EventStore`: add (durable, idempotent), readiness; composes the two below |
+| retention.py | `store.retention`: the purge (`LOG_RETENTION_DAYS`, `logs purge`) |
 | raw_insert.py | the insert of every event, at the driver's level (kept by measurement) |
 | commit.py | group commit and SQLite's writer lock across processes |
 | deadlines.py | the request's budget, the PostgreSQL watchdog, bounded connects |
-| reports.py | count, export and stats for `flask logs ...`; the explorer's queries |
+| reports.py | `store.reports`: count, export, stats for `flask logs ...`; the explorer's queries |
 | rollup.py | the overview's hourly roll-up of past hours (schema version 3) |
+| quality_facts.py, quality.py | the quality figures, pure: a turn's facts, parts, the report |
+| quality_rollup.py | their share of the roll-up (schema version 4) |
+| quality_reports.py | `store.reports.quality_report`, `.unrecognized_requests` |
 | upgrade.py | schema version steps (an older database upgraded in place) |
 """
 

@@ -19,6 +19,10 @@ Losing or duplicating events is the failure that matters, so:
 - Concurrent inserts of one process are grouped into one transaction (commit.py).
 - `LOG_RETENTION_DAYS` purges old events at most once an hour, from a background thread
   (retention.py).
+
+The store is composed of three objects, one entry point each: the store itself (add, readiness,
+schema), `store.reports` (the read side: count, export, stats, the explorer's queries) and
+`store.retention` (purge).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any, Sequence
 
 from sqlalchemy import event, false, func, literal, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import (DataError, DBAPIError, IntegrityError, InterfaceError,
                             OperationalError, SQLAlchemyError)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -44,7 +48,6 @@ from ..settings import SettingsError
 from .commit import GROUP_COMMIT_DEFAULT, GroupCommitter, WriterLock
 from .deadlines import Budget
 from .raw_insert import insert_raw
-from .quality_reports import QualityReports
 from .reports import EventReports
 from .retention import Retention
 from .rollup import HOUR, RollUp
@@ -78,20 +81,17 @@ def insert_ignoring_duplicates_core(dialect: str) -> Any:
         events.c.event, events.c.idempotency_key)
 
 
-class EventStore(EventReports, QualityReports, Retention):
-    """The log events table and everything done with it: insert, readiness, purge; export and
-    stats come from EventReports, the quality report from QualityReports."""
+class EventStore:
+    """The log events table: insert, readiness, schema; `reports` reads it, `retention`
+    purges it."""
 
     def __init__(self, url: str, *, retention_days: int | None = None,
                  group_commit: bool | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.url = normalize_url(url)
         self.engine: Engine = build_engine(self.url, timeout)
-        self.retention_days = retention_days
         self.timeout = timeout
         self._schema_ready = False
         self._schema_lock = threading.Lock()
-        self._purge_lock = threading.Lock()
-        self._last_purge = float("-inf")
         if group_commit is None:
             group_commit = GROUP_COMMIT_DEFAULT.get(self.dialect, True)
         self.budget = Budget(timeout, guard_connections=self.dialect == "postgresql")
@@ -114,6 +114,9 @@ class EventStore(EventReports, QualityReports, Retention):
         self.committer = GroupCommitter(self._write, wait=timeout,
                                         gate=self._writer) if group_commit else None
         self.rollup = RollUp(self.engine, self._writer)
+        self.reports = EventReports(self.engine, self.rollup, self._connect)
+        self.retention = Retention(self.engine, retention_days, ready=self._ensure_schema,
+                                   writer=self._writer, forget_rollup=self._forget_rollup)
 
     @classmethod
     def open(cls, url: str, **options: Any) -> "EventStore":
@@ -163,8 +166,7 @@ class EventStore(EventReports, QualityReports, Retention):
                     filled = backfill_version_2(connection)
                     log.warning("log store upgraded from schema version %s to %s (%d events "
                                 "filled in)", found, SCHEMA_VERSION, filled)
-                if found is not None and found < 4:
-                    refill_rollup(connection)
+                refill_rollup(connection, found)
                 if found is None or found < SCHEMA_VERSION:
                     connection.execute(schema_version.insert().values(
                         version=SCHEMA_VERSION, applied_at=utcnow()))
@@ -174,9 +176,21 @@ class EventStore(EventReports, QualityReports, Retention):
         self._schema_ready = True
         return int(found)
 
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
     def schema_version(self) -> int | None:
         with self._connect() as connection:
             return connection.execute(select(func.max(schema_version.c.version))).scalar()
+
+    def _connect(self) -> Connection:
+        """A connection for reading, the schema made first (no deadline: see reports.py)."""
+        self._ensure_schema()
+        try:
+            return self.engine.connect()
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
 
     def _ensure_schema(self) -> None:
         if self._schema_ready:
@@ -272,7 +286,7 @@ class EventStore(EventReports, QualityReports, Retention):
                 stored = self.committer.submit(item, deadline)
             else:
                 stored = _outcome(self._write([item])[0])
-        self._maybe_purge()
+        self.retention.maybe_purge()
         return stored
 
     def add_many(self, items: Sequence[LogEvent]) -> list[bool]:

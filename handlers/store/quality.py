@@ -1,5 +1,5 @@
 """Quality by language: the turns' facts (quality_facts.py) added up per conversation, then
-per language, as `flask logs report`, the explorer and `store.quality_report` give them.
+per language, as `flask logs report`, the explorer and `store.reports.quality_report` give them.
 
 Pure. A conversation is summed in `Part`s, one per stretch of its turns (an hour of the
 roll-up, or the open edge of a period), which merge: `merge(a, b)` of two consecutive parts is

@@ -1,22 +1,22 @@
 """The quality report and the unrecognized requests, for `flask logs report` and the explorer:
-`store.quality_report(...)` and `store.unrecognized_requests(...)`.
+`store.reports.quality_report(...)` and `store.reports.unrecognized_requests(...)`.
 
-A mixin of EventStore, like reports.py, whose period plan it shares: the whole closed hours of
-a period come from the roll-up (quality_rollup.py, filled with the overview's), its open edges
+A mixin of EventReports (reports.py), whose period plan it shares: the whole closed hours of a
+period come from the roll-up (quality_rollup.py, filled with the overview's), its open edges
 from the events themselves.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
 from .quality import ActionSums, Part, Sums, report
 from .quality_rollup import read_parts, rolled, unrecognized
-from .reports import Filters
 from .rollup import Split
 from .schema import events, utcnow
 
@@ -25,16 +25,30 @@ from .schema import events, utcnow
 UNKNOWN = "unknown"
 
 
-class QualityReports:
-    """quality_report and unrecognized_requests over EventStore's engine and roll-up."""
+@dataclass(frozen=True)
+class Period:
+    """What the quality figures narrow to: [since, until), an assistant, an environment (a
+    conversation's language is known only once its parts are merged)."""
 
-    def _connect(self) -> Connection:
-        raise NotImplementedError      # EventReports'
+    since: datetime | None
+    until: datetime | None
+    assistant: str | None = None
+    environment: str | None = None
+
+    def during(self, period: tuple[datetime | None, datetime | None]) -> "Period":
+        return replace(self, since=period[0], until=period[1])
+
+
+class QualityReports:
+    """quality_report and unrecognized_requests, for EventReports, whose connection, statement
+    timeout and period plan (`_plan`: it reads `since` and `until`) they use."""
+
+    _connect: Callable[[], Connection]
 
     def _no_statement_timeout(self, connection: Connection) -> None:
         raise NotImplementedError      # EventReports'
 
-    def _plan(self, filters: Filters) -> Split:
+    def _plan(self, filters: Any) -> Split:
         raise NotImplementedError      # EventReports'
 
     def quality_report(self, since: datetime | None, until: datetime | None, *,
@@ -45,7 +59,7 @@ class QualityReports:
         and unsupported-language replies per customer language over [since, until) (the JSON
         of `flask logs report`, see quality.py). `language` keeps the conversations in that
         language; `assistant_language` is the language of a conversation that names none."""
-        filters = Filters(since, until, assistant, environment)
+        filters = Period(since, until, assistant, environment)
         plan = self._plan(filters)
         parts: list[Part] = []
         sums: list[Sums] = []
@@ -72,7 +86,7 @@ class QualityReports:
         (`original_text`, None when they were not translated) beside what the assistant
         received (`received_text`), so a reader sees whether translation or the assistant
         failed. `language`: the turn's customer language."""
-        filters = Filters(since, until, assistant, environment)
+        filters = Period(since, until, assistant, environment)
         plan = self._plan(filters)
         wanted = offset + limit
         found: list[tuple[datetime, int]] = []
@@ -107,7 +121,7 @@ class QualityReports:
                  "environment": row.environment} for row in listed[offset:wanted]]
 
 
-def _where(filters: Filters, table: Any = events) -> Any:
+def _where(filters: Period, table: Any = events) -> Any:
     """The period, assistant and environment of `filters` on the events or a roll-up table
     (a conversation's language is known only once its parts are merged)."""
     time = table.c.received_at if table is events else table.c.hour

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterator
 
 from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, String, Table, Text,
-                        and_, exists, func, insert, not_, or_, select, update)
-from sqlalchemy.engine import Connection
+                        and_, exists, func, insert, not_, or_, select, text, update)
+from sqlalchemy.engine import Connection, Engine
 
 from .quality import QUIET, ActionSums, Part, Sums, quiet_outcome
 from .quality_facts import turn_facts
@@ -128,8 +129,35 @@ def read_parts(connection: Connection, where: Any, *,
         yield part, missed
 
 
-def fill(connection: Connection, start: datetime, end: datetime) -> None:
-    """Roll up the quality parts of the hours [start, end), in the roll-up's transaction."""
+@dataclass
+class Prepared:
+    """The roll-up rows of the hours [start, end), computed before the fill's lock, and what
+    the events of those hours were then (`fingerprint`)."""
+
+    start: datetime
+    end: datetime
+    fingerprint: tuple[Any, ...]
+    rows: dict[str, list[dict[str, Any]]]
+
+
+def _fingerprint(connection: Connection, start: datetime, end: datetime) -> tuple[Any, ...]:
+    """How many messages [start, end) holds and the newest id: any insert (ids only grow) or
+    deletion since changes it."""
+    return tuple(connection.execute(select(func.count(), func.max(events.c.id)).where(
+        events.c.received_at >= start, events.c.received_at < end,
+        events.c.event == "message_logged", events.c.session_id.is_not(None))).one())
+
+
+def prepare(engine: Engine, start: datetime, end: datetime) -> Prepared:
+    """Compute the rows of [start, end) outside the fill's transaction (a read of its own)."""
+    with engine.connect() as connection, connection.begin():
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SET LOCAL statement_timeout = 0"))
+        fingerprint = _fingerprint(connection, start, end)
+        return Prepared(start, end, fingerprint, _rows(connection, start, end))
+
+
+def _rows(connection: Connection, start: datetime, end: datetime) -> dict[str, list[Any]]:
     period = and_(events.c.received_at >= start, events.c.received_at < end)
     parts, actions, missed = [], [], []
     for part, ids in read_parts(connection, period, by_hour=True):
@@ -147,10 +175,23 @@ def fill(connection: Connection, start: datetime, end: datetime) -> None:
         missed += [{"hour": hour, "event_id": event_id, "received_at": at,
                     "assistant_id": part.assistant_id, "environment": part.environment}
                    for event_id, at in ids]
-    for table, rows in ((quality_parts, parts), (quality_actions, actions),
-                        (unrecognized, missed)):
-        for chunk in range(0, len(rows), 1000):
-            connection.execute(insert(table), rows[chunk:chunk + 1000])
+    return {quality_parts.name: parts, quality_actions.name: actions, unrecognized.name: missed}
+
+
+def fill(connection: Connection, start: datetime, end: datetime,
+         prepared: Prepared | None = None) -> None:
+    """Roll up the quality parts of the hours [start, end), in the roll-up's transaction: the
+    rows `prepared` computed if the events of its hours are still what they were, else
+    computed now."""
+    if prepared is not None and prepared.start <= start and end <= prepared.end and \
+            _fingerprint(connection, prepared.start, prepared.end) == prepared.fingerprint:
+        rows = {name: [row for row in chosen if start <= row["hour"] < end]
+                for name, chosen in prepared.rows.items()}
+    else:
+        rows = _rows(connection, start, end)
+    for table in TABLES:
+        for chunk in range(0, len(rows[table.name]), 1000):
+            connection.execute(insert(table), rows[table.name][chunk:chunk + 1000])
     # Sessions with parts in other hours as well: every part of theirs is merged, not summed.
     here = and_(quality_parts.c.hour >= start, quality_parts.c.hour < end)
     other = quality_parts.alias("other")

@@ -3,24 +3,24 @@ explorer (handlers/explorer): whole periods of the table, computed by the databa
 constant memory. `overview()` is the one query behind both `logs stats` and the explorer's
 overview, so the two always print the same numbers for the same period.
 
-A mixin of EventStore, so the CLI, the tests and an operator's own script call
-`store.count()`, `store.iter_events()`, `store.stats()` on the one object they already hold.
-Unlike a log request these have no deadline: they lift the webhook's statement timeout.
+The store's read side, `store.reports`: the CLI, the explorer, the tests and an operator's own
+script call `store.reports.count()`, `.iter_events()`, `.stats()`, `.overview()`. Unlike a log
+request these have no deadline: they lift the webhook's statement timeout.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from sqlalchemy import (Table, and_, case, func, literal, or_, select, text, tuple_, union,
                         union_all)
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 
+from .quality_reports import QualityReports
 from .rollup import RollUp, Split, hours, split
-from .schema import StoreUnavailable, events, hourly, session_hours
+from .schema import events, hourly, session_hours
 
 
 @dataclass(frozen=True)
@@ -59,25 +59,17 @@ class Filters:
 PAGE_SIZE = 50
 
 
-class EventReports:
-    """count, iter_events and stats over `self.engine` (set by EventStore)."""
+class EventReports(QualityReports):
+    """Whole periods of the events table: count, iter_events, stats, overview, sessions,
+    transcript; quality_report and unrecognized_requests (QualityReports). `connect()` is the store's (the schema made first, StoreUnavailable when the
+    database does not answer); `rollup` its hourly roll-up."""
 
-    engine: Engine
-    rollup: RollUp
-
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
-    def _ensure_schema(self) -> None:
-        raise NotImplementedError      # EventStore's
-
-    def _connect(self) -> Connection:
-        self._ensure_schema()
-        try:
-            return self.engine.connect()
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable(type(exc).__name__) from exc
+    def __init__(self, engine: Engine, rollup: RollUp,
+                 connect: Callable[[], Connection]) -> None:
+        self.engine = engine
+        self.rollup = rollup
+        self._connect = connect
+        self.dialect = engine.dialect.name
 
     def _no_statement_timeout(self, connection: Connection) -> None:
         """The command line may scan the whole table: lift the webhook's statement timeout."""

@@ -1,8 +1,8 @@
 """Retention: events older than LOG_RETENTION_DAYS are deleted, at most once an hour, from a
 background thread (and by `flask --app handlers logs purge`).
 
-A mixin of EventStore, like the reports: `store.purge(days)` on the object the CLI and the
-webhook already hold.
+`store.retention`, composed by the store: `store.retention.purge(days)` for the CLI, and
+`maybe_purge()` after each write.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable, ContextManager
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -27,21 +27,21 @@ PURGE_BATCH = 1000
 
 
 class Retention:
-    """purge and the hourly background purge over `self.engine` (set by EventStore)."""
+    """purge, and the hourly background purge of events older than `days` (None: never).
 
-    engine: Engine
-    retention_days: int | None
-    _last_purge: float
-    _purge_lock: threading.Lock
+    What it needs of the store: `ready()` makes the schema, `writer()` is SQLite's writer lock,
+    `forget_rollup(since, until)` drops the overview's roll-up of the hours it emptied."""
 
-    def _ensure_schema(self) -> None:
-        raise NotImplementedError      # EventStore's
-
-    def _writer(self) -> Any:
-        raise NotImplementedError      # EventStore's
-
-    def _forget_rollup(self, since: datetime | None, until: datetime | None) -> None:
-        raise NotImplementedError      # EventStore's
+    def __init__(self, engine: Engine, days: int | None, *, ready: Callable[[], None],
+                 writer: Callable[[], ContextManager[Any]],
+                 forget_rollup: Callable[[datetime | None, datetime | None], None]) -> None:
+        self.engine = engine
+        self.days = days
+        self._ready = ready
+        self._writer = writer
+        self._forget_rollup = forget_rollup
+        self._lock = threading.Lock()
+        self._last = float("-inf")
 
     def purge(self, older_than_days: float, *, now: datetime | None = None) -> int:
         """Delete events received more than `older_than_days` ago; returns how many.
@@ -50,7 +50,7 @@ class Retention:
         need SQLite's single write lock) are never held up for long. The overview's roll-up of
         the hours it emptied is dropped (rollup.py).
         """
-        self._ensure_schema()
+        self._ready()
         cutoff = (now or utcnow()) - timedelta(days=older_than_days)
         doomed = select(events.c.id).where(events.c.received_at < cutoff).limit(PURGE_BATCH)
         total = 0
@@ -68,23 +68,23 @@ class Retention:
             self._forget_rollup(None, ceil_hour(cutoff))
         return total
 
-    def _maybe_purge(self) -> None:
+    def maybe_purge(self) -> None:
         """Run the retention purge in the background if it has not run for an hour."""
-        if not self.retention_days or time.monotonic() - self._last_purge < PURGE_INTERVAL:
+        if not self.days or time.monotonic() - self._last < PURGE_INTERVAL:
             return
-        if not self._purge_lock.acquire(blocking=False):
+        if not self._lock.acquire(blocking=False):
             return
-        self._last_purge = time.monotonic()
+        self._last = time.monotonic()
         threading.Thread(target=self._purge_in_background, name="log-retention",
                          daemon=True).start()
 
     def _purge_in_background(self) -> None:
         try:
-            deleted = self.purge(self.retention_days or 0)
+            deleted = self.purge(self.days or 0)
             if deleted:
                 log.info("retention purge", extra={"fields": {
-                    "deleted": deleted, "older_than_days": self.retention_days}})
+                    "deleted": deleted, "older_than_days": self.days}})
         except Exception as exc:
             log.warning("retention purge failed: %s", type(exc).__name__)
         finally:
-            self._purge_lock.release()
+            self._lock.release()

@@ -131,15 +131,21 @@ class RollUp:
 
     def _fill(self, start: datetime, end: datetime) -> None:
         """Roll up the hours of [start, end) not rolled up yet, in one transaction."""
+        if self._filled(start, end) == sum(1 for _ in hours(start, end)):
+            return
+        # The quality parts are parsed from the events' JSON before the lock, which the log
+        # webhook's SQLite writes wait for (quality_rollup.py checks nothing changed since).
+        prepared = quality_rollup.prepare(self.engine, start, end)
         with self.writer(), self.engine.begin() as connection:
             self._begin(connection)
             done = set(connection.execute(select(rolled_hours.c.hour).where(
                 rolled_hours.c.hour >= start, rolled_hours.c.hour < end)).scalars())
             missing = [hour for hour in hours(start, end) if hour not in done]
             for first, last in _runs(missing):
-                self._fill_run(connection, first, last + HOUR)
+                self._fill_run(connection, first, last + HOUR, prepared)
 
-    def _fill_run(self, connection: Connection, start: datetime, end: datetime) -> None:
+    def _fill_run(self, connection: Connection, start: datetime, end: datetime,
+                  prepared: quality_rollup.Prepared | None = None) -> None:
         bucket = self._bucket().label("hour")
         period = and_(events.c.received_at >= start, events.c.received_at < end)
         into = ["hour", "event", "assistant_id", "environment", "language", "end_reason", "flag",
@@ -163,7 +169,7 @@ class RollUp:
                                                else_=0)))
             .where(period, events.c.event == "message_logged", events.c.session_id.is_not(None))
             .group_by(bucket, *keys)))
-        quality_rollup.fill(connection, start, end)
+        quality_rollup.fill(connection, start, end, prepared)
         connection.execute(insert(rolled_hours), [{"hour": hour} for hour in hours(start, end)])
 
     def forget(self, connection: Connection, since: datetime | None,

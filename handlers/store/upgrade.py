@@ -7,7 +7,7 @@ version 3 database rolled up are forgotten, to be rolled up again with them (`re
 
 Version 2 (the explorer) adds four nullable columns, which both backends add without
 rewriting the table, and fills them for the rows already stored from each row's raw event,
-with the same extraction the log webhook applies to new events (the context variables under
+with the mapping the log webhook applies to new events (rows.py; the context variables under
 their default names: ORIGINAL_INPUT_VARIABLE and TRANSLATION_FAILED_VARIABLE as shipped).
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import delete, inspect, select, text, update
 from sqlalchemy.engine import Connection
 
+from .rows import event_columns
 from .schema import events, hourly, rolled_hours, session_hours
 
 VERSION_2_COLUMNS = ("original_text", "environment", "translation_failed", "end_reason")
@@ -41,8 +42,6 @@ def backfill_version_2(connection: Connection) -> int:
     """Fill the version 2 columns of the rows stored before the upgrade; returns how many.
 
     Reads the raw events in id order, a batch at a time, so memory stays flat."""
-    from ..logs import call_columns, message_columns
-
     done, last_id = 0, 0
     while True:
         rows = connection.execute(
@@ -51,15 +50,14 @@ def backfill_version_2(connection: Connection) -> int:
         if not rows:
             return done
         for row in rows:
-            values = _version_2_values(row.event, row.raw, message_columns, call_columns)
+            values = _version_2_values(row.event, row.raw)
             if values:
                 connection.execute(update(events).where(events.c.id == row.id).values(**values))
         done += len(rows)
         last_id = rows[-1].id
 
 
-def _version_2_values(name: str, raw: str, message_columns: Any,
-                      call_columns: Any) -> dict[str, Any]:
+def _version_2_values(name: str, raw: str) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except ValueError:
@@ -67,13 +65,14 @@ def _version_2_values(name: str, raw: str, message_columns: Any,
     payload = body.get("payload") if isinstance(body, dict) else None
     if not isinstance(payload, dict):
         return {}
-    columns = message_columns(payload, "customer_language") if name == "message_logged" \
-        else call_columns(payload) if name == "cdr_logged" else {}
+    columns = event_columns(name, payload)
     return {key: columns[key] for key in VERSION_2_COLUMNS if columns.get(key) is not None}
 
 
-def refill_rollup(connection: Connection) -> None:
-    """Forget every rolled-up hour (version 3 to 4): the next reader rolls them up again,
-    quality parts included."""
+def refill_rollup(connection: Connection, found: int | None) -> None:
+    """From a version before 4, forget every rolled-up hour: the next reader rolls them up
+    again, quality parts included."""
+    if found is None or found >= 4:
+        return
     for table in (hourly, session_hours, rolled_hours):
         connection.execute(delete(table))

@@ -30,7 +30,8 @@ The modules: `providers` (the interface, language codes), `clients` and
 breaker), `memory` (translation memory and cache) and `translator`.
 """
 
-from .providers import Provider, TranslationError, map_code
+from .errors import TranslationError
+from .providers import Provider, map_code
 from .resilience import CircuitBreaker
 from .translator import Translator, build_translator
 

@@ -1,6 +1,6 @@
 """The translation providers: each one's language codes and its blocking call. The kit's own HTTP
-clients (clients.py) serve every TRANSLATOR; deep-translator supplies the language tables of the
-providers that publish none. Everything else sees `Provider`.
+clients (clients.py, `build_client`) serve every TRANSLATOR; deep-translator supplies the language
+tables of the providers that publish none. Everything else sees `Provider`.
 
 Language codes are the kit's ISO 639-1 codes ("zh", "he"); each provider maps them to its own
 ("zh-CN" and "iw" for Google, "zh-CN" and "es-ES" for MyMemory, ...).
@@ -10,11 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from ..settings import Settings
-from .errors import TranslationError, failure_reason
-
-__all__ = ["CODE_ALIASES", "Provider", "TranslationError", "build_provider", "failure_reason",
-           "map_code"]
+__all__ = ["CODE_ALIASES", "Provider", "map_code"]
 
 # Where a provider's code table does not hold the ISO 639-1 code itself, the codes to try, in order.
 CODE_ALIASES: dict[str, tuple[str, ...]] = {
@@ -73,12 +69,3 @@ def map_code(language: str, codes: Iterable[str] | None) -> str | None:
     regional = sorted(code for low, code in table.items() if low.startswith(language + "-"))
     return regional[0] if regional else None
 
-
-def build_provider(settings: Settings) -> Provider | None:
-    """The provider named by TRANSLATOR (None for "none"). Builds nothing that calls out."""
-    name = settings.translator
-    if name == "none":
-        return None
-    from .clients import build_client
-
-    return build_client(settings)

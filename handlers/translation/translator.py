@@ -13,9 +13,10 @@ from typing import Any, Sequence
 from .. import metrics
 from ..cache import SharedRedis
 from ..settings import Settings
-from .memory import TranslationCache, TranslationMemory
+from .clients import build_client
 from .errors import TranslationError, failure_reason, is_outage
-from .providers import Provider, build_provider
+from .memory import TranslationCache, TranslationMemory
+from .providers import Provider
 from .resilience import Call, CallPool, CircuitBreaker
 
 log = logging.getLogger("handlers.translation")
@@ -238,7 +239,7 @@ class Translator:
 
 def build_translator(settings: Settings, redis: SharedRedis | None = None) -> Translator:
     """The app's translator, built once before the fork; nothing here calls the provider."""
-    provider = build_provider(settings)
+    provider = build_client(settings) if settings.translator != "none" else None
     translator = Translator(
         provider,
         memory=TranslationMemory.load(settings.translation_memory),

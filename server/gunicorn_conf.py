@@ -1,9 +1,10 @@
-"""gunicorn settings for the kit (`python -m handlers.serve`, which runs
-`gunicorn -c gunicorn.conf.py "handlers:create_app()"` once the server settings are checked).
+"""gunicorn settings for the kit (`python -m server`, which runs
+`gunicorn -c server/gunicorn_conf.py "handlers:create_app()"` once the server settings are
+checked).
 
 Webhook handlers spend most of their time waiting on the network (the translator, the database),
 so each worker runs several threads (gthread): a slow translation holds one thread, not a process.
-The kit's gthread subclass (handlers/worker.py) gives a thread only to a request that has fully
+The kit's gthread subclass (server/worker.py) gives a thread only to a request that has fully
 arrived, so slow clients cannot hold the threads.
 """
 
@@ -14,7 +15,7 @@ import tempfile
 
 from handlers.settings import SettingsError
 from handlers.settings.readers import read_flag
-from handlers.settings.server import load_server_settings
+from server.settings import load_server_settings
 
 # Every server setting read and checked at once; a wrong one stops the start with one line naming
 # the variable and the fix (SystemExit: gunicorn prints a traceback for any other exception here).
@@ -25,9 +26,9 @@ except SettingsError as exc:
 
 bind = f"0.0.0.0:{_server.port}"
 # Two per CPU the container may use (cgroup quota, CPU affinity; not the host's), no more than
-# its memory limit holds (handlers/sizing.py).
+# its memory limit holds (server/sizing.py).
 workers = _server.workers
-worker_class = "handlers.worker.RequestDeadlineWorker"
+worker_class = "server.worker.RequestDeadlineWorker"
 threads = _server.threads
 # A client that has not sent its whole request (headers and body) within this many seconds gets a
 # 408 and is closed; it never holds a thread meanwhile.

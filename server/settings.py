@@ -1,4 +1,4 @@
-"""The server's settings: what gunicorn.conf.py and `python -m handlers.serve` read (PORT,
+"""The server's settings: what gunicorn_conf.py and `python -m server` read (PORT,
 WEB_CONCURRENCY, GUNICORN_*, REQUEST_READ_TIMEOUT, APP_LOG_LEVEL), read and validated like the
 app's, so a wrong value stops the start with a message naming the variable and the fix.
 """
@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from ..sizing import CGROUP, default_workers
-from . import DEFAULTS, DETECTORS
-from .readers import read_choice, read_log_level, read_number
+from handlers.settings import DEFAULTS, DETECTORS
+from handlers.settings.readers import read_choice, read_log_level, read_number
+
+from .sizing import CGROUP, default_workers
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class ServerSettings:
 def load_server_settings(environ: Mapping[str, str] | None = None,
                          cgroup: Path = CGROUP) -> ServerSettings:
     """The server settings from `environ` (the process environment by default); the default
-    WEB_CONCURRENCY from the container's CPUs and memory limit (`handlers.sizing`), for the
+    WEB_CONCURRENCY from the container's CPUs and memory limit (`server.sizing`), for the
     LANGUAGE_DETECTOR and (with REDIS_URL) SESSION_MEMORY_SIZE the app will use."""
     source = os.environ if environ is None else environ
     workers = read_number(source, "WEB_CONCURRENCY", None, cast=int)

@@ -1,4 +1,4 @@
-"""How many gunicorn workers this container can run, for gunicorn.conf.py's default
+"""How many gunicorn workers this container can run, for gunicorn_conf.py's default
 `WEB_CONCURRENCY`: the CPUs it may use and the memory it may hold.
 
 A container limited to 2 CPUs and 512 MB on a 64-core, 256 GB host sees the host in
@@ -18,7 +18,7 @@ CGROUP = Path("/sys/fs/cgroup")
 MB = 1024 * 1024
 
 # What the server holds, measured with bench/memory.py (bench/RESULTS.md, docs/deployment.md;
-# gunicorn.conf.py as shipped, the default LANGUAGES): the master with what its workers share (the
+# gunicorn_conf.py as shipped, the default LANGUAGES): the master with what its workers share (the
 # detector's models, the libraries), counted once; each worker's own memory once it has served
 # traffic; and each session its session memory holds (SESSION_MEMORY_SIZE, per worker). lingua's
 # figure is the highest of the runs (its heap varies by 20 MB from one start to the next).

@@ -6,7 +6,7 @@ send one byte and then nothing (slow, broken or hostile) hold every thread of ev
 normal requests wait forever. `RequestDeadlineWorker` reads each request in the worker's own
 event loop instead, without blocking, and submits the connection to a thread only once the
 whole request (headers and body) is buffered. A connection that has not sent its request within
-`request_read_timeout` seconds (gunicorn.conf.py sets it from `REQUEST_READ_TIMEOUT`) gets a 408
+`request_read_timeout` seconds (gunicorn_conf.py sets it from `REQUEST_READ_TIMEOUT`) gets a 408
 and is closed. A request larger than `buffer_limit` goes to a thread when the limit is reached;
 the thread reads the rest with every read bounded by what is left of the same deadline, and the
 connection is closed after the answer. Everything a thread receives is handled as before (the
@@ -43,7 +43,7 @@ from gunicorn.http import errors
 from gunicorn.util import write_nonblock
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from .envelope import compact_json
+from handlers.envelope import compact_json
 
 CHUNK = 64 * 1024
 
@@ -202,7 +202,7 @@ class RequestDeadlineWorker(ThreadWorker):
     @classmethod
     def check_config(cls, cfg: Any, log: Any) -> None:
         if cfg.is_ssl:
-            raise RuntimeError("handlers.worker.RequestDeadlineWorker does not terminate TLS: "
+            raise RuntimeError("server.worker.RequestDeadlineWorker does not terminate TLS: "
                                "unset certfile/keyfile and let the platform's router do it")
         super().check_config(cfg, log)
 

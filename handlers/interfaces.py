@@ -1,4 +1,4 @@
-"""What a step may call on the services, as typed interfaces (`typing.Protocol`).
+"""The interfaces of what a step may call (`turn.services.*`), as `typing.Protocol`s.
 
 Only the methods the steps use are listed, so a step can be read, tested and copied against
 these few lines instead of the modules that implement them. The implementations (language.py,

@@ -1,5 +1,5 @@
-"""`python -m handlers.serve [APP] [gunicorn options]`: the kit's server, as every platform runs
-it (Procfile, Dockerfile, `make run`): gunicorn with the project's gunicorn.conf.py, serving
+"""`python -m server [APP] [gunicorn options]`: the kit's server, as every platform runs it
+(Procfile, Dockerfile, `make run`): gunicorn with server/gunicorn_conf.py, serving
 `handlers:create_app()`, or APP (e.g. "examples.custom_step:create_app()").
 
 It is gunicorn, with one thing done first: gunicorn reads WEB_CONCURRENCY itself when it is
@@ -13,14 +13,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .settings import SettingsError
-from .settings.server import load_server_settings
+from handlers.settings import SettingsError
 
-CONFIG = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+from .settings import load_server_settings
+
+CONFIG = Path(__file__).resolve().parent / "gunicorn_conf.py"
 APP = "handlers:create_app()"
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Check the server settings, then hand over to gunicorn (which does not return)."""
     args = list(sys.argv[1:] if argv is None else argv)
     app = args.pop(0) if args and not args[0].startswith("-") else APP
     try:
