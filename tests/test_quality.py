@@ -8,7 +8,6 @@ from types import SimpleNamespace
 from datetime import datetime, timedelta
 
 import pytest
-from ibm_watson.assistant_v2 import Log, MessageOutputDebugTurnEvent
 
 from handlers.store.rows import message_columns
 from handlers.store.quality import Part, close, merge, part_of, report
@@ -36,6 +35,8 @@ def parts_of(turns):
 def test_the_fixtures_are_what_the_sdk_models_read(name):
     """Every turn is a Log of ibm-watson 11.2.0; the action and node events the figures read
     come back from its turn-event models unchanged."""
+    sdk = pytest.importorskip("ibm_watson.assistant_v2", reason="ibm-watson is not installed")
+    Log, MessageOutputDebugTurnEvent = sdk.Log, sdk.MessageOutputDebugTurnEvent
     for payload in session(name)["turns"]:
         assert Log.from_dict(payload).session_id == payload["session_id"]
         debug = payload["response"]["output"].get("debug", {})

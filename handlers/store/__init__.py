@@ -12,6 +12,7 @@ Where things are:
 | raw_insert.py | the insert of every event, at the driver's level (kept by measurement) |
 | commit.py | group commit and SQLite's writer lock across processes |
 | deadlines.py | the request's budget, the PostgreSQL watchdog, bounded connects |
+| filters.py | `Filters`: the period and dimensions every report narrows to |
 | reports.py | `store.reports`: count, export, stats for `flask logs ...`; the explorer's queries |
 | rollup.py | the overview's hourly roll-up of past hours (schema version 3) |
 | quality_facts.py, quality.py | the quality figures, pure: a turn's facts, parts, the report |
@@ -22,7 +23,7 @@ Where things are:
 
 from .commit import GroupCommitter
 from .event_store import PROBE_EVENT, EventStore
-from .reports import Filters
+from .filters import Filters
 from .retention import PURGE_BATCH
 from .schema import (COLUMNS, MAX_ID_LENGTH, SCHEMA_VERSION, LogEvent, StoreUnavailable,
                      default_url, events, normalize_url, safe_url, schema_version, utcnow)

@@ -8,13 +8,13 @@ from the events themselves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable
 
-from sqlalchemy import and_, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from .filters import Filters
 from .quality import ActionSums, Part, Sums, report
 from .quality_rollup import read_parts, rolled, unrecognized
 from .rollup import Split
@@ -25,30 +25,16 @@ from .schema import events, utcnow
 UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class Period:
-    """What the quality figures narrow to: [since, until), an assistant, an environment (a
-    conversation's language is known only once its parts are merged)."""
-
-    since: datetime | None
-    until: datetime | None
-    assistant: str | None = None
-    environment: str | None = None
-
-    def during(self, period: tuple[datetime | None, datetime | None]) -> "Period":
-        return replace(self, since=period[0], until=period[1])
-
-
 class QualityReports:
     """quality_report and unrecognized_requests, for EventReports, whose connection, statement
-    timeout and period plan (`_plan`: it reads `since` and `until`) they use."""
+    timeout and period plan they use."""
 
     _connect: Callable[[], Connection]
 
     def _no_statement_timeout(self, connection: Connection) -> None:
         raise NotImplementedError      # EventReports'
 
-    def _plan(self, filters: Any) -> Split:
+    def _plan(self, filters: Filters) -> Split:
         raise NotImplementedError      # EventReports'
 
     def quality_report(self, since: datetime | None, until: datetime | None, *,
@@ -59,7 +45,7 @@ class QualityReports:
         and unsupported-language replies per customer language over [since, until) (the JSON
         of `flask logs report`, see quality.py). `language` keeps the conversations in that
         language; `assistant_language` is the language of a conversation that names none."""
-        filters = Period(since, until, assistant, environment)
+        filters = Filters(since, until, assistant, environment)
         plan = self._plan(filters)
         parts: list[Part] = []
         sums: list[Sums] = []
@@ -69,10 +55,10 @@ class QualityReports:
             self._no_statement_timeout(connection)
             for period in plan.edges:
                 parts += [part for part, _missed in read_parts(
-                    connection, _where(filters.during(period)), by_hour=False)]
+                    connection, filters.during(period).where("message_logged"), by_hour=False)]
             if plan.rolled is not None:
                 rolled_parts, sums, action_sums = rolled(
-                    connection, lambda table: _where(filters.during(plan.rolled), table),
+                    connection, lambda table: filters.during(plan.rolled).where("message_logged", table),
                     *plan.rolled, {part.session_id for part in parts}, now)
                 parts += rolled_parts
         return report(parts, now, assistant_language or UNKNOWN, since, until,
@@ -86,19 +72,19 @@ class QualityReports:
         (`original_text`, None when they were not translated) beside what the assistant
         received (`received_text`), so a reader sees whether translation or the assistant
         failed. `language`: the turn's customer language."""
-        filters = Period(since, until, assistant, environment)
+        filters = Filters(since, until, assistant, environment)
         plan = self._plan(filters)
         wanted = offset + limit
         found: list[tuple[datetime, int]] = []
         with self._connect() as connection, connection.begin():
             self._no_statement_timeout(connection)
             for period in plan.edges:
-                for _part, missed in read_parts(connection, _where(filters.during(period)),
+                for _part, missed in read_parts(connection, filters.during(period).where("message_logged"),
                                                 by_hour=False):
                     found += [(at, event_id) for event_id, at in missed]
             if plan.rolled is not None:
                 query = select(unrecognized.c.received_at, unrecognized.c.event_id).where(
-                    _where(filters.during(plan.rolled), unrecognized))
+                    filters.during(plan.rolled).where("message_logged", unrecognized))
                 if language:
                     query = query.join(events, events.c.id == unrecognized.c.event_id) \
                         .where(events.c.language == language)
@@ -119,19 +105,3 @@ class QualityReports:
                  "language": row.language, "original_text": row.original_text,
                  "received_text": row.customer_text, "assistant": row.assistant_id,
                  "environment": row.environment} for row in listed[offset:wanted]]
-
-
-def _where(filters: Period, table: Any = events) -> Any:
-    """The period, assistant and environment of `filters` on the events or a roll-up table
-    (a conversation's language is known only once its parts are merged)."""
-    time = table.c.received_at if table is events else table.c.hour
-    conditions = []
-    if filters.since is not None:
-        conditions.append(time >= filters.since)
-    if filters.until is not None:
-        conditions.append(time < filters.until)
-    if filters.assistant:
-        conditions.append(table.c.assistant_id == filters.assistant)
-    if filters.environment:
-        conditions.append(table.c.environment == filters.environment)
-    return and_(True, *conditions)

@@ -189,17 +189,32 @@ def fill(connection: Connection, start: datetime, end: datetime,
                 for name, chosen in prepared.rows.items()}
     else:
         rows = _rows(connection, start, end)
+    spread = _spread(connection, start, end, rows[quality_parts.name])
+    for row in rows[quality_parts.name] + rows[quality_actions.name]:
+        row["spread"] = int(row["session_id"] in spread)
     for table in TABLES:
         for chunk in range(0, len(rows[table.name]), 1000):
             connection.execute(insert(table), rows[table.name][chunk:chunk + 1000])
-    # Sessions with parts in other hours as well: every part of theirs is merged, not summed.
-    here = and_(quality_parts.c.hour >= start, quality_parts.c.hour < end)
-    other = quality_parts.alias("other")
-    spread = select(quality_parts.c.session_id).where(here, exists().where(
-        other.c.session_id == quality_parts.c.session_id, other.c.hour != quality_parts.c.hour))
-    for table in (quality_parts, quality_actions):
-        connection.execute(update(table).where(table.c.session_id.in_(spread),
-                                               table.c.spread == 0).values(spread=1))
+
+
+def _spread(connection: Connection, start: datetime, end: datetime,
+            parts: list[dict[str, Any]]) -> set[str]:
+    """The sessions of `parts` (the hours [start, end)) that have parts in other hours too; the
+    parts of theirs already rolled up are marked: every part of theirs is merged, not summed."""
+    seen = Counter(part["session_id"] for part in parts)
+    spread = {session for session, n in seen.items() if n > 1}
+    sessions = sorted(seen)
+    elsewhere = or_(quality_parts.c.hour < start, quality_parts.c.hour >= end)
+    for chunk in range(0, len(sessions), 1000):
+        spread.update(connection.execute(select(quality_parts.c.session_id).where(
+            quality_parts.c.session_id.in_(sessions[chunk:chunk + 1000]), elsewhere)).scalars())
+    earlier = sorted(spread)
+    for chunk in range(0, len(earlier), 1000):
+        for table in (quality_parts, quality_actions):
+            connection.execute(update(table).where(
+                table.c.session_id.in_(earlier[chunk:chunk + 1000]), table.c.spread == 0,
+                or_(table.c.hour < start, table.c.hour >= end)).values(spread=1))
+    return spread
 
 
 def rolled(connection: Connection, filters: Any, start: datetime, end: datetime,
