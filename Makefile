@@ -12,7 +12,7 @@ LOCK_VENV := $(VENV)/lock-tools
 LOCK_FLAGS = --quiet --generate-hashes --universal --python-version $(shell cat .python-version) \
 	--custom-compile-command "make lock" $(UPGRADE)
 
-.PHONY: run test bench clean lock audit
+.PHONY: run test bench bench-tools clean lock audit
 
 # Python 3.11+ (the locks and the code need it): an older one stops here, before any venv is made.
 NEED_PYTHON = import sys; sys.exit(None if sys.version_info >= (3, 11) else "The kit needs Python \
@@ -53,8 +53,18 @@ lock:
 	$(LOCK_VENV)/bin/uv pip compile requirements.in $(LOCK_FLAGS) -o requirements.txt
 	$(LOCK_VENV)/bin/uv pip compile requirements-test.in $(LOCK_FLAGS) -o requirements-test.txt
 
+# The quick benchmarks, one after another (bench/README.md; memory.py takes 20 minutes: run it
+# alone). They drive the server with wrk, which `make bench-tools` installs.
 bench: $(VENV)/.installed-test
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/floors.py
+	$(BIN)/python bench/translation.py
+	$(BIN)/python bench/language_accuracy.py
+
+bench-tools:
+	@command -v wrk >/dev/null && echo "wrk is installed: $$(command -v wrk)" || \
+	{ command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y wrk; } || \
+	{ echo "Install wrk with your package manager (Debian/Ubuntu: sudo apt-get install wrk;" \
+	"macOS: brew install wrk)"; exit 1; }
 
 # instance/ is kept: it holds the log store (instance/events.sqlite3), the data, not a build.
 clean:

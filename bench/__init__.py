@@ -1,1 +1,1 @@
-"""Load benchmarks of the kit (see bench/README.md); `bench.harness` is the shared library."""
+"""Benchmarks of the kit (bench/README.md); `bench.harness` is their load harness."""

@@ -1,40 +1,34 @@
-"""Issue 12's speed floors, all in one run, every server under the same gunicorn settings.
+"""The kit's speed floors, all in one run, every server under the same gunicorn settings.
 
     flock /tmp/bench.lock .venv/bin/python bench/floors.py [--duration 8 --rounds 3]
     .venv/bin/python bench/floors.py --duration 1 --rounds 1       # smoke: proves it runs
 
-Three gunicorns with the project's gunicorn.conf.py and the same environment: the kit
-(`handlers:create_app()`, every webhook, its default settings plus a translator, a SQLite
-store, the log webhook's signed JWT and a request line per request at INFO, as in production;
-the settings are the other scripts' `kit_env`s merged), the bare Flask echo (bench/echo_app.py) and the plain log webhook
-(bench/plain_log_app.py: the log template, one commit per request). The loads are the other
-scripts' own, imported, not written again:
+Three gunicorns with the project's server/gunicorn_conf.py and one environment (bench/loads.py's
+kit_env: default settings plus a translator, a SQLite store, the log webhook's signed JWT, a
+request line per request at INFO): the kit, the bare Flask echo (testsupport/echo_app.py) and
+the plain log webhook (bench/plain_log_app.py: the log template, one commit per request).
 
-| case | load | floor |
+| case | load (bench/loads.py) | floor |
 |---|---|---|
-| pre-message | premessage.ENGLISH: fresh English sentences, TRANSLATOR=libre set | kit >= 0.35 x echo |
-| post-message | postmessage.reply: 12 strings, Spanish session, strings cached | kit >= 0.5 x echo |
-| log | logs.message_load: message_logged, fresh log_id, signed JWT, SQLite | kit >= 0.3 x echo |
+| pre-message | fresh English sentences, TRANSLATOR=libre set | kit >= 0.35 x echo |
+| post-message | 12 strings, Spanish session, strings cached | kit >= 0.5 x echo |
+| log | message_logged, fresh log_id, signed JWT, SQLite | kit >= 0.3 x echo |
 | log | the same load | kit (group commit) >= 1.3 x plain |
 
-The translator is the LibreTranslate stand-in (tests/libre_server.py) on loopback, in this
-process: it counts its calls, so the post-message case is measured only once a warm-up run
-makes no provider call, and a provider call during the measured rounds fails the run (it
-would be measuring the translator, not the cached path). With wrk as load generator this
-process is idle while measuring, so the stand-in shares nothing with the servers' work.
-
-Each round measures every server of a case one after another; the table shows each server's
-best round (BENCH_SUMMARY=median for medians) and each floor as req/s ratio, with the CPU ratio
-(reference CPU per request / kit's) beside it. After the log case the rows of both stores are
-counted: at least one per acknowledged request, or the run fails. Exit status 0 when every
-floor holds, no request failed and nothing acknowledged is missing.
+The translator is the LibreTranslate stand-in (testsupport/libre_server.py) in this process: it
+counts its calls, so post-message is measured only once a warm-up run makes none, and a call
+during the measured rounds fails the run (it would measure the translator, not the cache). wrk
+drives the load, so this process is idle while the servers work. Each round measures every
+server of a case in turn; the table shows each server's best round, each floor as req/s ratio
+with the CPU ratio (reference CPU per request / kit's) beside it. After the log case both
+stores' rows are counted: at least one per acknowledged request. Exit status 0 when every floor
+holds, no request failed and nothing acknowledged is missing; 2 when wrk is missing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import sys
 import tempfile
@@ -46,12 +40,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import logs, postmessage, premessage  # noqa: E402
-from bench.harness import (ECHO_APP, KIT_APP, RESULT_HEAD, Load, Result,  # noqa: E402
-                           bench_lock, check_answers, gunicorn_settings, machine,
-                           measure_rounds, probe, result_cells, round_arguments, run_load,
-                           serve, summarise)
-from tests.libre_server import LibreServer  # noqa: E402
+from bench import loads  # noqa: E402
+from bench.harness import (RESULT_HEAD, Load, Result, arguments, bench_lock,  # noqa: E402
+                           check_answers, machine, measure_rounds, probe, require_wrk,
+                           result_cells, run_load, summarise)
+from testsupport.gunicorn_process import ECHO_APP, KIT_APP, gunicorn_settings, serve  # noqa: E402
+from testsupport.libre_server import LibreServer  # noqa: E402
 
 PLAIN_APP = "bench.plain_log_app:app"
 # Table names of the two stores, for counting rows with sqlite3 (no import of either app).
@@ -88,29 +82,24 @@ FLOORS = (
 
 
 def cases() -> list[Case]:
-    """The loads of premessage.py, postmessage.py and logs.py, relabelled for one table."""
-    english = premessage.body
+    """The loads of bench/loads.py, labelled for one table."""
     return [
-        Case("pre-message", Load("/webhooks/premessage", name="pre-message",
-                                 template=[english(text) for text in premessage.ENGLISH]),
-             ("kit", "echo")),
-        Case("post-message", Load("/webhooks/postmessage", name="post-message",
-                                  template=postmessage.reply(postmessage.STRINGS,
-                                                             session_id="{{N}}")),
-             ("kit", "echo")),
-        Case("log", logs.message_load(), ("kit", "plain", "echo")),
+        Case("pre-message", Load("/webhooks/premessage", [loads.premessage(text)
+                                                          for text in loads.ENGLISH],
+                                 name="pre-message"), ("kit", "echo")),
+        Case("post-message", Load("/webhooks/postmessage",
+                                  [loads.reply(loads.STRINGS, session_id="{{N}}")],
+                                  name="post-message"), ("kit", "echo")),
+        Case("log", loads.log_load(), ("kit", "plain", "echo")),
     ]
 
 
 def environments(folder: str, translator_url: str) -> dict[str, dict[str, str]]:
-    """Each server's environment: the kit's settings of the three scripts merged, and the
-    same variables for the echo and the plain app, so gunicorn.conf.py reads the same values
-    for all three (only the stores' files differ)."""
-    kit = {**premessage.kit_env(translator_url, "langdetect", f"{folder}/kit.sqlite3"),
-           **postmessage.kit_env(translator_url, f"{folder}/kit.sqlite3"),
-           **logs.kit_env(f"sqlite:///{folder}/kit.sqlite3")}
+    """Each server's environment: the same variables for the three, so server/gunicorn_conf.py reads
+    the same values for all (only the stores' files differ)."""
+    kit = loads.kit_env(translator_url, f"sqlite:///{folder}/kit.sqlite3")
     plain = {**kit, "DATABASE_URL": f"sqlite:///{folder}/plain.sqlite3",
-             "WEBHOOK_SECRET": logs.LOG_SECRET}
+             "WEBHOOK_SECRET": loads.LOG_SECRET}
     return {"kit": kit, "echo": kit, "plain": plain}
 
 
@@ -151,17 +140,19 @@ def cpu_ratio(top: Result, bottom: Result) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    duration, rounds, connections, warmup = round_arguments(__doc__.splitlines()[0], argv)
-    how = os.environ.get("BENCH_SUMMARY", "best")
+    args = arguments(__doc__.splitlines()[0], argv)
+    duration, rounds, connections, warmup = args.duration, args.rounds, args.connections, \
+        args.warmup
+    require_wrk()
 
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="bench-floors-") as folder:
         conf = gunicorn_settings(environments(folder, "http://127.0.0.1:1/")["kit"])
-    print(f"servers: kit {KIT_APP}, echo {ECHO_APP}, plain {PLAIN_APP}; gunicorn.conf.py for "
-          f"all: {conf.get('workers')} workers x {conf.get('threads')} threads "
-          f"({conf.get('worker_class')})")
+    print(f"servers: kit {KIT_APP}, echo {ECHO_APP}, plain {PLAIN_APP}; "
+          f"server/gunicorn_conf.py for all: {conf.get('workers')} workers x "
+          f"{conf.get('threads')} threads ({conf.get('worker_class')})")
     print(f"load: {connections} connections, {rounds} x {duration:g} s per server and case "
-          f"after {warmup:g} s warm-up; {how} of the rounds shown", flush=True)
+          f"after {warmup:g} s warm-up; best of the rounds shown", flush=True)
 
     measured: dict[str, dict[str, list[Result]]] = {}
     problems: list[str] = []
@@ -174,12 +165,15 @@ def main(argv: list[str] | None = None) -> int:
                 check_answers(chosen, case.load)
                 if case.name == "post-message":
                     _, answer = probe(urls["kit"], case.load)
-                    postmessage.check_translated(json.loads(answer), postmessage.STRINGS)
+                    loads.check_translated(json.loads(answer), loads.STRINGS)
                     runs = warm_cache(urls["kit"], case.load, libre, connections)
                     print(f"  post-message: translator quiet after {runs} warm-up run(s) of 1 s")
+                for url in chosen.values():  # warm-up, before the translator's calls count
+                    if warmup > 0:
+                        run_load(url, case.load, duration=warmup, connections=connections)
                 libre.reset_counts()
                 results = measure_rounds(chosen, case.load, duration=duration, rounds=rounds,
-                                         connections=connections, warmup=warmup)
+                                         connections=connections)
                 measured[case.name] = results
                 per_round = ", ".join("/".join(f"{results[who][n].rps:.0f}"
                                                for who in case.servers) for n in range(rounds))
@@ -195,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         libre.stop()
 
-    summary = {case: {who: summarise(results, how) for who, results in by_server.items()}
+    summary = {case: {who: summarise(results) for who, results in by_server.items()}
                for case, by_server in measured.items()}
     width = max(len(case) for case in summary) + 2
     head = f"{'case':<{width}}{'server':<7} {RESULT_HEAD}"

@@ -1,19 +1,19 @@
 """How well each detector setting names the language of chat-like messages, and what the
 conversation-aware policy adds on short follow-ups.
 
-    flock /tmp/bench.lock .venv/bin/python bench/language_accuracy.py [--memory]
+    flock /tmp/bench.lock .venv/bin/python bench/language_accuracy.py [--web]
 
-Samples: bench/language_samples.py (written for the project: words, two-word phrases, short
+Samples: bench/language_samples.json (written for the project: words, two-word phrases, short
 sentences in 16 languages; conversations that open with a sentence and go on with short replies).
 
 Prints, per detector setting:
 - per-message accuracy by kind (word, phrase, sentence) and overall, and the mean time per call;
 - on the conversations' follow-ups: per-message detection vs the kit's policy (`choose_language`,
   the session starting from what the policy made of the opening sentence). The policy must win.
-With --memory: the memory of a gunicorn-like worker for each detector (built in a parent before
-fork, like `preload_app`): the parent's RSS growth, and a forked worker's PSS and private memory
-after it has detected every sample; then lingua over four LANGUAGES, and lingua built in the
-worker after the fork (no sharing). bench/memory.py measures the whole server.
+With --web instead: the default detector and langdetect through the pre-message endpoint on web
+text nobody on the project wrote (bench/language_samples.py's web_messages, needs wordfreq):
+words, pairs, sentences, and sessions that keep or switch their language; exit 1 below the
+targets. The memory the detectors hold: bench/memory.py.
 
 Settings compared: "langdetect, stock" is langdetect 1.0.9 as shipped (all 55 profiles, no seed
 beyond 0, no script rules), the baseline; "langdetect" and "lingua" are the kit's detectors over
@@ -23,7 +23,6 @@ the default LANGUAGES with their default LANGUAGE_MIN_CONFIDENCE.
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 import time
@@ -230,78 +229,14 @@ def web(detectors: tuple[str, ...] = ("lingua", "langdetect")) -> bool:
     return met
 
 
-def _memory_kb(field: str, path: str = "/proc/self/smaps_rollup") -> int:
-    with open(path) as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def memory() -> None:
-    """Build each detector in a fresh parent, fork a 'worker', measure both; and lingua built in
-    the worker after the fork instead (what a server without preload_app does), and lingua over
-    fewer LANGUAGES."""
-    import json
-    import subprocess
-
-    code = r'''
-import json, os, sys
-sys.path.insert(0, os.getcwd())
-from bench.language_accuracy import _memory_kb
-from bench.language_samples import MESSAGES
-from handlers.language import build_detector
-from handlers.settings import load_settings
-import handlers, flask  # what a worker imports anyway
-detector_name, languages, when = sys.argv[1:4]
-settings = load_settings({"LANGUAGE_DETECTOR": detector_name,
-                          **({"LANGUAGES": languages} if languages else {})}, environ={})
-before = _memory_kb("Rss")
-detector = build_detector(settings) if when == "before" else None
-after = _memory_kb("Rss")
-read, write = os.pipe()
-pid = os.fork()
-if pid == 0:
-    detector = detector or build_detector(settings)
-    for kinds in MESSAGES.values():
-        for texts in kinds.values():
-            for text in texts:
-                detector.detect(text)
-    os.write(write, json.dumps({"pss": _memory_kb("Pss"),
-                                "private": _memory_kb("Private_Clean")
-                                           + _memory_kb("Private_Dirty"),
-                                "rss": _memory_kb("Rss")}).encode())
-    os._exit(0)
-os.waitpid(pid, 0)
-child = json.loads(os.read(read, 4096))
-print(json.dumps({"parent_growth": after - before, "parent_rss": after, **child}))
-'''
-    setups = [("langdetect", "langdetect", "", "before"), ("lingua", "lingua", "", "before"),
-              ("lingua, en es fr de", "lingua", "en,es,fr,de", "before"),
-              ("lingua, after fork", "lingua", "", "after")]
-    print(f"\n{'detector':<20} {'master RSS growth':>18} {'worker RSS':>11} {'worker PSS':>11} "
-          f"{'worker private':>15}")
-    for label, name, languages, when in setups:
-        out = subprocess.run([sys.executable, "-c", code, name, languages, when],
-                             capture_output=True, text=True,
-                             cwd=pathlib.Path(__file__).resolve().parent.parent, check=True)
-        data = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{label:<20} {data['parent_growth'] / 1024:>15.0f} MB {data['rss'] / 1024:>8.0f} MB "
-              f"{data['pss'] / 1024:>8.0f} MB {data['private'] / 1024:>12.0f} MB")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--memory", action="store_true", help="also measure memory per worker")
     parser.add_argument("--web", action="store_true",
                         help="only the web-text figures through the endpoint (needs wordfreq)")
     args = parser.parse_args()
     if args.web:
         return 0 if web() else 1
-    ok = accuracy()
-    if args.memory:
-        memory()
-    return 0 if ok else 1
+    return 0 if accuracy() else 1
 
 
 if __name__ == "__main__":

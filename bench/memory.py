@@ -1,32 +1,23 @@
-"""Memory of the real server (issue 21): RSS and PSS of the gunicorn master and each worker, for
+"""Memory of the real server: RSS and PSS of the gunicorn master and each worker, for
 LANGUAGE_DETECTOR x WEB_CONCURRENCY x sessions held, and what fits a 512 MB or a 1 GB container.
 
-    flock /tmp/bench.lock .venv/bin/python bench/memory.py
-    .venv/bin/python bench/memory.py --detectors lingua --workers 2 --sessions 1000   # a smoke run
+    flock /tmp/bench.lock .venv/bin/python bench/memory.py                # about 20 minutes
+    .venv/bin/python bench/memory.py --detectors langdetect --workers 1 --sessions 1000  # smoke
 
-Each server is `handlers:create_app()` under gunicorn.conf.py as shipped (16 threads per worker,
-the default LANGUAGES, TRANSLATOR=none), a log store in a temporary SQLite file, and is measured
-three times:
+Each server is `handlers:create_app()` under server/gunicorn_conf.py as shipped (default LANGUAGES,
+TRANSLATOR=none, a temporary SQLite log store), measured warm (every worker answered the chat
+samples of bench/language_samples.json through pre-message, a reply through post-message and two
+events through the log webhook), then after each worker took `--sessions` fresh sessions (the small
+and default SESSION_MEMORY_SIZE; without REDIS_URL they go to the instance's session file:
+docs/deployment.md's per-worker session columns were measured when the workers held them). A worker
+is reached through keep-alive connections pinned to it (a connection stays with the worker that
+accepted it: its socket's inode among the worker's files in /proc). Figures come from
+/proc/<pid>/smaps_rollup: PSS splits a page shared by the master and the workers among them, so the
+sum of the processes' PSS is what the container's memory limit counts; private is what a worker
+alone holds. Page cache and kernel memory come on top: keep 10 % of the limit free.
 
-1. warm: every worker has answered the chat samples (bench/language_samples.py, 390 messages in
-   16 languages) through pre-message, and a reply and two events through post-message and log;
-2. and 3. after each worker took SESSIONS fresh sessions (`--sessions`, default 10000 then
-   100000 in all, SESSION_MEMORY_SIZE's small and default figures). Without REDIS_URL (these
-   servers) the sessions go to the instance's session file, not the workers; the per-worker
-   figures of docs/deployment.md's session columns (REDIS_URL's fallback copy, an LRU of
-   SESSION_MEMORY_SIZE) were measured when the workers held them.
-
-A worker is reached through keep-alive connections pinned to it: a connection stays with the
-worker that accepted it, found through /proc (its socket's inode among the worker's files), so
-each worker gets exactly its share. Figures come from /proc/<pid>/smaps_rollup: RSS counts a page
-shared by the master and 4 workers five times; PSS splits it among them, so the sum of the
-processes' PSS is what the container holds (its memory limit counts each page once). Private is
-what the worker alone holds. Page cache, kernel memory and socket buffers come on top: keep 10 %
-of the limit free.
-
-The table is what docs/deployment.md's sizing table quotes. `handlers/sizing.py` estimates the
-default WEB_CONCURRENCY from its figures; this script checks the estimate: the default for a 512 MB
-and a 1 GB container must fit (exit 1 otherwise).
+The table is docs/deployment.md's sizing table. The default WEB_CONCURRENCY that server/sizing.py
+picks for a 512 MB and a 1 GB container must fit in 90 % of it (exit 1 otherwise).
 """
 
 from __future__ import annotations
@@ -46,8 +37,9 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from bench.harness import KIT_APP, REPO, bench_lock, children, machine, serve  # noqa: E402
+from bench.harness import REPO, bench_lock, machine  # noqa: E402
 from bench.language_samples import MESSAGES  # noqa: E402
+from testsupport.gunicorn_process import KIT_APP, serve, worker_pids  # noqa: E402
 
 MB = 1024 * 1024
 CONTAINERS = {"512 MB": 512 * MB, "1 GB": 1024 * MB}
@@ -135,9 +127,9 @@ def pinned_connections(port: int, workers: list[int], per_worker: int
     raise RuntimeError(f"could not pin {per_worker} connections to each of {len(workers)} workers")
 
 
-def post(connection: http.client.HTTPConnection, path: str, body: dict[str, Any]) -> None:
-    connection.request("POST", path, body=json.dumps(body, ensure_ascii=False).encode(),
-                       headers={"Content-Type": "application/json"})
+def post(connection: http.client.HTTPConnection, path: str, body: dict[str, Any] | bytes) -> None:
+    data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+    connection.request("POST", path, body=data, headers={"Content-Type": "application/json"})
     answer = connection.getresponse()
     answer.read()
     if answer.status != 200:
@@ -182,13 +174,7 @@ def fill_sessions(connections: dict[int, list[http.client.HTTPConnection]], coun
     def send(connection: http.client.HTTPConnection, number: int) -> None:
         try:
             for _ in range(number):
-                body = head + str(uuid.uuid4()).encode() + tail
-                connection.request("POST", "/webhooks/premessage", body=body,
-                                   headers={"Content-Type": "application/json"})
-                answer = connection.getresponse()
-                answer.read()
-                if answer.status != 200:
-                    raise RuntimeError(f"pre-message answered {answer.status}")
+                post(connection, "/webhooks/premessage", head + str(uuid.uuid4()).encode() + tail)
         except BaseException as exc:  # reported by the caller
             errors.append(exc)
 
@@ -219,14 +205,14 @@ class Row:
 
 def measure(detector: str, workers: int, sessions: list[int]) -> list[Row]:
     rows = []
-    folder = tempfile.mkdtemp(prefix="bench-memory-")
+    folder = tempfile.TemporaryDirectory(prefix="bench-memory-")
     env = {"LANGUAGE_DETECTOR": detector, "WEB_CONCURRENCY": str(workers),
            "SESSION_MEMORY_SIZE": str(max(sessions)), "WEBHOOK_AUTH": "none",
-           "DATABASE_URL": f"sqlite:///{folder}/events.sqlite3", "APP_LOG_LEVEL": "WARNING"}
-    with serve(KIT_APP, env, start_timeout=120) as url:
+           "DATABASE_URL": f"sqlite:///{folder.name}/events.sqlite3", "APP_LOG_LEVEL": "WARNING"}
+    with folder, serve(KIT_APP, env, start_timeout=120) as url:
         port = int(url.rsplit(":", 1)[1])
         deadline = time.monotonic() + 60
-        while len(pids := children(url.pid)) < workers and time.monotonic() < deadline:
+        while len(pids := worker_pids(url.pid)) < workers and time.monotonic() < deadline:
             time.sleep(0.2)   # /healthz answered: the first worker is up, maybe not the last
         if len(pids) != workers:
             raise RuntimeError(f"expected {workers} workers, found {pids}")
@@ -266,13 +252,13 @@ def print_table(rows: list[Row]) -> None:
 
 
 def check_defaults(rows: list[Row]) -> bool:
-    """The default WEB_CONCURRENCY that handlers/sizing.py picks for each container, with the
+    """The default WEB_CONCURRENCY that server/sizing.py picks for each container, with the
     default detector and session memory: does the measured server fit with 10 % to spare?"""
     from server.sizing import usable_cpus, workers_for_memory
 
     ok = True
     for name, limit in CONTAINERS.items():
-        # what handlers.sizing.default_workers gives in such a container on this machine's CPUs:
+        # what server.sizing.default_workers gives in such a container on this machine's CPUs:
         # these servers have no REDIS_URL, so the sessions are in the file, not in the workers
         workers = min(2 * usable_cpus(), workers_for_memory(limit, "lingua", 0))
         row = max((row for row in rows if (row.detector, row.workers) == ("lingua", workers)),
@@ -301,8 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     sessions = [int(n) for n in args.sessions.split(",")]
     with bench_lock():
         print(machine())
-        print(f"servers: {KIT_APP}, gunicorn.conf.py (16 threads per worker), default LANGUAGES, "
-              "TRANSLATOR=none, SQLite log store; warm = after the samples\n", flush=True)
+        print(f"servers: {KIT_APP}, server/gunicorn_conf.py (16 threads per worker), default "
+              "LANGUAGES, TRANSLATOR=none, SQLite log store; warm = after the samples\n",
+              flush=True)
         rows = []
         for detector in detectors:
             for workers in worker_counts:

@@ -8,7 +8,7 @@ harness waits for before measuring, answered in front of the template's Flask ap
 check guards every path), so the template itself stays a copyable webhook with nothing else in
 it. Settings are the template's: DATABASE_URL=sqlite:///path, WEBHOOK_SECRET.
 
-    gunicorn -c gunicorn.conf.py "bench.plain_log_app:app"
+    gunicorn -c server/gunicorn_conf.py "bench.plain_log_app:app"
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ HEALTHY = b'{"status":"ok"}'
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    """The template's WSGI app, with `GET /healthz` (what bench.harness.serve polls) in front."""
+    """The template's WSGI app, with `GET /healthz` (what testsupport.gunicorn_process.serve
+    polls) in front."""
     if environ.get("PATH_INFO") == "/healthz":
         start_response("200 OK", [("Content-Type", "application/json"),
                                   ("Content-Length", str(len(HEALTHY)))])

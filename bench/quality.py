@@ -30,7 +30,7 @@ from bench.harness import bench_lock  # noqa: E402
 from handlers import create_app  # noqa: E402
 from handlers.store import LogEvent, utcnow  # noqa: E402
 from handlers.store.rows import new_row, raw_json  # noqa: E402
-from tests.pg_schema import postgres_schema  # noqa: E402
+from testsupport.pg_schema import postgres_schema  # noqa: E402
 
 TARGET = 1.0
 CODES = ["en"] * 40 + ["es"] * 20 + ["fr"] * 10 + ["de"] * 10 + ["pt"] * 8 + ["it"] * 5 + \

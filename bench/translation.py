@@ -1,16 +1,16 @@
-"""Issue 13's benchmark of the translation transport: batching and keep-alive, end to end.
+"""The translation transport end to end: batching and keep-alive.
 
     flock /tmp/bench.lock .venv/bin/python bench/translation.py [--requests 20 --turns 1000]
 
-The kit under gunicorn (gunicorn.conf.py defaults) with TRANSLATOR=libre pointed at the
-stand-in LibreTranslate server (tests/libre_server.py, in this process, so its counters are read
+The kit under gunicorn (server/gunicorn_conf.py defaults) with TRANSLATOR=libre at the
+LibreTranslate stand-in (testsupport/libre_server.py, in this process, so its counters are read
 directly), one post-message request at a time on a keep-alive connection; the reply is
-bench/postmessage.py's: 12 distinct strings in a Spanish session.
+bench/loads.py's: 12 distinct strings in a Spanish session.
 
-1. Cold, the stand-in answering in 50 ms: fresh strings every request. Targets: exactly 1 provider
-   request per reply, and a median latency <= 1.2 round trips of the provider (60 ms).
-2. Warm: the same reply again once every worker has it cached. Target: median <= 10 ms, 0 provider
-   requests.
+1. Cold, the stand-in answering in 50 ms: fresh strings every request. Targets: exactly 1
+   provider request per reply, and a median latency <= 1.2 round trips of the provider (60 ms).
+2. Warm: the same reply again once every worker has it cached. Target: median <= 10 ms, 0
+   provider requests.
 3. Connections the stand-in accepted over `--turns` cold turns (no delay, so the run is short),
    after the runs above opened each worker's: the pooled sessions keep them open. Target: at
    most 2 per gunicorn worker.
@@ -21,24 +21,46 @@ Exit status 1 when a target is missed.
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import pathlib
 import statistics
 import sys
 import tempfile
+import time
 from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.harness import bench_lock, gunicorn_settings, machine, serve  # noqa: E402
-from bench.postmessage import STRINGS, Client, check_translated, kit_env, reply  # noqa: E402
-from tests.libre_server import LibreServer  # noqa: E402
+from bench.harness import bench_lock, machine  # noqa: E402
+from bench.loads import STRINGS, check_translated, kit_env, reply  # noqa: E402
+from testsupport.gunicorn_process import gunicorn_settings, serve  # noqa: E402
+from testsupport.libre_server import LibreServer  # noqa: E402
 
 DELAY_MS = 50.0
 COLD_TARGET_ROUND_TRIPS = 1.2
 WARM_TARGET_MS = 10.0
 CONNECTIONS_PER_WORKER = 2
+
+
+class Client:
+    """One keep-alive connection to the kit; `post` answers (milliseconds, parsed JSON)."""
+
+    def __init__(self, url: str) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]),
+                                                     timeout=30)
+
+    def post(self, body: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+        started = time.perf_counter()
+        self.connection.request("POST", "/webhooks/postmessage", body=json.dumps(body).encode(),
+                                headers={"Content-Type": "application/json"})
+        answer = self.connection.getresponse()
+        raw = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"postmessage answered {answer.status}: {raw[:300]!r}")
+        return (time.perf_counter() - started) * 1000, json.loads(raw)
 
 
 def fresh(n: int) -> list[str]:
@@ -85,13 +107,14 @@ def warm(client: Client, libre: LibreServer, requests: int) -> dict[str, Any]:
 def run(requests: int, turns: int) -> bool:
     workers = int(gunicorn_settings().get("workers") or 1)
     print(f"machine: {machine()}")
-    print(f"kit: gunicorn.conf.py defaults ({workers} workers), TRANSLATOR=libre at a stand-in "
+    print(f"kit: server/gunicorn_conf.py defaults ({workers} workers), TRANSLATOR=libre at a "
+          f"stand-in "
           f"on loopback; one request at a time on one keep-alive connection (one worker "
           f"serves it)")
     libre = LibreServer(delay_ms=DELAY_MS).start()
     try:
         with tempfile.TemporaryDirectory() as tmp, \
-                serve(env=kit_env(libre.url, f"{tmp}/events.sqlite3")) as url:
+                serve(env=kit_env(libre.url, f"sqlite:///{tmp}/events.sqlite3")) as url:
             client = Client(url)
             cold(client, libre, workers * 2, offset=10_000)  # each worker reads /languages
             first = cold(client, libre, requests, offset=0)

@@ -92,12 +92,12 @@ def redis_prefix() -> str:
 
 @pytest.fixture
 def libre_server() -> Any:
-    """A LibreTranslate-compatible server on 127.0.0.1 (tests/libre_server.py), one per test.
+    """A LibreTranslate-compatible server on 127.0.0.1 (testsupport/libre_server.py), one a test.
 
     Point the app at it with `TRANSLATOR="libre", TRANSLATOR_URL=libre_server.url`; switch its
     behaviour with `.fail_with(500)`, `.hang(seconds)`, `.delay(ms)`; read `.calls`, `.texts()`.
     """
-    from tests.libre_server import LibreServer
+    from testsupport.libre_server import LibreServer
 
     server = LibreServer().start()
     yield server

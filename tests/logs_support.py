@@ -34,7 +34,8 @@ from sqlalchemy import create_engine, select
 from conftest import fixture
 from handlers.store import LogEvent, events, normalize_url
 from handlers.store.rows import new_row, raw_json
-from pg_schema import postgres_schema
+from testsupport.gunicorn_process import free_port, worker_pids
+from testsupport.pg_schema import postgres_schema
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 GUNICORN = pathlib.Path(sys.executable).with_name("gunicorn")
@@ -103,12 +104,6 @@ def stored_keys(url: str) -> list[str]:
         engine.dispose()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def post(url: str, body: Any, timeout: float = 30.0) -> tuple[int, dict[str, Any]]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="POST")
@@ -157,23 +152,6 @@ def gunicorn(env: dict[str, str], workers: int = 2,
             os.killpg(master.pid, signal.SIGKILL)
             master.wait()
         log.close()
-
-
-def worker_pids(master_pid: int) -> list[int]:
-    """The gunicorn workers: the master's child processes (read from /proc)."""
-    children = []
-    for entry in pathlib.Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...: comm may hold spaces, so split after its closing paren
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[1]) == master_pid:
-            children.append(int(entry.name))
-    return sorted(children)
 
 
 class FreezableProxy:

@@ -1,11 +1,11 @@
 """Stand-ins on 127.0.0.1 that speak each translation provider's public HTTP API, for tests and
 benchmarks: DeepL v2, Microsoft Translator v3, Google Cloud Translation v2, OpenAI-compatible
-chat completions, MyMemory and Google's free web page (LibreTranslate: tests/libre_server.py),
-plus `SilentServer`, which accepts connections and never answers.
+chat completions, MyMemory and Google's free web page (LibreTranslate:
+testsupport/libre_server.py), plus `SilentServer`, which accepts connections and never answers.
 
 Each records what reached it (method, raw path with its query, headers, JSON body), counts the
 connections it accepted, checks the key where the provider expects it (403 otherwise), and
-translates with tests.libre_server.translate, so "[en>es] text" marks what the tests compute.
+translates with testsupport.libre_server.translate, so "[en>es] text" marks what the tests compute.
 Switches while it runs: `status` (answer an HTTP error), `hang` (hold each request),
 `delay_ms`, and for the chat stand-in `mode` ("ok", "wrong_count", "drop_token").
 """
@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from tests.libre_server import translate
+from testsupport.libre_server import translate
 
 
 @dataclass

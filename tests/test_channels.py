@@ -14,7 +14,7 @@ import pytest
 
 from handlers import channels, fields
 from tests.conftest import fixture
-from tests.libre_server import mark, translate
+from testsupport.libre_server import mark, translate
 
 DIALOG = "main skill"
 

@@ -20,7 +20,7 @@ from examples import custom_step
 from examples.simulate import simulate
 from handlers.pipeline import Turn
 from handlers.settings import load_settings
-from tests.libre_server import unmark
+from testsupport.libre_server import unmark
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCRIPTS = sorted((ROOT / "examples" / "conversations").glob("*.json"))

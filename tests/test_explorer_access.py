@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench.harness import serve
+from testsupport.gunicorn_process import serve
 from handlers.explorer.guard import client_address
 from handlers.explorer.throttle import LoginThrottle
 from handlers.settings import SettingsError

@@ -17,11 +17,11 @@ from typing import Any, Iterator
 
 import pytest
 
-from bench.harness import serve
 from bench.quality import rows as bench_month
 from handlers.store import EventStore, LogEvent, utcnow
 from logs_support import cdr_body, message_body, row_of
 from quality_support import EXPECTED_UNRECOGNIZED, FIXTURE_START, log_event, shifted
+from testsupport.gunicorn_process import serve
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -20,7 +20,7 @@ from handlers import SettingsError, create_app
 from handlers.glossary import MAX_GLOSSARY_TERMS, Glossary
 from handlers.masking import (DEFAULT_RULES, MAX_TERM_CHARS, MAX_TEXT_CHARS, build_rules, mask,
                               unmask)
-from tests.libre_server import mark
+from testsupport.libre_server import mark
 from tests.test_postmessage import post as post_reply
 from tests.test_postmessage import with_session
 from tests.test_premessage import event, variables_of

@@ -2,7 +2,7 @@
 
 The Flask test client skips the server: these tests catch what only a real deployment shows
 (the config file, preloading before the fork, the worker class, the JSON log line on stderr).
-They start gunicorn through bench/harness.py's `serve`, the same way the benchmarks do.
+They start gunicorn through testsupport/gunicorn_process.py's `serve`, as the benchmarks do.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from bench.harness import serve
+from testsupport.gunicorn_process import serve
 from conftest import fixture
 
 pytestmark = pytest.mark.slow

@@ -1,9 +1,9 @@
 """The gunicorn front under attack and under normal use: slow clients, gunicorn's own errors,
 OPTIONS, worker recycling, and the CPU count a container may use (issue 11 items 2, 10, 13).
 
-Real gunicorn (bench.harness.serve with the project's server/gunicorn_conf.py and its worker class),
-real sockets on 127.0.0.1. The shipped thread count (16 per worker) is kept; WEB_CONCURRENCY=2
-because the test machine has 2 cores.
+Real gunicorn (testsupport.gunicorn_process.serve with the project's server/gunicorn_conf.py and
+its worker class), real sockets on 127.0.0.1. The shipped thread count (16 per worker) is kept;
+WEB_CONCURRENCY=2 because the test machine has 2 cores.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from bench.harness import ECHO_APP, serve
 from conftest import fixture
 from server.worker import RequestDeadlineWorker, request_state
+from testsupport.gunicorn_process import ECHO_APP, serve
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PREMESSAGE = json.dumps(fixture("pre_message_request.message_received.json")).encode()

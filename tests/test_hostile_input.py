@@ -3,9 +3,9 @@ must cost. Each bad body gets a JSON 4xx that does not echo it, never a 500; hos
 no more than reading it; long keys cost a cache no more than short ones.
 
 The parsing rules run through the Flask test client (fast); every item is then checked again
-under gunicorn with real sockets (`bench.harness.serve`, as tests/test_gunicorn.py does). A
-pattern that regresses to quadratic time would hold the GIL for a minute, so each pattern runs
-in a forked child with a bound: a regression fails the test instead of hanging it.
+under gunicorn with real sockets (`testsupport.gunicorn_process.serve`, as tests/test_gunicorn.py
+does). A pattern that regresses to quadratic time would hold the GIL for a minute, so each
+pattern runs in a forked child with a bound: a regression fails the test instead of hanging it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from bench.harness import serve
+from testsupport.gunicorn_process import serve
 from conftest import fixture
 from handlers import fields, language, masking, redact, scripts
 from handlers.envelope import MAX_JSON_DEPTH

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.harness import serve
+from testsupport.gunicorn_process import serve
 from conftest import fixture
 from tests.logs_support import message_body
 from tests.provider_stubs import SilentServer

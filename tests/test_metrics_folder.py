@@ -21,7 +21,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from bench.harness import serve
+from testsupport.gunicorn_process import serve
 from handlers.metrics_folder import compact, scrape_lock
 from tests.test_metrics import samples, value
 from tests.test_premessage import event

@@ -28,7 +28,7 @@ from handlers.postmessage import POSTMESSAGE_STEPS
 from handlers.premessage import PREMESSAGE_STEPS
 from handlers.logsetup import JsonFormatter
 from handlers.settings import SettingsError, load_settings
-from tests.libre_server import mark
+from testsupport.libre_server import mark
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PRE, POST = "/plugins/agent-pre-invoke", "/plugins/agent-post-invoke"
@@ -528,7 +528,7 @@ def test_the_simulator_command_with_orchestrate(capsys):
 def test_the_simulator_against_gunicorn(tmp_path, libre_server):
     """The plug-ins under gunicorn, played by `simulate.py --orchestrate --url`: every turn
     succeeds, and neither the end user's token nor the kit's own key is in the server's log."""
-    from bench.harness import serve
+    from testsupport.gunicorn_process import serve
 
     token = "gunicorn-orchestrate-token-5c1e"
     env = {"WEB_CONCURRENCY": "2", "WEBHOOKS": "orchestrate", "ORCHESTRATE_AUTH": "bearer",

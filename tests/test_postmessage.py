@@ -1,5 +1,5 @@
 """The post-message webhook end to end: real app, real deep-translator, a LibreTranslate-compatible
-server on loopback (tests/libre_server.py), IBM's published reply examples.
+server on loopback (testsupport/libre_server.py), IBM's published reply examples.
 
 The stand-in server answers "[en>es] <text>" for text it has no phrase for, so the expected reply
 is computed from the example itself, never written by hand.
@@ -19,7 +19,7 @@ import pytest
 from handlers.masking import mask
 from handlers.postmessage import POSTMESSAGE_STEPS
 from tests.conftest import fixture
-from tests.libre_server import translate
+from testsupport.libre_server import translate
 from tests.test_fields import EXPECTED, G, as_payload, changed_paths, leaves
 
 LANGUAGE_VARIABLE = "customer_language"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import fixture
-from tests.libre_server import translate
+from testsupport.libre_server import translate
 
 
 def premessage(client: Any, text: str, session_id: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pytest
 from handlers.envelope import SKIP_PROCESSING_HEADER
 from handlers.store.quality_facts import turn_facts
 from tests.conftest import fixture
-from tests.libre_server import mark
+from testsupport.libre_server import mark
 
 ACTIONS = "actions skill"
 DIALOG = "main skill"

@@ -1,6 +1,6 @@
 """The kit's provider clients against stand-ins on loopback that speak each provider's API
-(tests/provider_stubs.py, tests/libre_server.py): what reached them (path, headers, body, that no
-text and no key is in any URL), how many requests and connections, a provider that never answers,
+(tests/provider_stubs.py, testsupport/libre_server.py): what reached them (path, headers, body, that
+no text and no key is in any URL), how many requests and connections, a provider that never answers,
 and one that recovers."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from handlers import SettingsError
 from handlers.settings import load_settings
 from handlers.translation.transport import ProviderSession
-from tests.libre_server import mark
+from testsupport.libre_server import mark
 from tests.provider_stubs import (ChatStub, DeeplStub, GoogleStub, GoogleWebStub, MicrosoftStub,
                                   MyMemoryStub, SilentServer)
 

@@ -6,7 +6,7 @@ server side of the connection's socket, through /proc) and sends the session's f
 worker and every later turn to the others, so a memory kept per process fails it for certain,
 not by chance. A worker's writer thread writes a turn's values within milliseconds; between a
 session's turns the test waits SETTLE, far less than the assistant takes to answer. The
-translator is the LibreTranslate stand-in (tests/libre_server.py).
+translator is the LibreTranslate stand-in (testsupport/libre_server.py).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from bench.harness import serve
+from testsupport.gunicorn_process import serve
 from conftest import fixture
 from logs_support import worker_pids
-from tests.libre_server import mark, translate
+from testsupport.libre_server import mark, translate
 
 pytestmark = pytest.mark.slow
 WORKERS = 3
@@ -37,7 +37,7 @@ SETTLE = 0.1
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
-    from tests.libre_server import LibreServer
+    from testsupport.libre_server import LibreServer
 
     libre = LibreServer().start()
     folder = tmp_path_factory.mktemp("sessions")

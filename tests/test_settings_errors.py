@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from bench.harness import free_port, server_env
+from testsupport.gunicorn_process import free_port, server_env
 from handlers.settings import SettingsError, load_settings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

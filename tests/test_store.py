@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -83,16 +83,6 @@ def test_a_batch_tells_each_row_new_or_duplicate(store: EventStore) -> None:
         stored = connection.execute(select(events.c.idempotency_key, events.c.raw).where(
             events.c.idempotency_key == twice.idempotency_key)).all()
     assert stored == [(twice.idempotency_key, twice.raw)]    # the first of the two is kept
-
-
-def test_the_plain_core_insert_answers_as_the_shipped_raw_one(store: EventStore) -> None:
-    """The benchmarks' reference path (bench/logs.py --core-ab) must stay correct: the same
-    batch, the same answers, the same rows, read back through SQLAlchemy as stored."""
-    store._insert = store._insert_core
-    test_a_batch_tells_each_row_new_or_duplicate(store)
-    with store.engine.connect() as connection:
-        stamps = connection.execute(select(events.c.received_at)).scalars().all()
-    assert all(isinstance(stamp, datetime) for stamp in stamps)
 
 
 def test_duplicates_racing_from_many_threads_are_stored_once(store: EventStore) -> None:

@@ -1,12 +1,13 @@
 """The log store's budget under stress: no caller waits past its deadline, whatever the writes do.
 
-Once, in bench/logs_costs.py (16 threads, SQLite), every request hung until the script gave up;
-these tests try to provoke that through the real databases: two stores on one database (on
-SQLite, two writer-lock file descriptors, as two gunicorn workers have), many threads with tiny
-and mixed budgets, writes slowed or failed at random (before or after the real insert), readiness
-probes and batch inserts meanwhile. Every call must end within its budget plus the longest
-injected stall, every acknowledged event must be in the database, and the store must answer
-normally afterwards. A thread still running at the end fails the test with every thread's stack.
+Once, in a benchmark of the log webhook in one process (16 threads, SQLite), every request hung
+until the benchmark gave up; these tests try to provoke that through the real databases: two stores
+on one database (on SQLite, two writer-lock file descriptors, as two gunicorn workers have), many
+threads with tiny and mixed budgets, writes slowed or failed at random (before or after the real
+insert), readiness probes and batch inserts meanwhile. Every call must end within its budget plus
+the longest injected stall, every acknowledged event must be in the database, and the store must
+answer normally afterwards. A thread still running at the end fails the test with every thread's
+stack.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ server on loopback (a subprocess, as the user's terminal would), each `json` blo
 last `curl` line must print against the server started last. The install lines (a venv and
 `pip install`) are checked, not run: this venv holds the packages. Only the port numbers are
 swapped for free ones (the README's 8000, and LibreTranslate's 5000 for the stand-in of
-tests/libre_server.py), so that parallel test runs do not collide.
+testsupport/libre_server.py), so that parallel test runs do not collide.
 """
 
 from __future__ import annotations

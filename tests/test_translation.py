@@ -16,7 +16,7 @@ import pytest
 from handlers import SettingsError
 from handlers.translation import CircuitBreaker, Provider, Translator, map_code
 from handlers.translation.memory import TranslationCache, TranslationMemory
-from tests.libre_server import mark
+from testsupport.libre_server import mark
 
 SPANISH = "Hola, necesito ayuda con mi pedido"
 

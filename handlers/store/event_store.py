@@ -36,7 +36,6 @@ from datetime import datetime
 from typing import Any, Sequence
 
 from sqlalchemy import event, false, func, literal, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import (DataError, DBAPIError, IntegrityError, InterfaceError,
                             OperationalError, SQLAlchemyError)
@@ -70,17 +69,6 @@ PROBE_EVENT = "readiness_probe"
 PROBE_SIZE = 4096
 
 
-def insert_ignoring_duplicates_core(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT (event, idempotency_key) DO NOTHING RETURNING event, key: a
-    duplicate sent to two workers at once is stored once, with no check-then-insert race, and
-    each caller learns whether its row was new. Executed with a list of rows (one statement
-    per batch: SQLAlchemy's "insertmanyvalues")."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(events).on_conflict_do_nothing(
-        index_elements=[events.c.event, events.c.idempotency_key]).returning(
-        events.c.event, events.c.idempotency_key)
-
-
 class EventStore:
     """The log events table: insert, readiness, schema; `reports` reads it, `retention`
     purges it."""
@@ -100,12 +88,8 @@ class EventStore:
         self._probe_lock = threading.Lock()
         if self.dialect == "postgresql":
             event.listen(self.engine, "do_connect", self.budget.connect)
-        self._insert_statement = insert_ignoring_duplicates_core(self.dialect)
-        # PostgreSQL: autocommit, each INSERT its own transaction (see `_insert_core`).
-        self._write_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT") \
-            if self.dialect == "postgresql" else self.engine
         # Measured: the raw insert (raw_insert.py) serves more requests than Core on both
-        # backends; `_insert_core` is the plain path the benchmarks compare it with.
+        # backends (bench/RESULTS.md), so it is the store's one insert path.
         self._insert = self._insert_raw
         database = self.engine.url.database
         self.writer_lock = WriterLock(database + "-writer.lock", timeout) \
@@ -352,27 +336,6 @@ class EventStore:
     def _insert_raw(self, items: list[LogEvent]) -> set[tuple[str, str]]:
         """The insert as shipped: the driver's own, measured faster (see raw_insert.py)."""
         return insert_raw(self.engine, items, self.budget.guard, self._writer)
-
-    def _insert_core(self, items: list[LogEvent]) -> set[tuple[str, str]]:
-        """The plain path, in SQLAlchemy Core, kept as the benchmarks' reference for the raw
-        one (bench/logs.py --core-ab): insert `items` in one transaction; the (event, key)
-        pairs it stored (RETURNING).
-
-        On PostgreSQL the connection is in autocommit: the one INSERT is its own transaction,
-        one round trip (no BEGIN and COMMIT of their own). On SQLite the transaction is held
-        under the writer lock, so processes take turns without SQLite's sleeping busy handler.
-        """
-        with self._write_engine.connect() as connection, \
-                self.budget.guard(connection.connection.dbapi_connection) as guard:
-            try:
-                with self._writer(), connection.begin():
-                    rows = connection.execute(self._insert_statement,
-                                              [item.row() for item in items])
-                    return {(row.event, row.idempotency_key) for row in rows}
-            except SQLAlchemyError:
-                if guard is not None and guard.fired:
-                    connection.invalidate()     # the watchdog shut its socket down
-                raise
 
     def _writer(self) -> Any:
         """SQLite's writer lock (see WriterLock), waited on within this thread's deadline."""

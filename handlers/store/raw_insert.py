@@ -1,12 +1,11 @@
 """The one statement of the kit not run through SQLAlchemy Core: the insert of every log event.
 
 Kept by measurement, as issue 12 asks (Core unless the raw path gains at least 10 % on the
-webhook, measured in one run against the plain path). bench/logs_costs.py, one process, 16
-threads, 5 s per run, raw and Core interleaved three times (bench/RESULTS.md, 2026-12-03):
-SQLite 1554-1615 req/s raw against 1156-1336 with Core (+21 to +36 % pair by pair; 516-552 us
-of CPU a request against 667-804); PostgreSQL 1024-1536 against 923-1003 (+11 to +53 %;
-527-789 us against 852-956). The plain path is `EventStore._insert_core`, kept as the
-reference the benchmarks compare against (`bench/logs.py --core-ab`, `bench/logs_costs.py`).
+webhook, measured in one run against the plain path), and the store's one insert path. The log
+webhook in one process, 16 threads, 5 s per run, raw and the Core insert interleaved three times
+(bench/RESULTS.md, 2026-12-03): SQLite 1554-1615 req/s raw against 1156-1336 with Core (+21 to
++36 % pair by pair; 516-552 us of CPU a request against 667-804); PostgreSQL 1024-1536 against
+923-1003 (+11 to +53 %; 527-789 us against 852-956).
 
 Where the gain comes from: SQLAlchemy 2.0 does not cache the dialect-specific insert
 (`sqlite.insert(...).on_conflict_do_nothing()`), so Core compiles it again on every execution;

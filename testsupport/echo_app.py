@@ -8,7 +8,7 @@ Flask's own JSON throughput that the kit keeps after doing its job.
 Serialisation is set to what the kit does (compact, keys in their order) so the baseline is not
 slowed by key sorting the kit never does: a ratio near 1 then means the kit really adds nothing.
 
-    gunicorn -c gunicorn.conf.py "bench.echo_app:create_app()"
+    gunicorn -c server/gunicorn_conf.py "testsupport.echo_app:create_app()"
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ answer with an HTTP error, hang, or delay every answer. It records requests and 
 strings asked for (`calls`: a batch of 12 counts 12), the HTTP requests (`http_requests`) and the
 connections it accepted (`connections`).
 
-In tests: the `libre_server` fixture (tests/conftest.py). Standalone, for benchmarks:
+In tests: the `libre_server` fixture (tests/conftest.py). Standalone:
 
-    python -m tests.libre_server --port 5000 --delay-ms 50
+    python -m testsupport.libre_server --port 5000 --delay-ms 50
 """
 
 from __future__ import annotations
