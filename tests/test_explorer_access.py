@@ -19,6 +19,7 @@ from handlers.explorer.guard import client_address
 from handlers.explorer.throttle import LoginThrottle
 from handlers.settings import SettingsError
 from logs_support import message_body, pg_store_url, store_url  # noqa: F401
+from quality_support import session
 
 USER, PASSWORD = "analyst", "correct horse battery"
 CSP = "Content-Security-Policy"
@@ -298,10 +299,12 @@ def test_stored_text_and_ids_are_isolated(make_app: Any) -> None:
                         assistant=f"{RLO}assistant", customer_language=f"{RLO}xx",
                         snapshot=f"{RLO}environment",
                         intents=[{"intent": f"{RLO}intent", "confidence": 0.9}])
+    no_match = session("unrecognized")["turns"][0]        # the "No matches" action answers
+    body["payload"]["response"]["output"]["debug"] = no_match["response"]["output"]["debug"]
     assert client.post("/webhooks/logs", json=body).status_code == 200
     pages = [client.get(path, query_string=args).get_data(as_text=True) for path, args in (
         ("/explorer/", {}), ("/explorer/sessions", {}),
-        ("/explorer/session", {"id": f"{RLO}session"}))]
+        ("/explorer/session", {"id": f"{RLO}session"}), ("/explorer/unrecognized", {}))]
     shown = 0
     for html in pages:
         for at in (index for index, char in enumerate(html) if char == RLO):
@@ -309,9 +312,11 @@ def test_stored_text_and_ids_are_isolated(make_app: Any) -> None:
             assert html.find("</bdi>", at) < html.find("<bdi>", at + 1) or \
                 html.find("<bdi>", at + 1) == -1
             shown += 1
-    # the language in the overview; the session's id, language, assistant and environment in the
-    # list; its id, language, intent, what the customer wrote and the answer in the transcript
-    assert shown == 10, shown
+    # the language in the overview (shares and quality); the session's id, language, assistant
+    # and environment in the list; its id, language, intent, what the customer wrote and the
+    # answer in the transcript; its language, words, session id, assistant and environment on
+    # the unrecognized page
+    assert shown == 16, shown
 
 
 def test_a_waiting_address_stays_locked_while_thousands_of_others_fail() -> None:

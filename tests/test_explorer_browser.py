@@ -1,22 +1,26 @@
 """The explorer in a real browser: Debian's headless Chromium driven by Playwright (pointed at
 /usr/bin/chromium: Playwright never downloads a browser here), against the kit under gunicorn
 on loopback. Opens the overview, applies a filter, opens a transcript, checks the pages, saves
-screenshots, and checks that nothing the pages load leaves this server. Few and fast: one
-browser for the module. Skipped, with the reason, when the browser or Playwright is missing
-(`.ci/run` installs Chromium)."""
+screenshots, and checks that nothing the pages load leaves this server. Then the quality views
+(Quality by language, Actions, Unrecognized) on the day of the quality fixtures (tests/fixtures/
+quality/, hand counts in quality_support.py). Few and fast: one browser for the module.
+Skipped, with the reason, when the browser or Playwright is missing (`.ci/run` installs
+Chromium)."""
 
 from __future__ import annotations
 
 import os
 import pathlib
 import shutil
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Iterator
 
 import pytest
 
+from bench.quality import rows as bench_month
 from handlers.store import EventStore, LogEvent, utcnow
 from logs_support import cdr_body, message_body, row_of
+from quality_support import EXPECTED_UNRECOGNIZED, FIXTURE_START, log_event, shifted
 from testsupport.gunicorn_process import serve
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -27,6 +31,10 @@ SCREENSHOTS = pathlib.Path(os.environ.get("EXPLORER_SCREENSHOTS", "")) \
     if os.environ.get("EXPLORER_SCREENSHOTS") else None
 
 pytestmark = pytest.mark.slow
+QUALITY_PERIOD = "period=custom&since=2026-01-05&until=2026-01-05"
+MONTH_END = datetime(2025, 6, 1)
+MONTH = "period=custom&since=2025-05-02&until=2025-05-31"
+WORSE = "rgb(164, 38, 44)"     # explorer.css: a rate below the assistant language's
 
 # Session ids a browser would rewrite in a path (dot segments, even percent-encoded; a query;
 # a fragment; a double slash): each must still open its own transcript.
@@ -118,6 +126,8 @@ def server(tmp_path_factory: Any) -> Iterator[str]:
     call["payload"]["call"]["end_reason"] = "caller_hangup"
     call["payload"]["assistant_interaction_summaries"][0]["session_id"] = "sess-es-1"
     rows.append(row_of(call, now + timedelta(minutes=5)))
+    rows += [log_event(turn) for turn in shifted(FIXTURE_START)]
+    rows += list(bench_month(3_000, MONTH_END))       # the screenshots' month
     store.add_many(rows)
     store.engine.dispose()
     env = {"DATABASE_URL": url, "WEBHOOKS": "logs", "EXPLORER_USERNAME": USER,
@@ -140,10 +150,14 @@ def page(browser: Any, server: str) -> Iterator[Any]:
     assert elsewhere == []
 
 
-def shoot(page: Any, name: str, tmp_path: pathlib.Path) -> pathlib.Path:
+def shoot(page: Any, name: str, tmp_path: pathlib.Path, part: Any = None) -> pathlib.Path:
+    """A screenshot of the whole page, or of `part` (a locator) only."""
     target = (SCREENSHOTS or tmp_path) / name
     target.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(target), full_page=True)
+    if part is None:
+        page.screenshot(path=str(target), full_page=True)
+    else:
+        part.screenshot(path=str(target))
     assert target.stat().st_size > 5_000
     return target
 
@@ -243,3 +257,65 @@ def test_a_right_to_left_override_stays_inside_its_text(page: Any, server: str) 
     intent, failed = (page.evaluate(TEXT_BOX, [meta, needle])
                       for needle in ("order_status", "translation failed"))
     assert intent[1] <= failed[0], (intent, failed)
+
+
+def test_quality_actions_and_unrecognized(page: Any, server: str, tmp_path: pathlib.Path) -> None:
+    page.goto(f"{server}/explorer/?{QUALITY_PERIOD}")
+    table = page.locator("#quality")
+    assert table.locator("tbody tr td:first-child bdi").all_inner_texts() == \
+        ["en", "es", "de", "fr", "it", "pt", "tr"]
+    french = table.locator("tbody tr").nth(3)
+    gap = french.locator(".containment .gap")
+    assert gap.inner_text() == "-100.0 pts"
+    assert gap.evaluate("node => getComputedStyle(node).color") == WORSE
+    # The assistant language's rate is marked on the bar: English's containment, 100 %.
+    marker = french.locator(".containment svg line").bounding_box()
+    bar = french.locator(".containment svg").bounding_box()
+    assert abs(marker["x"] + marker["width"] / 2 - (bar["x"] + bar["width"])) < 2
+
+    page.click("text=Actions in this period")
+    page.wait_for_load_state()
+    assert page.locator("h1").inner_text() == "Actions"
+    stuck = page.locator("#frequent tbody tr", has=page.locator(".language bdi", has_text="en"))
+    assert stuck.locator(".reason-stuck").inner_text() == "1"
+    assert page.locator("#by-language thead th").nth(3).inner_text().startswith("en")
+
+    page.goto(f"{server}/explorer/?{QUALITY_PERIOD}")
+    page.click("text=Unrecognized requests")
+    page.wait_for_load_state()
+    rows = page.locator("#unrecognized tbody tr")
+    shown = [(row.locator("a.session").inner_text(), row.locator(".wrote").inner_text(),
+              row.locator(".received").inner_text(), row.locator(".language").inner_text())
+             for row in rows.all()]
+    assert sorted(shown) == sorted(EXPECTED_UNRECOGNIZED)
+    shoot(page, "explorer-unrecognized.png", tmp_path)
+    rows.first.locator("a.session").click()
+    page.wait_for_load_state()
+    assert page.locator("h1 code").inner_text() == shown[0][0]
+
+
+def test_quality_views_of_a_month(page: Any, server: str, tmp_path: pathlib.Path) -> None:
+    """bench/quality.py's month of conversations (the screenshots of docs/explorer.md)."""
+    page.goto(f"{server}/explorer/?{MONTH}")
+    table = page.locator("#quality")
+    assert table.locator("tbody tr").count() == 9                # 8 languages and all
+    shoot(page, "explorer-quality.png", tmp_path, page.locator("section", has=table))
+    page.goto(f"{server}/explorer/actions?{MONTH}")
+    assert page.locator("#frequent tbody tr").count() == 25      # 8 actions x 8 languages
+    assert page.locator("#by-language tbody tr").count() == 8
+    shoot(page, "explorer-actions.png", tmp_path)
+    page.goto(f"{server}/explorer/unrecognized?{MONTH}")
+    assert page.locator("#unrecognized tbody tr").count() == 50
+    assert page.locator("a.next").count() == 1
+
+
+def test_quality_pages_fit_a_phone(browser: Any, server: str) -> None:
+    context = browser.new_context(http_credentials={"username": USER, "password": PASSWORD},
+                                  viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    for path in ("/explorer/", "/explorer/actions", "/explorer/unrecognized"):
+        page.goto(f"{server}{path}?{QUALITY_PERIOD}")
+        # Wide tables scroll inside themselves: the page is never wider than the screen.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+    context.close()
