@@ -246,6 +246,8 @@ def stats(since: Any, until: Any, fmt: str, top: int) -> None:
     if calls["end_reasons"]:
         click.echo("call end reasons: " + ", ".join(f"{reason} {n}" for reason, n in
                                                     calls["end_reasons"].items()))
+        click.echo("call languages: " + ", ".join(f"{code} {n}" for code, n in
+                                                  calls["languages"].items()))
 
 
 @logs_cli.command("report")

@@ -188,7 +188,8 @@ def test_stats_on_a_known_data_set(log_app: Any) -> None:
                                       {"intent": "human_agent", "count": 1}]
     assert figures["agent_transfer_offered"] == {"replies": 1, "share": round(1 / 6, 4)}
     assert figures["calls"] == {"count": 1, "transferred": 0,
-                                "end_reasons": {"assistant_hangup": 1}}
+                                "end_reasons": {"assistant_hangup": 1},
+                                "languages": {"unknown": 1}}
     assert figures["translation_failures"] == 0
 
     later = json.loads(invoke(log_app, "stats", "--since", "2024-05-02", "--format", "json").output)

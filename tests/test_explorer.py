@@ -38,8 +38,11 @@ def turn(session: str, text: str, language: str = "en", *, original: str | None 
     return body
 
 
-def call(session: str, reason: str, transferred: bool = False) -> dict[str, Any]:
+def call(session: str, reason: str, transferred: bool = False,
+         language: str | None = None) -> dict[str, Any]:
     body = cdr_body(session)
+    if language:   # what the phone channel merges from the kit's cdr_custom_data
+        body["payload"]["injected_custom_data"] = {"customer_language": language}
     body["payload"]["call"]["end_reason"] = reason
     body["payload"]["transfer_occurred"] = transferred
     body["payload"]["assistant_interaction_summaries"][0]["session_id"] = session
@@ -57,7 +60,8 @@ def known(app: Any) -> None:
         row_of(turn("s3", "bonjour", "fr"), DAY + timedelta(days=1)),
         row_of(turn("s3", "merci", "fr"), DAY + timedelta(days=1, minutes=5)),
         row_of(call("s1", "assistant_hangup"), DAY + timedelta(minutes=3)),
-        row_of(call("s4", "caller_hangup", transferred=True), DAY + timedelta(days=1)),
+        row_of(call("s4", "caller_hangup", transferred=True, language="es"),
+               DAY + timedelta(days=1)),
     ])
 
 
@@ -178,6 +182,9 @@ def test_overview_numbers_equal_logs_stats(app: Any) -> None:
             assert re.search(rf"><bdi>{code}</bdi></a></td>\s*<td class=\"n\">{n}</td>", html), code
         for reason, n in stats["calls"]["end_reasons"].items():
             assert re.search(rf"<td><bdi>{reason}</bdi></td><td class=\"n\">{n}</td>", html), reason
+        calls_by_language = html.split('id="call-languages"')[1].split("</table>")[0]
+        for code, n in stats["calls"]["languages"].items():
+            assert f'<td><bdi>{code}</bdi></td><td class="n">{n}</td>' in calls_by_language, code
     whole = json.loads(app.test_cli_runner().invoke(
         args=["logs", "stats", "--since", "2024-05-01", "--until", "2024-05-02",
               "--format", "json"]).output)
@@ -185,7 +192,8 @@ def test_overview_numbers_equal_logs_stats(app: Any) -> None:
             whole["unsupported_language_replies"]) == (5, 3, 1, 2)
     assert whole["languages"] == {"es": 2, "fr": 2, "en": 1}
     assert whole["calls"] == {"count": 2, "transferred": 1,
-                              "end_reasons": {"assistant_hangup": 1, "caller_hangup": 1}}
+                              "end_reasons": {"assistant_hangup": 1, "caller_hangup": 1},
+                              "languages": {"es": 1, "unknown": 1}}
 
 
 def test_overview_filters_and_chart(app: Any) -> None:

@@ -35,7 +35,8 @@ def history(now: datetime, count: int = 600, seed: int = 7) -> list[LogEvent]:
                       environment=chance.choice(["draft", "live", None]))
         if index % 7 == 0:
             rows.append(LogEvent("cdr_logged", **common, agent_transfer=chance.random() < 0.3,
-                                 end_reason=chance.choice(["caller_hangup", "transfer", None])))
+                                 end_reason=chance.choice(["caller_hangup", "transfer", None]),
+                                 language=chance.choice(["es", "fr", None])))
         else:
             rows.append(LogEvent("message_logged", **common,
                                  language=chance.choice(["en", "es", "fr", None]),
@@ -59,6 +60,7 @@ def expected(rows: list[LogEvent], filters: Filters, bucket: str) -> dict[str, A
     languages = Counter(row.language or "unknown" for row in messages)
     slot = "%Y-%m-%d %H:00" if bucket == "hour" else "%Y-%m-%d"
     reasons = Counter(row.end_reason or "unknown" for row in calls)
+    call_languages = Counter(row.language or "unknown" for row in calls)
     return {
         "messages": len(messages),
         "sessions": len({row.session_id for row in messages if row.session_id}),
@@ -69,7 +71,9 @@ def expected(rows: list[LogEvent], filters: Filters, bucket: str) -> dict[str, A
         "calls": {"count": len(calls),
                   "transferred": sum(1 for row in calls if row.agent_transfer),
                   "end_reasons": dict(sorted(reasons.items(),
-                                             key=lambda item: (-item[1], item[0])))},
+                                             key=lambda item: (-item[1], item[0]))),
+                  "languages": dict(sorted(call_languages.items(),
+                                           key=lambda item: (-item[1], item[0])))},
         "per_" + bucket: dict(sorted(Counter(row.received_at.strftime(slot)
                                              for row in messages).items())),
     }

@@ -176,14 +176,17 @@ class EventReports(QualityReports):
         sessions = self._sessions_count(connection, filters, plan)
         unsupported = sum(n for code, n in languages.items()
                           if supported and code != "unknown" and code not in supported)
-        calls = {"count": 0, "transferred": 0, "end_reasons": {}}
+        calls = {"count": 0, "transferred": 0, "end_reasons": {}, "languages": {}}
         for row in self._call_groups(connection, filters, plan):
             calls["count"] += row.n
             calls["transferred"] += row.n if row.flag else 0
             reason = row.end_reason or "unknown"
             calls["end_reasons"][reason] = calls["end_reasons"].get(reason, 0) + row.n
-        calls["end_reasons"] = dict(sorted(calls["end_reasons"].items(),
-                                           key=lambda item: (-item[1], item[0])))
+            # the caller's language, from the call record's cdr_custom_data (docs/phone.md)
+            code = row.language or "unknown"
+            calls["languages"][code] = calls["languages"].get(code, 0) + row.n
+        for split in ("end_reasons", "languages"):
+            calls[split] = dict(sorted(calls[split].items(), key=lambda item: (-item[1], item[0])))
         figures: dict[str, Any] = {
             "messages": total,
             "sessions": sessions,
@@ -219,15 +222,16 @@ class EventReports(QualityReports):
         rows: list[Any] = []
         for period in plan.edges:
             rows += connection.execute(
-                select(events.c.end_reason, events.c.agent_transfer.label("flag"),
-                       func.count().label("n"))
+                select(events.c.end_reason, events.c.language,
+                       events.c.agent_transfer.label("flag"), func.count().label("n"))
                 .where(filters.during(period).where("cdr_logged"))
-                .group_by(events.c.end_reason, events.c.agent_transfer)).all()
+                .group_by(events.c.end_reason, events.c.language, events.c.agent_transfer)).all()
         if plan.rolled is not None:
             rows += connection.execute(
-                select(hourly.c.end_reason, hourly.c.flag, func.sum(hourly.c.n).label("n"))
+                select(hourly.c.end_reason, hourly.c.language, hourly.c.flag,
+                       func.sum(hourly.c.n).label("n"))
                 .where(filters.during(plan.rolled).where("cdr_logged", hourly))
-                .group_by(hourly.c.end_reason, hourly.c.flag)).all()
+                .group_by(hourly.c.end_reason, hourly.c.language, hourly.c.flag)).all()
         return rows
 
     def _sessions_count(self, connection: Connection, filters: Filters, plan: Split) -> int:

@@ -154,7 +154,7 @@ class RollUp:
         # index, so their million rows (and raw JSON) are never visited.
         for event, language, end_reason, flag in (
                 ("message_logged", events.c.language, literal(None), events.c.translation_failed),
-                ("cdr_logged", literal(None), events.c.end_reason, events.c.agent_transfer)):
+                ("cdr_logged", events.c.language, events.c.end_reason, events.c.agent_transfer)):
             dimensions = [events.c.assistant_id, events.c.environment, language, end_reason, flag]
             connection.execute(insert(hourly).from_select(into, select(
                 bucket, literal(event), *dimensions, func.count())
