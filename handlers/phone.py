@@ -302,7 +302,7 @@ def add_handoff_note(item: dict[str, Any], note: str) -> bool:
     return True
 
 
-def customer_words(payload: dict[str, Any], settings: Settings) -> str | None:
+def words_as_typed(payload: dict[str, Any], settings: Settings) -> str | None:
     """The customer's last message as typed, which the pre-message step kept when it translated
     it (ORIGINAL_INPUT_VARIABLE)."""
     value = (skill_variables(payload, settings.skill_type) or {}).get(

@@ -36,7 +36,7 @@ from .envelope import Answer, payload_reply, render
 from .glossary import rules_for
 from .language import normalise_code
 from .phone import (CALL_KEY, CONFIGURED_KEY, add_handoff_note, add_switch_commands,
-                    customer_words, handoff_items, handoff_note, merge_cdr_custom_data,
+                    words_as_typed, handoff_items, handoff_note, merge_cdr_custom_data,
                     merge_target, phone_languages, read_call, record_configured)
 from .pipeline import Step, Turn, run_steps, start_turn
 
@@ -232,7 +232,7 @@ def route_handoff(turn: Turn) -> Answer | None:
     routed = sum(merge_target(item, target) for item in items) if target else 0
     noted = 0
     if settings.handoff_note and not is_assistant_language(language, turn):
-        note = handoff_note(language, customer_words(turn.payload, settings))
+        note = handoff_note(language, words_as_typed(turn.payload, settings))
         noted = sum(add_handoff_note(item, note) for item in items)
     turn.notes["handoff_language"] = language
     turn.notes["handoff_routed"], turn.notes["handoff_noted"] = routed, noted
