@@ -274,8 +274,8 @@ def merge_target(item: dict[str, Any], target: Mapping[str, Any]) -> bool:
     info = item.get("transfer_info")
     if info is None:
         info = item["transfer_info"] = {}
-    if not isinstance(info, dict) or not isinstance(info.get("target", {}), dict):
-        return False
+    if not isinstance(info, dict) or not isinstance(info.get("target") or {}, dict):
+        return False   # a target of the assistant's that is not an object: left as written
     info["target"] = merged(info.get("target") or {}, target)
     return True
 

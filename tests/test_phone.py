@@ -236,6 +236,12 @@ def test_a_target_is_merged_into_transfer_info_leaving_other_keys():
                                  ".response-types-reference_L498.json")["generic"][0])
     phone.merge_target(bare, {"zendesk": {"department": "fr"}})
     assert bare["transfer_info"] == {"target": {"zendesk": {"department": "fr"}}}
+    empty = {"response_type": "connect_to_agent", "transfer_info": {"target": None}}
+    assert phone.merge_target(empty, {"zendesk": {"department": "es"}})
+    assert empty["transfer_info"] == {"target": {"zendesk": {"department": "es"}}}
+    odd = {"response_type": "connect_to_agent", "transfer_info": {"target": "agents-es"}}
+    assert not phone.merge_target(odd, {"zendesk": {"department": "es"}})
+    assert odd["transfer_info"] == {"target": "agents-es"}
 
 
 def test_the_note_is_one_line_appended_once():

@@ -12,6 +12,8 @@ from sqlalchemy import func, select
 from handlers.store import EventStore, utcnow
 from handlers.store.quality_rollup import quality_parts, unrecognized
 from handlers.store.rollup import floor_hour
+from handlers.store.rows import clean
+from handlers.store.schema import MAX_ID_LENGTH
 from logs_support import pg_store_url, store_url  # noqa: F401
 from quality_support import (EXPECTED_LANGUAGES, EXPECTED_UNRECOGNIZED, expected_report,
                              log_event, shifted)
@@ -160,3 +162,31 @@ def test_rows_prepared_before_the_lock_are_not_used_once_the_hour_changed(store:
         unchanged.rows["log_quality_parts"].pop()       # marked, to see that it is what is used
         quality_rollup.fill(connection, start, start + timedelta(hours=1), unchanged)
     assert rows(store, quality_parts) == 7
+
+
+def test_an_action_id_with_a_tab_a_nul_and_no_end_is_rolled_up(store: EventStore):
+    """Action ids are the assistant's own: whatever they hold, the roll-up stores them as the
+    events' columns do (no NUL, cut to the id width) and the figures stay the hand count's."""
+    start = floor_hour(utcnow()) - timedelta(hours=5)
+    turns = list(shifted(start))
+    original = next(event["source"]["action"] for turn in turns
+                    for event in turn["response"]["output"].get("debug", {}).get("turn_events", [])
+                    if event.get("source", {}).get("action", "anything_else")
+                    not in ("anything_else", "welcome"))
+    hostile = "order\tstatus\x00" + "x" * 400
+    stored = clean(hostile, MAX_ID_LENGTH)
+    for turn in turns:
+        for event in turn["response"]["output"].get("debug", {}).get("turn_events", []):
+            if event.get("source", {}).get("action") == original:
+                event["source"]["action"] = hostile
+    store.add_many([log_event(turn) for turn in turns])
+    since, until = start - timedelta(hours=1), floor_hour(utcnow()) + timedelta(hours=1)
+    got = store.reports.quality_report(since, until, assistant_language="en")
+    assert rows(store, quality_parts) == 8          # the roll-up was filled, not skipped
+    expected = expected_report(since, until)
+    for item in expected["actions"]:
+        if item["action"] == original:
+            item["action"] = stored
+    key = lambda item: (item["action"], item["language"])  # noqa: E731
+    assert sorted(got["actions"], key=key) == sorted(expected["actions"], key=key)
+    assert got["all"] == expected["all"]

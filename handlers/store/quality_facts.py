@@ -28,6 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .rows import clean
+from .schema import MAX_ID_LENGTH
+
 NO_MATCH = "anything_else"
 WELCOME = "welcome"
 # The action IBM's Fallback system action has: its connect_to_agent is an escalation, not the
@@ -70,8 +73,9 @@ def _list(value: Any) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+def _text(value: Any, limit: int | None = MAX_ID_LENGTH) -> str | None:
+    """A string fit for the roll-up's columns (as the events' own: no NUL, cut to the width)."""
+    return clean(value, limit)
 
 
 def turn_facts(payload: dict[str, Any], *, language: str | None = None,
@@ -85,8 +89,8 @@ def turn_facts(payload: dict[str, Any], *, language: str | None = None,
     events = _list(_get(output, "debug", "turn_events"))
     marks = _get(output, "user_defined")
     unsupported = _get(marks, "unsupported_language") is True
-    if unsupported and _text(_get(marks, "customer_language")):
-        language = marks["customer_language"]
+    if unsupported and _text(_get(marks, "customer_language"), 32):
+        language = _text(marks["customer_language"], 32)
     escalated = any(item.get("response_type") == "connect_to_agent" for item in generic) \
         or _connect_variable(response)
     request = recognized = False
@@ -95,7 +99,7 @@ def turn_facts(payload: dict[str, Any], *, language: str | None = None,
     for event in events:
         name, reason = event.get("event"), event.get("reason")
         source = event.get("source") if isinstance(event.get("source"), dict) else {}
-        action, title = _text(source.get("action")), _text(source.get("action_title"))
+        action, title = _text(source.get("action")), _text(source.get("action_title"), None)
         if name == "action_visited":
             actions_seen = True
             if WELCOME in (action, event.get("condition_type")):

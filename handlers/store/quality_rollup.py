@@ -163,15 +163,18 @@ def _rows(connection: Connection, start: datetime, end: datetime) -> dict[str, l
     for part, ids in read_parts(connection, period, by_hour=True):
         hour = _hour(part.first_at)
         parts.append(part.to_row() | {"hour": hour, "spread": 0})
-        ended = Counter(key.replace("\t", "\t0\t") for key in part.outcomes.elements())
-        ended.update(f"{action}\t1\t{quiet_outcome(state)}" for action, state in part.open)
-        for key, n in ended.items():
-            action, pending, outcome = key.split("\t")
+        # (action, pending, outcome): an action id may hold anything, a tab included
+        ended: Counter[tuple[str, int, str]] = Counter()
+        for key, n in part.outcomes.items():
+            action, outcome = key.rsplit("\t", 1)
+            ended[(action, 0, outcome)] += n
+        ended.update((action, 1, quiet_outcome(state)) for action, state in part.open)
+        for (action, pending, outcome), n in ended.items():
             actions.append({"hour": hour, "session_id": part.session_id,
                             "assistant_id": part.assistant_id, "environment": part.environment,
                             "language": part.language, "last_at": part.last_at, "spread": 0,
                             "action": action, "title": part.titles.get(action),
-                            "outcome": outcome, "n": n, "pending": int(pending)})
+                            "outcome": outcome, "n": n, "pending": pending})
         missed += [{"hour": hour, "event_id": event_id, "received_at": at,
                     "assistant_id": part.assistant_id, "environment": part.environment}
                    for event_id, at in ids]

@@ -31,7 +31,7 @@ def _get(node: Any, *path: str | int) -> Any:
     return node
 
 
-def _clean(value: Any, limit: int | None = None) -> str | None:
+def clean(value: Any, limit: int | None = None) -> str | None:
     """A string fit for any database: no NUL (PostgreSQL refuses it), no lone surrogate (not
     UTF-8), ids cut to the column's width. Anything but a non-empty string is None."""
     if not isinstance(value, str) or not value:
@@ -46,7 +46,7 @@ def _clean(value: Any, limit: int | None = None) -> str | None:
 def _id(value: Any) -> str | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
-    return _clean(value, MAX_ID_LENGTH)
+    return clean(value, MAX_ID_LENGTH)
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -76,7 +76,7 @@ def reply_texts(response: Any) -> str | None:
         return None
     texts = [item["text"] for item in items
              if isinstance(item, dict) and isinstance(item.get("text"), str) and item["text"]]
-    return _clean("\n".join(texts)) if texts else None
+    return clean("\n".join(texts)) if texts else None
 
 
 def offers_agent_transfer(response: Any) -> bool:
@@ -134,13 +134,13 @@ def message_columns(payload: dict[str, Any], language_variable: str,
         "skill_id": _id(payload.get("skill_id")),
         "session_id": _id(payload.get("session_id")),
         "customer_id": _id(payload.get("customer_id")),
-        "customer_text": _clean(_get(payload, "request", "input", "text")),
+        "customer_text": clean(_get(payload, "request", "input", "text")),
         "reply_text": reply_texts(response),
         "intent": intent,
         "intent_confidence": confidence,
-        "language": _clean(language, 32),
+        "language": clean(language, 32),
         "agent_transfer": offers_agent_transfer(response),
-        "original_text": _clean(original),
+        "original_text": clean(original),
         "environment": _id(payload.get("environment_id")) or _id(payload.get("snapshot")),
         "translation_failed": failed,
     }
@@ -154,10 +154,10 @@ def call_columns(payload: dict[str, Any]) -> dict[str, Any]:
         "assistant_id": _id(_get(summary, "assistant_id")),
         "session_id": _id(_get(summary, "session_id")) or _id(payload.get("global_session_id")),
         "agent_transfer": payload.get("transfer_occurred") is True,
-        "end_reason": _clean(_get(payload, "call", "end_reason"), 64),
+        "end_reason": clean(_get(payload, "call", "end_reason"), 64),
         # The caller's language, which the post-message webhook put in cdr_custom_data and the
         # phone channel merged into the record (docs/phone.md).
-        "language": _clean(_get(payload, "injected_custom_data", "customer_language"), 32),
+        "language": clean(_get(payload, "injected_custom_data", "customer_language"), 32),
     }
 
 
