@@ -1,9 +1,8 @@
 """Post-message webhook: hand the customer watsonx Assistant's reply in the customer's language.
 
-POST /webhooks/postmessage, on its own (`flask --app postmessage_translate run --port 8000`) or in
-your app (`app.register_blueprint(postmessage_translate.bp)`). Settings, by the kit's names:
-ASSISTANT_LANGUAGE (en), TRANSLATOR=libre, TRANSLATOR_URL, TRANSLATOR_API_KEY, TRANSLATION_TIMEOUT
-(3 s), WEBHOOK_SECRET (when set, the assistant's signed JWT is required).
+POST /webhooks/postmessage, alone (`flask --app postmessage_translate run --port 8000`) or in your
+app (`app.register_blueprint(postmessage_translate.bp)`). Settings (the kit's): TRANSLATOR_URL (a
+LibreTranslate), TRANSLATOR_API_KEY, TRANSLATION_TIMEOUT, ASSISTANT_LANGUAGE, WEBHOOK_SECRET.
 """
 import json
 import os
@@ -71,8 +70,7 @@ def translate_all(texts: list[str], source: str, target: str) -> list[str | None
 
 
 @bp.before_request  # the blueprint's routes only: the other routes of your app are not affected
-def check_signed_jwt() -> Response | None:
-    """With WEBHOOK_SECRET set, only the assistant gets in (its "Signed JWT" authentication)."""
+def check_signed_jwt() -> Response | None:  # with WEBHOOK_SECRET, the assistant's "Signed JWT"
     token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     try:  # its claims are undocumented: the signature counts, and `exp` when there is one
         if WEBHOOK_SECRET:
@@ -93,8 +91,7 @@ def read_payload(event: str) -> dict:
     return body["payload"]
 
 
-def error(status: int, code: str, detail: str) -> Response:
-    """The kit's error shape, {"error": code, "detail": ...}; it never repeats the request."""
+def error(status: int, code: str, detail: str) -> Response:  # the kit's; never echoes the request
     return make_response(jsonify(error=code, detail=detail), status)
 
 

@@ -1,9 +1,7 @@
 """Pre-message webhook: hand watsonx Assistant each customer message in the assistant's language.
 
-POST /webhooks/premessage, on its own (`flask --app premessage_translate run --port 8000`) or in
-your app (`app.register_blueprint(premessage_translate.bp)`). Settings, by the kit's names:
-ASSISTANT_LANGUAGE (en), TRANSLATOR (libre; none detects only), TRANSLATOR_URL, TRANSLATOR_API_KEY,
-TRANSLATION_TIMEOUT (3 s), WEBHOOK_SECRET (when set, the assistant's signed JWT is required).
+POST /webhooks/premessage, alone (`flask --app premessage_translate run --port 8000`) or in your
+app (`app.register_blueprint(premessage_translate.bp)`). Settings: below, by the kit's names.
 """
 import json
 import os
@@ -22,7 +20,6 @@ TRANSLATION_TIMEOUT = float(os.environ.get("TRANSLATION_TIMEOUT", "3"))
 WEBHOOK_SECRET = os.environ.get("WEBHOOK_SECRET")
 if TRANSLATOR not in ("libre", "none") or (TRANSLATOR == "libre" and TRANSLATOR_URL == "/"):
     raise SystemExit("set TRANSLATOR_URL (a LibreTranslate), or TRANSLATOR=none to detect only")
-
 DetectorFactory.seed = 0  # langdetect is random without a seed
 pool = ThreadPoolExecutor(max_workers=16)  # deep-translator sets no timeout: calls wait here
 bp = Blueprint("premessage_translate", __name__)
@@ -33,18 +30,18 @@ def premessage() -> Response:
     payload = read_payload("message_received")
     variables = skill_variables(payload)
     text = payload["input"].get("text") if isinstance(payload.get("input"), dict) else None
+    text = text if isinstance(text, str) else ""
     language = detect_language(text) or variables.get("customer_language") or ASSISTANT_LANGUAGE
     # The rule: translate only when the customer's language is not the assistant's.
-    if language != ASSISTANT_LANGUAGE and isinstance(text, str) and text.strip():
+    if language != ASSISTANT_LANGUAGE and TRANSLATOR == "libre" and text.strip():
         payload["input"]["text"] = translate(text, language, ASSISTANT_LANGUAGE) or text
     variables["customer_language"] = language  # postmessage_translate.py translates back to it
     return jsonify(payload=payload)
 
 
-def detect_language(text: object) -> str | None:
-    """The language of `text` ("es", "zh"), or None when it is too short to tell: langdetect
-    guesses "ok" or "Hola" wrong, so short messages keep the conversation's language."""
-    if not isinstance(text, str) or sum(c.isalpha() for c in text[:2048]) < 12:
+def detect_language(text: str) -> str | None:
+    """The language of `text` ("es"), or None when too short to tell: langdetect misreads "ok"."""
+    if sum(c.isalpha() for c in text[:2048]) < 12:
         return None
     try:  # the assistant sends at most 2,048 characters: look no further
         return detect(text[:2048]).split("-")[0]
@@ -53,10 +50,7 @@ def detect_language(text: object) -> str | None:
 
 
 def translate(text: str, source: str, target: str) -> str | None:
-    """The translation; None with TRANSLATOR=none, or if it failed or took over the timeout."""
-    if TRANSLATOR == "none":
-        return None
-
+    """The translation; None if it failed or took over the timeout."""
     def call() -> str:  # LibreTranslator wants a key to start, even when the server needs none
         libre = LibreTranslator(source, target, api_key="-", custom_url=TRANSLATOR_URL)
         libre.api_key = TRANSLATOR_API_KEY
@@ -69,17 +63,15 @@ def translate(text: str, source: str, target: str) -> str | None:
     return None
 
 
-def skill_variables(payload: dict) -> dict:
-    """context.skills["actions skill"].skill_variables, created where missing."""
+def skill_variables(payload: dict) -> dict:  # context.skills["actions skill"].skill_variables
     node = payload
-    for key in ("context", "skills", "actions skill", "skill_variables"):
+    for key in ("context", "skills", "actions skill", "skill_variables"):  # made where missing
         node = node.setdefault(key, {}) if isinstance(node, dict) else {}
     return node if isinstance(node, dict) else {}
 
 
 @bp.before_request  # the blueprint's routes only: the other routes of your app are not affected
-def check_signed_jwt() -> Response | None:
-    """With WEBHOOK_SECRET set, only the assistant gets in (its "Signed JWT" authentication)."""
+def check_signed_jwt() -> Response | None:  # with WEBHOOK_SECRET, the assistant's "Signed JWT"
     token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     try:  # its claims are undocumented: the signature counts, and `exp` when there is one
         if WEBHOOK_SECRET:
@@ -100,8 +92,7 @@ def read_payload(event: str) -> dict:
     return body["payload"]
 
 
-def error(status: int, code: str, detail: str) -> Response:
-    """The kit's error shape, {"error": code, "detail": ...}; it never repeats the request."""
+def error(status: int, code: str, detail: str) -> Response:  # the kit's; never echoes the request
     return make_response(jsonify(error=code, detail=detail), status)
 
 
